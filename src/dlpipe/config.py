@@ -1,0 +1,92 @@
+"""Checks on a composed config, run before any work so that a bad value costs seconds, not a run.
+
+Each check raises ConfigError with the full key path, the bad value and what is allowed.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlpipe.errors import ConfigError
+
+# What a training logs once per epoch, and so what checkpointing and early stopping can watch.
+EPOCH_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+
+def to_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def config_hash(cfg: DictConfig) -> str:
+    canonical = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _require(cfg: DictConfig, key: str) -> Any:
+    value = OmegaConf.select(cfg, key, default=None)
+    if value is None:
+        raise ConfigError(f"{key} is missing: set it in conf/ or on the command line ({key}=...)")
+    return value
+
+
+def _number(cfg: DictConfig, key: str, allowed: str, ok: Callable[[Any], bool]) -> None:
+    value = _require(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
+
+
+def _positive_int(cfg: DictConfig, key: str) -> None:
+    _number(cfg, key, "a positive integer", lambda v: isinstance(v, int) and v > 0)
+
+
+def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
+    value = _require(cfg, key)
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def validate_data(cfg: DictConfig) -> None:
+    """Checks for the prepare stage."""
+    from dlpipe.data.sources import check_source_name
+
+    check_source_name(_require(cfg, "data.name"))
+    for key in ("data.split.val", "data.split.test"):
+        _number(cfg, key, "a fraction in (0, 1)", lambda v: 0 < v < 1)
+    if cfg.data.split.val + cfg.data.split.test >= 1:
+        raise ConfigError("data.split.val + data.split.test must be below 1 to leave training data")
+
+
+def validate_training(cfg: DictConfig) -> None:
+    """Checks for the train stage: data, model, optimiser and trainer settings."""
+    from dlpipe.models import check_model_name
+    from dlpipe.optim import OPTIMIZERS
+
+    validate_data(cfg)
+    check_model_name(_require(cfg, "model.name"))
+    optim = _require(cfg, "optim.name")
+    if optim not in OPTIMIZERS:
+        raise ConfigError(f"unknown optim '{optim}': choose one of {', '.join(sorted(OPTIMIZERS))}")
+    _number(cfg, "optim.lr", "a positive number", lambda v: v > 0)
+    _positive_int(cfg, "data.batch_size")
+    _positive_int(cfg, "trainer.max_epochs")
+    for key in ("trainer.checkpoint_monitor", "trainer.early_stopping.monitor"):
+        _choice(cfg, key, EPOCH_METRICS)
+    for key in ("trainer.checkpoint_mode", "trainer.early_stopping.mode"):
+        _choice(cfg, key, ("min", "max"))
+    if OmegaConf.select(cfg, "model.dropout", default=None) is not None:
+        _number(cfg, "model.dropout", "in [0, 1)", lambda v: 0 <= v < 1)

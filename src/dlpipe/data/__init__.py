@@ -1,0 +1,1 @@
+"""Data: built-in sources, the prepare stage and in-memory batching."""

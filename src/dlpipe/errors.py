@@ -1,0 +1,17 @@
+"""Errors a user can fix. Stages print their message as one line and exit with code 2."""
+
+
+class DlpipeError(Exception):
+    """Base class: the message names what is wrong and how to fix it."""
+
+
+class ConfigError(DlpipeError):
+    """A config value is unknown, of the wrong kind or out of range."""
+
+
+class DataError(DlpipeError):
+    """Input or prepared data is missing or unusable."""
+
+
+class TrackingError(DlpipeError):
+    """The MLflow tracking store cannot be used."""

@@ -1,0 +1,52 @@
+"""Convolutional network: conv-batchnorm-relu blocks, each halving the image, then a small head."""
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from dlpipe.errors import ConfigError
+from dlpipe.models.registry import register
+
+
+@register("cnn")
+def cnn(
+    input_shape: Sequence[int],
+    num_outputs: int,
+    channels: Sequence[int] = (32, 64),
+    hidden: int = 128,
+    dropout: float = 0.0,
+) -> nn.Module:
+    if len(input_shape) != 3:
+        raise ConfigError(
+            f"model 'cnn' expects images shaped (channels, height, width), "
+            f"but the data has samples shaped {tuple(input_shape)}"
+        )
+    layers: list[nn.Module] = []
+    width = input_shape[0]
+    for size in channels:
+        # Two 3x3 convolutions per block see a 5x5 patch at the block's scale.
+        layers += [
+            nn.Conv2d(width, size, 3, padding=1, bias=False),
+            nn.BatchNorm2d(size),
+            nn.ReLU(),
+            nn.Conv2d(size, size, 3, padding=1, bias=False),
+            nn.BatchNorm2d(size),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ]
+        width = size
+    height, breadth = (side // 2 ** len(channels) for side in input_shape[1:])
+    if height < 1 or breadth < 1:
+        raise ConfigError(
+            f"model 'cnn' halves the image {len(channels)} times, too often for "
+            f"{tuple(input_shape[1:])} images: use fewer model.channels"
+        )
+    layers += [
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(width * height * breadth, hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, num_outputs),
+    ]
+    return nn.Sequential(*layers)

@@ -1,0 +1,48 @@
+"""A small strict registry of model builders: `@register("cnn")`, `list_models()`, `build_model()`.
+
+A builder takes the input shape (without the batch axis), the number of outputs and the
+model's own flat arguments, and returns a plain `nn.Module`.
+"""
+
+import inspect
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from dlpipe.errors import ConfigError
+
+Builder = Callable[..., nn.Module]
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    def add(builder: Builder) -> Builder:
+        if name in _BUILDERS:
+            raise ValueError(f"model '{name}' is registered twice")
+        _BUILDERS[name] = builder
+        return builder
+
+    return add
+
+
+def list_models() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def check_model_name(name: str) -> None:
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown model '{name}': choose one of {', '.join(list_models())}")
+
+
+def build_model(name: str, input_shape: Sequence[int], num_outputs: int, **params) -> nn.Module:
+    """Build a registered model; unknown or missing arguments are named as config errors."""
+    check_model_name(name)
+    builder = _BUILDERS[name]
+    accepted = set(inspect.signature(builder).parameters) - {"input_shape", "num_outputs"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"model.{unknown[0]} is not a setting of model '{name}': "
+            f"use one of {', '.join(sorted(accepted))}"
+        )
+    return builder(input_shape=tuple(input_shape), num_outputs=num_outputs, **params)

@@ -1,0 +1,75 @@
+"""Plot data for `dvc plots` (CSV) and the same plots as PNG images for MLflow."""
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display here, and none needed
+import matplotlib.pyplot as plt
+import numpy as np
+
+from dlpipe import files
+
+CURVE_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with files.atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    with files.atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def confusion(
+    actual: np.ndarray, predicted: np.ndarray, matrix: np.ndarray, classes: list[str], folder: Path
+) -> list[Path]:
+    """confusion.csv (one row per test sample, DVC's confusion template) and confusion.png."""
+    rows = [[classes[a], classes[p]] for a, p in zip(actual, predicted, strict=True)]
+    write_csv(folder / "confusion.csv", ["actual", "predicted"], rows)
+    figure, axes = plt.subplots(figsize=(5, 4.5))
+    image = axes.imshow(matrix, cmap="Blues")
+    axes.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="actual",
+        title="Confusion matrix",
+    )
+    for (row, col), count in np.ndenumerate(matrix):
+        axes.text(
+            col,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if count > matrix.max() / 2 else "black",
+        )
+    figure.colorbar(image, ax=axes)
+    _save(figure, folder / "confusion.png")
+    return [folder / "confusion.csv", folder / "confusion.png"]
+
+
+def learning_curves(history: list[dict], folder: Path) -> list[Path]:
+    """learning_curves.csv (one row per epoch) and learning_curves.png (loss and accuracy)."""
+    keys = [key for key in CURVE_KEYS if any(key in row for row in history)]
+    rows = [[row["epoch"], *(row.get(key, "") for key in keys)] for row in history]
+    write_csv(folder / "learning_curves.csv", ["epoch", *keys], rows)
+    figure, panels = plt.subplots(1, 2, figsize=(9, 3.5))
+    for panel, kind in zip(panels, ("loss", "acc"), strict=True):
+        for key in (k for k in keys if k.endswith(kind)):
+            epochs = [row["epoch"] for row in history if key in row]
+            panel.plot(epochs, [row[key] for row in history if key in row], label=key)
+        panel.set(xlabel="epoch", ylabel=kind, title=kind)
+        panel.legend()
+    _save(figure, folder / "learning_curves.png")
+    return [folder / "learning_curves.csv", folder / "learning_curves.png"]

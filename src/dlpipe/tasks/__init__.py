@@ -1,0 +1,1 @@
+"""LightningModules: one per task, each wrapping a plain nn.Module from dlpipe.models."""

@@ -1,0 +1,98 @@
+"""MLflow: where runs go, opening a run with its config and lineage, closing it with a status.
+
+Every training is one MLflow run. The tracking URI is always passed explicitly: tools that
+fall back to their own default (a `./mlruns` file store) would otherwise split the record.
+"""
+
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+from dlpipe.errors import TrackingError
+
+# MLflow caps a log_batch call at 100 params.
+_PARAMS_PER_BATCH = 100
+# A param value longer than this is refused by MLflow.
+_MAX_PARAM_LENGTH = 6000
+
+# The sqlite store announces its schema migrations at INFO on first use.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def resolve_uri(setting: str | None) -> str:
+    """tracking.uri if set, else MLFLOW_TRACKING_URI, else mlflow.db in the working directory."""
+    uri = setting or os.environ.get("MLFLOW_TRACKING_URI")
+    return uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, naming the URI, when the store is unusable; MLflow itself retries for minutes."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(
+                f"tracking server {uri} is unreachable ({reason}): start it or set "
+                "tracking.uri / MLFLOW_TRACKING_URI to a running server"
+            ) from exc
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise TrackingError(
+                f"tracking store {uri} cannot be created: folder {folder} does not exist"
+            )
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name)
+
+
+def open_run(client: MlflowClient, experiment: str, params: dict, tags: dict[str, str]) -> str:
+    """Create a run with its params and tags; return its id."""
+    run = client.create_run(experiment_id(client, experiment), tags=tags)
+    items = [Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()]
+    for start in range(0, len(items), _PARAMS_PER_BATCH):
+        client.log_batch(run.info.run_id, params=items[start : start + _PARAMS_PER_BATCH])
+    return run.info.run_id
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+@contextmanager
+def closing_run(client: MlflowClient, run_id: str) -> Iterator[None]:
+    """End the run FINISHED, or FAILED (reason tagged) on error, KILLED on Ctrl-C: never RUNNING."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        # Lightning turns Ctrl-C into a graceful stop followed by sys.exit(1).
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException as exc:
+        client.set_tag(run_id, "dlpipe.failure", one_line(exc))
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def log_metrics(
+    client: MlflowClient, run_id: str, values: dict[str, float], step: int, timestamp_ms: int
+) -> None:
+    metrics = [Metric(key, float(value), timestamp_ms, step) for key, value in values.items()]
+    client.log_batch(run_id, metrics=metrics)
+
+
+def get_client(uri: str) -> MlflowClient:
+    check_reachable(uri)
+    return MlflowClient(tracking_uri=uri)

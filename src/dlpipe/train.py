@@ -1,0 +1,148 @@
+"""The train stage: build data, model and task from the config, fit, checkpoint, track.
+
+Outputs (fixed paths, see dlpipe.paths): models/best.ckpt, models/last.ckpt,
+models/history.json and models/run.json, which names the MLflow run for evaluate.
+"""
+
+import logging
+import sys
+import warnings
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlpipe import config, files, paths, tracking
+from dlpipe.data.arrays import ArrayLoader, PreparedData, load_prepared
+from dlpipe.lineage import lineage_tags
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    best_checkpoint: str
+    best_score: float
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Train the configured model on the prepared data as one MLflow run."""
+    config.validate_training(cfg)
+    data = load_prepared(paths.PREPARED_DIR, ("train", "val"))
+    _seed(cfg.seed)
+    model = _build_model(cfg, data.meta)
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    client = tracking.get_client(uri)
+    tags = lineage_tags(config.config_hash(cfg), data.meta["hash"])
+    params = config.flatten(config.to_dict(cfg))
+    run_id = tracking.open_run(client, cfg.tracking.experiment, params, tags)
+    log.info(f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {uri}")
+    with tracking.closing_run(client, run_id):
+        client.log_text(run_id, OmegaConf.to_yaml(cfg), "config.yaml")
+        score = _fit(cfg, data, model, client, run_id)
+        client.log_artifact(run_id, str(paths.BEST_CKPT), "checkpoints")
+        files.write_json(paths.RUN_FILE, _run_record(cfg, data.meta, run_id, uri, score))
+    return TrainResult(run_id=run_id, best_checkpoint=str(paths.BEST_CKPT), best_score=score)
+
+
+def _seed(seed: int) -> None:
+    """Seed Python, NumPy and torch before the model exists: its initial weights depend on it."""
+    from lightning.fabric.utilities.seed import seed_everything
+
+    seed_everything(seed, workers=True, verbose=False)
+
+
+def _build_model(cfg: DictConfig, meta: dict):
+    from dlpipe.models import build_model
+
+    settings = {key: value for key, value in config.to_dict(cfg.model).items() if key != "name"}
+    return build_model(cfg.model.name, meta["input_shape"], meta["num_classes"], **settings)
+
+
+def _fit(cfg: DictConfig, data: PreparedData, model, client, run_id: str) -> float:
+
+    from dlpipe.lightning_hooks import MlflowEpochLogger
+    from dlpipe.tasks.classification import ClassificationTask
+
+    task = ClassificationTask(model, data.meta["num_classes"], config.to_dict(cfg.optim))
+    logger = MlflowEpochLogger(client, run_id)
+    trainer = _trainer(cfg, logger)
+    (x_train, y_train), (x_val, y_val) = data.splits["train"], data.splits["val"]
+    batch = cfg.data.batch_size
+    trainer.fit(
+        task,
+        train_dataloaders=ArrayLoader(x_train, y_train, batch, shuffle=True, seed=cfg.seed),
+        val_dataloaders=ArrayLoader(x_val, y_val, batch),
+    )
+    files.write_json(paths.HISTORY_FILE, logger.epochs())
+    checkpoint = trainer.checkpoint_callback
+    log.info(
+        f"best {checkpoint.monitor} {float(checkpoint.best_model_score):.4f} -> {paths.BEST_CKPT}"
+    )
+    return float(checkpoint.best_model_score)
+
+
+def _trainer(cfg: DictConfig, logger):
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from dlpipe.lightning_hooks import EpochLines
+
+    _quiet_lightning()
+    on_terminal = sys.stderr.isatty()
+    t = cfg.trainer
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=paths.MODELS_DIR,
+            filename="best",
+            monitor=t.checkpoint_monitor,
+            mode=t.checkpoint_mode,
+            save_last=True,
+            enable_version_counter=False,
+        ),
+        EarlyStopping(
+            monitor=t.early_stopping.monitor,
+            mode=t.early_stopping.mode,
+            patience=t.early_stopping.patience,
+        ),
+    ]
+    if not on_terminal:
+        callbacks.append(EpochLines())
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        precision=t.precision,
+        max_epochs=t.max_epochs,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=on_terminal,
+        deterministic=True,
+        default_root_dir=paths.MODELS_DIR,
+        # Metrics are logged per epoch; this only silences the "fewer batches than" warning.
+        log_every_n_steps=1,
+    )
+
+
+def _quiet_lightning() -> None:
+    """Drop what Lightning prints on every run but says nothing about this one."""
+    # Device availability lines and product tips.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def _run_record(cfg: DictConfig, meta: dict, run_id: str, uri: str, score: float) -> dict:
+    """What evaluate (and later tools) need to find the run and rebuild the model."""
+    return {
+        "run_id": run_id,
+        "tracking_uri": uri,
+        "experiment": cfg.tracking.experiment,
+        "model": config.to_dict(cfg.model),
+        "input_shape": meta["input_shape"],
+        "num_classes": meta["num_classes"],
+        "classes": meta["classes"],
+        "data_hash": meta["hash"],
+        "best_checkpoint": str(paths.BEST_CKPT),
+        "monitor": cfg.trainer.checkpoint_monitor,
+        "best_score": score,
+    }

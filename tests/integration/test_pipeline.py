@@ -1,0 +1,166 @@
+"""The default pipeline for real: `dvc repro`, `dvc exp run -S`, direct runs, read back from MLflow.
+
+One project copy serves the module; the tests run in file order, each building on the last.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from dlpipe.config import flatten
+from tests.conftest import git_env, make_project, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("pipeline") / "project")
+
+
+@pytest.fixture(scope="module")
+def repro(project: Path) -> dict[str, str]:
+    first = run(["dvc", "repro"], project)
+    second = run(["dvc", "repro"], project)
+    return {"first": first.stdout, "second": second.stdout}
+
+
+def client_for(project: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def all_runs(project: Path):
+    client = client_for(project)
+    experiment = client.get_experiment_by_name("dlpipe")
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def test_repro_runs_every_stage_and_reaches_the_bar(project, repro):
+    for name in ("prepare", "train", "evaluate"):
+        assert f"Running stage '{name}'" in repro["first"]
+    metrics = read_json(project / "reports" / "metrics.json")
+    assert set(metrics) == {"test/loss", "test/acc", "test/f1_macro"}
+    assert metrics["test/acc"] >= 0.98
+    # Without a terminal, training reports plain per-epoch lines instead of a progress bar.
+    assert "epoch 1/40 " in repro["first"]
+
+
+def test_second_repro_does_no_work(project, repro):
+    assert "Data and pipelines are up to date." in repro["second"]
+    assert "Running stage" not in repro["second"]
+    assert len(all_runs(project)) == 1
+
+
+def test_run_holds_config_curves_test_metrics_lineage_and_artifacts(project, repro):
+    (run_record,) = all_runs(project)
+    run_id = run_record.info.run_id
+    assert run_record.info.status == "FINISHED"
+    assert read_json(project / "models" / "run.json")["run_id"] == run_id
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert run_record.data.params == {key: str(value) for key, value in flatten(params).items()}
+
+    client = client_for(project)
+    epochs = len(read_json(project / "models" / "history.json"))
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(epochs))
+    metrics = read_json(project / "reports" / "metrics.json")
+    assert run_record.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+
+    tags = run_record.data.tags
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == head
+    assert tags["dlpipe.git_dirty"] in ("true", "false")
+    assert tags["dlpipe.data_hash"] == read_json(project / "data/prepared/meta.json")["hash"]
+    assert len(tags["dlpipe.config_hash"]) == 64
+    assert "pipelines/train.py" in tags["dlpipe.command"]
+    assert tags["dlpipe.version"] == "0.1.0"
+
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    artifacts |= {
+        a.path for folder in ("checkpoints", "plots") for a in client.list_artifacts(run_id, folder)
+    }
+    assert {
+        "config.yaml",
+        "checkpoints/best.ckpt",
+        "plots/confusion.png",
+        "plots/learning_curves.png",
+    } <= artifacts
+
+
+def test_exp_run_recomposes_params_and_keeps_prepare(project, repro):
+    done = run(["dvc", "exp", "run", "-S", "model=mlp", "-S", "trainer.max_epochs=3"], project)
+    assert "Stage 'prepare' didn't change, skipping" in done.stdout
+    assert yaml.safe_load((project / "params.yaml").read_text())["model"]["name"] == "mlp"
+
+    shown = run(["dvc", "exp", "show", "--json"], project).stdout
+    experiments = [exp for commit in json.loads(shown) for exp in (commit.get("experiments") or [])]
+    (latest,) = [
+        exp
+        for exp in experiments
+        if exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["model"]["name"] == "mlp"
+    ]
+    data = latest["revs"][0]["data"]
+    assert "test/acc" in data["metrics"]["reports/metrics.json"]["data"]
+
+    diff = run(["dvc", "metrics", "diff", "--json"], project).stdout
+    assert "test/acc" in json.loads(diff)["reports/metrics.json"]
+    run(["dvc", "plots", "show", "--out", "plots-html"], project)
+    page = (project / "plots-html" / "index.html").read_text()
+    assert "Confusion matrix" in page and "Loss" in page
+
+    runs = all_runs(project)
+    assert [r.data.params["model.name"] for r in runs] == ["cnn", "mlp"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_direct_run_takes_any_override(project, repro):
+    run(
+        [
+            sys.executable,
+            "pipelines/train.py",
+            "model=cnn",
+            "optim.lr=3e-3",
+            "trainer.max_epochs=2",
+        ],
+        project,
+    )
+    latest = all_runs(project)[-1]
+    assert latest.data.params["optim.lr"] == "0.003"
+    assert latest.data.params["trainer.max_epochs"] == "2"
+    assert len(client_for(project).get_metric_history(latest.info.run_id, "val/acc")) == 2
+
+
+def test_ctrl_c_during_training_leaves_the_run_killed(project, repro):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "pipelines/train.py",
+            "trainer.max_epochs=200",
+            "trainer.early_stopping.patience=200",
+        ],
+        cwd=project,
+        env=git_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in process.stdout:
+        if "epoch 2/200" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    time.sleep(0.1)
+    assert all_runs(project)[-1].info.status == "KILLED"

@@ -1,0 +1,86 @@
+"""The config tree: params.yaml mirrors conf/, every option composes and builds, bad values fail."""
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from dvc.utils.hydra import compose_and_dump
+
+from dlpipe import config
+from dlpipe.errors import ConfigError
+from dlpipe.models import build_model
+from tests.conftest import CONF_DIR, ROOT
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_params_yaml_is_conf_composed_without_overrides(tmp_path: Path):
+    # The same composition `dvc exp run` performs; if this fails, regenerate params.yaml.
+    composed = tmp_path / "params.yaml"
+    compose_and_dump(str(composed), str(CONF_DIR), None, "config", str(ROOT), [])
+    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert committed == yaml.safe_load(composed.read_text())
+
+
+@pytest.mark.parametrize(
+    "model,optim,trainer",
+    list(itertools.product(options("model"), options("optim"), options("trainer"))),
+)
+def test_every_option_composes_validates_and_builds(make_cfg, model, optim, trainer):
+    cfg = make_cfg(f"model={model}", f"optim={optim}", f"trainer={trainer}")
+    config.validate_training(cfg)
+    settings = {k: v for k, v in config.to_dict(cfg.model).items() if k != "name"}
+    net = build_model(cfg.model.name, (1, 8, 8), 10, **settings)
+    logits = net(torch.randn(4, 1, 8, 8))
+    logits.sum().backward()
+    assert logits.shape == (4, 10)
+
+
+def test_gpu_trainer_is_cpu_settings_with_bf16_on_gpu(make_cfg):
+    cpu, gpu = make_cfg("trainer=cpu").trainer, make_cfg("trainer=gpu").trainer
+    assert (gpu.accelerator, gpu.precision) == ("gpu", "bf16-mixed")
+    assert gpu.max_epochs == cpu.max_epochs and gpu.early_stopping == cpu.early_stopping
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optim.lr=0", "optim.lr must be a positive number, got 0"),
+        ("optim.lr=-0.1", "optim.lr must be a positive number, got -0.1"),
+        ("model.name=vgg", "unknown model 'vgg': choose one of cnn, mlp"),
+        ("data.name=mnist", "unknown data 'mnist': choose one of digits"),
+        ("optim.name=lbfgs", "unknown optim 'lbfgs': choose one of adam, sgd"),
+        ("data.batch_size=0", "data.batch_size must be a positive integer, got 0"),
+        ("trainer.max_epochs=2.5", "trainer.max_epochs must be a positive integer, got 2.5"),
+        ("model.dropout=1.0", "model.dropout must be in [0, 1), got 1.0"),
+        ("data.split.val=0", "data.split.val must be a fraction in (0, 1), got 0"),
+        ("data.split.test=0.9", "data.split.val + data.split.test must be below 1"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(make_cfg, override, message):
+    with pytest.raises(ConfigError) as caught:
+        config.validate_training(make_cfg(override))
+    assert message in str(caught.value)
+
+
+def test_unknown_model_setting_is_named(make_cfg):
+    cfg = make_cfg("+model.depth=3")
+    with pytest.raises(ConfigError, match=r"model\.depth is not a setting of model 'cnn'"):
+        build_model("cnn", (1, 8, 8), 10, **{k: v for k, v in cfg.model.items() if k != "name"})
+
+
+def test_flatten_gives_dotted_keys():
+    flat = config.flatten(
+        {"optim": {"lr": 0.1, "name": "sgd"}, "model": {"channels": [1, 2]}, "seed": 3}
+    )
+    assert flat == {"optim.lr": 0.1, "optim.name": "sgd", "model.channels": [1, 2], "seed": 3}
+
+
+def test_config_hash_changes_with_any_value(make_cfg):
+    base = config.config_hash(make_cfg())
+    assert base == config.config_hash(make_cfg())
+    assert base != config.config_hash(make_cfg("optim.lr=0.003"))

@@ -1,0 +1,70 @@
+"""MLflow runs end with the right status whatever happens, against a real sqlite store."""
+
+import socket
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from dlpipe import tracking
+from dlpipe.errors import TrackingError
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> MlflowClient:
+    return tracking.get_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def open_run(client: MlflowClient) -> str:
+    return tracking.open_run(
+        client, "tests", {"optim.lr": 0.1, "model.channels": [1, 2]}, {"t": "1"}
+    )
+
+
+def test_run_gets_params_and_finishes(client):
+    run_id = open_run(client)
+    with tracking.closing_run(client, run_id):
+        tracking.log_metrics(client, run_id, {"val/acc": 0.5}, step=3, timestamp_ms=0)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"optim.lr": "0.1", "model.channels": "[1, 2]"}
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val/acc")] == [(3, 0.5)]
+
+
+def test_error_marks_run_failed_with_reason(client):
+    run_id = open_run(client)
+    with pytest.raises(RuntimeError), tracking.closing_run(client, run_id):
+        raise RuntimeError("loss is nan\nsecond line")
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["dlpipe.failure"] == "RuntimeError: loss is nan"
+
+
+def test_ctrl_c_marks_run_killed(client):
+    run_id = open_run(client)
+    with pytest.raises(KeyboardInterrupt), tracking.closing_run(client, run_id):
+        raise KeyboardInterrupt
+    assert client.get_run(run_id).info.status == "KILLED"
+
+
+def test_unreachable_server_fails_fast_naming_it():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    with pytest.raises(TrackingError, match=f"tracking server {uri} is unreachable"):
+        tracking.get_client(uri)
+
+
+def test_sqlite_store_in_missing_folder_is_named(tmp_path: Path):
+    with pytest.raises(TrackingError, match=r"folder .*nowhere does not exist"):
+        tracking.get_client(f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}")
+
+
+def test_uri_setting_beats_environment_beats_default(monkeypatch, tmp_path: Path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.resolve_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.resolve_uri(None) == "http://127.0.0.1:5000"
+    assert tracking.resolve_uri("sqlite:///x.db") == "sqlite:///x.db"
