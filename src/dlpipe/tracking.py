@@ -56,13 +56,15 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(name)
 
 
-def open_run(client: MlflowClient, experiment: str, params: dict, tags: dict[str, str]) -> str:
-    """Create a run with its params and tags; return its id."""
-    run = client.create_run(experiment_id(client, experiment), tags=tags)
+def open_run(client: MlflowClient, experiment: str, tags: dict[str, str]) -> str:
+    """Create a run carrying `tags`; return its id. Close it with `closing_run`."""
+    return client.create_run(experiment_id(client, experiment), tags=tags).info.run_id
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict) -> None:
     items = [Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()]
     for start in range(0, len(items), _PARAMS_PER_BATCH):
-        client.log_batch(run.info.run_id, params=items[start : start + _PARAMS_PER_BATCH])
-    return run.info.run_id
+        client.log_batch(run_id, params=items[start : start + _PARAMS_PER_BATCH])
 
 
 def one_line(exc: BaseException) -> str:

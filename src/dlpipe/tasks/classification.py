@@ -4,42 +4,71 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from dlpipe.optim import build_optimizer
 
 
 class ClassificationTask(pl.LightningModule):
-    """Train `model` (logits out) on integer labels; logs train/ and val/ loss and acc per epoch."""
+    """Train `model` (logits out) on integer labels; logs train/ and val/ loss and acc per epoch.
+
+    Each step only keeps its loss, predicted classes and targets; the torchmetrics objects
+    see the whole epoch at its end. Per-step `self.log` calls or metric updates cost more
+    than a small model's whole step (see benchmarks/overhead.py).
+    """
 
     def __init__(self, model: nn.Module, num_classes: int, optim: dict):
         super().__init__()
         self.model = model
         self.optim = dict(optim)
         # validate_args=False: the inputs come from our own prepared data; the checks cost per step.
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_{name}": metric
+                for stage in ("train", "val")
+                for name, metric in (
+                    ("loss", MeanMetric()),
+                    ("acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False)),
+                )
+            }
+        )
+        self._seen: dict[str, list[tuple[torch.Tensor, ...]]] = {"train": [], "val": []}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
-        self.train_acc.update(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        self._seen[stage].append((loss.detach(), logits.detach().argmax(1), y))
         return loss
 
+    def _log_epoch(self, stage: str) -> None:
+        if not self._seen[stage]:
+            return
+        losses, predicted, targets = zip(*self._seen[stage], strict=True)
+        self._seen[stage] = []
+        sizes = torch.tensor([len(batch) for batch in targets], dtype=torch.float32)
+        self.metrics[f"{stage}_loss"].update(torch.stack(losses), weight=sizes)
+        self.metrics[f"{stage}_acc"].update(torch.cat(predicted), torch.cat(targets))
+        for name in ("loss", "acc"):
+            metric = self.metrics[f"{stage}_{name}"]
+            self.log(f"{stage}/{name}", metric.compute())
+            metric.reset()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        return self._step(batch, "train")
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self.model(x)
-        self.val_acc.update(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
-        self.log("val/acc", self.val_acc, on_epoch=True)
+        self._step(batch, "val")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         settings = {key: value for key, value in self.optim.items() if key != "name"}
