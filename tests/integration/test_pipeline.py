@@ -3,7 +3,10 @@
 One project copy serves the module; the tests run in file order, each building on the last.
 """
 
+import contextlib
 import json
+import os
+import pty
 import signal
 import subprocess
 import sys
@@ -140,6 +143,25 @@ def test_direct_run_takes_any_override(project, repro):
     assert latest.data.params["optim.lr"] == "0.003"
     assert latest.data.params["trainer.max_epochs"] == "2"
     assert len(client_for(project).get_metric_history(latest.info.run_id, "val/acc")) == 2
+
+
+def test_terminal_gets_a_progress_bar_instead_of_lines(project, repro):
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: a training whose output is a terminal
+        os.chdir(project)
+        os.execve(
+            sys.executable,
+            [sys.executable, "pipelines/train.py", "trainer.max_epochs=1"],
+            git_env(),
+        )
+    output = b""
+    with contextlib.suppress(OSError):  # reading a closed terminal ends with EIO
+        while chunk := os.read(terminal, 4096):
+            output += chunk
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "Epoch 0" in text and "epoch 1/1 " not in text
 
 
 def test_ctrl_c_during_training_leaves_the_run_killed(project, repro):

@@ -10,7 +10,8 @@ from dvc.utils.hydra import compose_and_dump
 
 from dlpipe import config
 from dlpipe.errors import ConfigError
-from dlpipe.models import build_model
+from dlpipe.optim import build_optimizer
+from dlpipe.train import build_model, build_trainer
 from tests.conftest import CONF_DIR, ROOT
 
 
@@ -33,11 +34,22 @@ def test_params_yaml_is_conf_composed_without_overrides(tmp_path: Path):
 def test_every_option_composes_validates_and_builds(make_cfg, model, optim, trainer):
     cfg = make_cfg(f"model={model}", f"optim={optim}", f"trainer={trainer}")
     config.validate_training(cfg)
-    settings = {k: v for k, v in config.to_dict(cfg.model).items() if k != "name"}
-    net = build_model(cfg.model.name, (1, 8, 8), 10, **settings)
+    net = build_model(cfg, {"input_shape": [1, 8, 8], "num_classes": 10})
+    optimiser = build_optimizer(net.parameters(), **config.to_dict(cfg.optim))
+    before = [p.detach().clone() for p in net.parameters()]
     logits = net(torch.randn(4, 1, 8, 8))
     logits.sum().backward()
+    optimiser.step()
     assert logits.shape == (4, 10)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+
+
+def test_cpu_trainer_config_builds_the_trainer(make_cfg):
+    cfg = make_cfg("trainer=cpu", "trainer.max_epochs=3")
+    trainer = build_trainer(cfg, logger=False, steps_per_epoch=10)
+    assert trainer.max_epochs == 3
+    assert trainer.checkpoint_callback.monitor == "val/acc"
+    assert trainer.early_stopping_callback.monitor == "val/loss"
 
 
 def test_gpu_trainer_is_cpu_settings_with_bf16_on_gpu(make_cfg):
@@ -70,7 +82,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(make_cfg, override, message
 def test_unknown_model_setting_is_named(make_cfg):
     cfg = make_cfg("+model.depth=3")
     with pytest.raises(ConfigError, match=r"model\.depth is not a setting of model 'cnn'"):
-        build_model("cnn", (1, 8, 8), 10, **{k: v for k, v in cfg.model.items() if k != "name"})
+        build_model(cfg, {"input_shape": [1, 8, 8], "num_classes": 10})
 
 
 def test_flatten_gives_dotted_keys():
