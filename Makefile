@@ -1,5 +1,10 @@
 # Set-up and the everyday commands. Every target installs what it needs first.
+PYTHON ?= python3.11
 VENV ?= .venv
+# The CPU build of torch. Where pip's index serves CUDA builds (PyPI on Linux), add
+# TORCH_INDEX='--index-url https://download.pytorch.org/whl/cpu', or pick a CUDA build.
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: make it the project's.
@@ -10,10 +15,10 @@ export PATH := $(BIN):$(PATH)
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, as the CPU build: a bare torch requirement would pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	# torch first, pinned: a bare torch requirement would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) '$(TORCH)'
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

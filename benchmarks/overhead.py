@@ -1,6 +1,6 @@
 """Training throughput of dlpipe against a hand-written loop and the common template setup.
 
-    python benchmarks/overhead.py              # MLP and CNN on digits, 3 interleaved rounds
+    python benchmarks/overhead.py              # MLP and CNN on digits, 4 interleaved rounds
     python benchmarks/overhead.py --rounds 1   # quicker, noisier
 
 All variants train the same model (same initial weights) on the same prepared digits, with
@@ -72,8 +72,7 @@ class BareModule(pl.LightningModule):
         return F.cross_entropy(self.model(x), y)
 
     def configure_optimizers(self):
-        settings = {k: v for k, v in self.optim.items() if k != "name"}
-        return build_optimizer(self.parameters(), self.optim["name"], **settings)
+        return build_optimizer(self.parameters(), **self.optim)
 
 
 class TemplateModule(BareModule):
@@ -108,8 +107,7 @@ def fresh_model(cfg, meta):
 
 def hand_loop(cfg, data, uri: str) -> list[float]:
     model = fresh_model(cfg, data.meta)
-    settings = {k: v for k, v in cfg.optim.items() if k != "name"}
-    optimiser = build_optimizer(model.parameters(), cfg.optim.name, **settings)
+    optimiser = build_optimizer(model.parameters(), **dict(cfg.optim))
     x, y = data.splits["train"]
     batch, seconds = cfg.data.batch_size, []
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -151,7 +149,8 @@ def dlpipe_fit(cfg, data, uri: str) -> list[float]:
     )
     timer = TrainPhaseTimer()
     train_loader, val_loader = loaders(cfg, data)
-    logger = MlflowEpochLogger(client, run_id)
+    logger = MlflowEpochLogger(echo=True, max_epochs=cfg.trainer.max_epochs)
+    logger.attach(client, run_id)
     trainer = build_trainer(cfg, logger, len(train_loader), (timer,))
     with tracking.closing_run(client, run_id):
         trainer.fit(task, train_loader, val_loader)
@@ -223,7 +222,7 @@ def report(model: str, rates: dict[str, float], batch: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
     args = parser.parse_args()
     logging.disable(logging.WARNING)

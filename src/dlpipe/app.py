@@ -13,7 +13,7 @@ from pathlib import Path
 from dlpipe.errors import DlpipeError
 
 EXIT_USAGE = 2
-_GROUP_CHOICE = re.compile(r"^(?P<group>[A-Za-z_][\w/]*)=(?P<choices>[^=]+)$")
+_GROUP_CHOICE = re.compile(r"^\+{0,2}(?P<group>[A-Za-z_][\w/]*)=(?P<choices>[^=]+)$")
 
 
 def fail(message: str) -> None:

@@ -12,8 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlpipe.errors import ConfigError
 
-# What a training logs once per epoch, and so what checkpointing and early stopping can watch.
-EPOCH_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
+# Checkpointing and early stopping act when validation ends, before the epoch's train
+# metrics exist, so they can only watch validation metrics.
+MONITORS = ("val/loss", "val/acc")
 
 
 def to_dict(cfg: DictConfig) -> dict:
@@ -74,19 +75,37 @@ def validate_data(cfg: DictConfig) -> None:
 def validate_training(cfg: DictConfig) -> None:
     """Checks for the train stage: data, model, optimiser and trainer settings."""
     from dlpipe.models import check_model_name
-    from dlpipe.optim import OPTIMIZERS
+    from dlpipe.optim import check_optimizer_name
 
     validate_data(cfg)
     check_model_name(_require(cfg, "model.name"))
-    optim = _require(cfg, "optim.name")
-    if optim not in OPTIMIZERS:
-        raise ConfigError(f"unknown optim '{optim}': choose one of {', '.join(sorted(OPTIMIZERS))}")
+    check_optimizer_name(_require(cfg, "optim.name"))
     _number(cfg, "optim.lr", "a positive number", lambda v: v > 0)
+    _number(cfg, "seed", "a non-negative integer", lambda v: isinstance(v, int) and v >= 0)
     _positive_int(cfg, "data.batch_size")
     _positive_int(cfg, "trainer.max_epochs")
+    _number(
+        cfg,
+        "trainer.early_stopping.patience",
+        "a non-negative integer",
+        lambda v: isinstance(v, int) and v >= 0,
+    )
     for key in ("trainer.checkpoint_monitor", "trainer.early_stopping.monitor"):
-        _choice(cfg, key, EPOCH_METRICS)
+        _choice(cfg, key, MONITORS)
     for key in ("trainer.checkpoint_mode", "trainer.early_stopping.mode"):
         _choice(cfg, key, ("min", "max"))
     if OmegaConf.select(cfg, "model.dropout", default=None) is not None:
         _number(cfg, "model.dropout", "in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def check_prepared_matches(cfg: DictConfig, meta: dict) -> None:
+    """The prepared data must be what the config describes, or the logged params would lie."""
+    prepared = {"data.name": meta["name"], "data.split": meta["split"]}
+    wanted = {"data.name": cfg.data.name, "data.split": to_dict(cfg.data.split)}
+    for key, value in wanted.items():
+        if prepared[key] != value:
+            raise ConfigError(
+                f"{key} is {value} but data/prepared was made with {prepared[key]}: "
+                "run the prepare stage with this config first (`dvc repro` or "
+                "`python pipelines/prepare.py` with the same overrides)"
+            )

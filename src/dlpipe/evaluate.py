@@ -17,21 +17,36 @@ from torchmetrics.functional.classification import (
 
 from dlpipe import files, paths, plots, tracking
 from dlpipe.data.arrays import load_prepared
-from dlpipe.errors import DataError
+from dlpipe.errors import DataError, TrackingError
 
 _RUN_TRAIN = "run the train stage first: `dvc repro train` or `python pipelines/train.py`"
+_RECORD_KEYS = (
+    "run_id",
+    "model",
+    "input_shape",
+    "num_classes",
+    "classes",
+    "data_hash",
+    "best_checkpoint",
+    "best_checkpoint_sha256",
+)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Score the best checkpoint on the test split; return the metrics written to metrics.json."""
+    """Score the best checkpoint on the test split; return the metrics written to metrics.json.
+
+    Everything is checked (run record, tracking run, data, checkpoint) before anything is
+    written, so a failed evaluation leaves the previous reports in place.
+    """
     record = _read_run_record()
+    client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
+    _check_run_exists(client, record["run_id"])
     data = load_prepared(paths.PREPARED_DIR, ("test",))
     if data.meta["hash"] != record["data_hash"]:
         raise DataError(
             f"{paths.PREPARED_DIR} changed since run {record['run_id']} was trained: "
             "retrain (`dvc repro`) before evaluating"
         )
-    client = tracking.get_client(record["tracking_uri"])
     model = load_model(record)
     x, y = data.splits["test"]
     logits = predict(model, x, cfg.data.batch_size)
@@ -52,29 +67,55 @@ def _read_run_record() -> dict:
     for needed in (paths.RUN_FILE, paths.HISTORY_FILE, paths.BEST_CKPT):
         if not Path(needed).exists():
             raise DataError(f"{needed} is missing: {_RUN_TRAIN}")
-    return files.read_json(paths.RUN_FILE)
+    try:
+        record = files.read_json(paths.RUN_FILE)
+        missing = sorted(set(_RECORD_KEYS) - set(record))
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{paths.RUN_FILE} is unreadable ({exc}): {_RUN_TRAIN}") from exc
+    if missing:
+        raise DataError(f"{paths.RUN_FILE} lacks {', '.join(missing)}: {_RUN_TRAIN}")
+    if files.sha256(record["best_checkpoint"]) != record["best_checkpoint_sha256"]:
+        raise DataError(
+            f"{record['best_checkpoint']} is not the checkpoint run {record['run_id']} saved: "
+            f"{_RUN_TRAIN}"
+        )
+    return record
+
+
+def _check_run_exists(client, run_id: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        raise TrackingError(
+            f"run {run_id} (from {paths.RUN_FILE}) is not in tracking store "
+            f"{client.tracking_uri}: evaluate with the tracking.uri the model was trained with"
+        ) from exc
 
 
 def load_model(record: dict) -> torch.nn.Module:
     """Rebuild the model from its recorded settings and load the best weights (no pickled code)."""
     from dlpipe.models import build_model
 
-    settings = {key: value for key, value in record["model"].items() if key != "name"}
     model = build_model(
-        record["model"]["name"], record["input_shape"], record["num_classes"], **settings
+        input_shape=record["input_shape"], num_outputs=record["num_classes"], **record["model"]
     )
+    path = record["best_checkpoint"]
     try:
-        checkpoint = torch.load(record["best_checkpoint"], map_location="cpu", weights_only=True)
-    except Exception as exc:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        weights = checkpoint["state_dict"]
+        model.load_state_dict(
+            {
+                key.removeprefix("model."): value
+                for key, value in weights.items()
+                if key.startswith("model.")
+            }
+        )
+    except Exception as exc:  # truncated, foreign or not a checkpoint at all
         raise DataError(
-            f"checkpoint {record['best_checkpoint']} is unreadable ({exc}): {_RUN_TRAIN}"
+            f"checkpoint {path} is unusable ({tracking.one_line(exc)}): {_RUN_TRAIN}"
         ) from exc
-    state = {
-        key.removeprefix("model."): value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith("model.")
-    }
-    model.load_state_dict(state)
     return model.eval()
 
 

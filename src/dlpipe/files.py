@@ -1,5 +1,6 @@
 """Atomic file writes: a reader (or DVC) sees the old file or the new one, never a partial one."""
 
+import hashlib
 import json
 import os
 import tempfile
@@ -46,3 +47,11 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,9 +1,8 @@
-"""Lightning plumbing: epoch metrics to MLflow (and a history for plots), plain progress lines."""
+"""Lightning plumbing: epoch metrics to MLflow, a history for plots, plain per-epoch lines."""
 
 import logging
 import time
 
-import lightning.pytorch as pl
 from lightning.pytorch.loggers.logger import Logger
 from mlflow import MlflowClient
 
@@ -16,20 +15,27 @@ class MlflowEpochLogger(Logger):
     """Logs what the task logs per epoch to one existing MLflow run, with the epoch as step.
 
     The run is opened and closed by dlpipe.tracking, not here, so that a failure before or
-    after fit still ends the run with the right status.
+    after fit still ends the run with the right status. With `echo`, each finished epoch is
+    also one plain log line: for logs and CI, where a progress bar would be noise.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str):
+    def __init__(self, echo: bool = False, max_epochs: int | None = None):
         super().__init__()
-        self.client, self.run_id = client, run_id
+        self.echo, self.max_epochs = echo, max_epochs
+        self.client: MlflowClient | None = None
+        self.run_id: str | None = None
         self.history: dict[int, dict[str, float]] = {}
+        self._epoch_started = time.perf_counter()
+
+    def attach(self, client: MlflowClient, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
 
     @property
     def name(self) -> str:
         return "mlflow"
 
     @property
-    def version(self) -> str:
+    def version(self) -> str | None:
         return self.run_id
 
     def log_hyperparams(self, params, *args, **kwargs) -> None:
@@ -40,21 +46,19 @@ class MlflowEpochLogger(Logger):
         epoch = int(values.pop("epoch", step or 0))
         self.history.setdefault(epoch, {}).update(values)
         tracking.log_metrics(self.client, self.run_id, values, epoch, int(time.time() * 1000))
+        # An epoch's train metrics are logged last, after its validation.
+        if self.echo and any(key.startswith("train/") for key in values):
+            self._echo(epoch)
+
+    def _echo(self, epoch: int) -> None:
+        row = self.history[epoch]
+        shown = " ".join(f"{key} {value:.4f}" for key, value in sorted(row.items()))
+        seconds, self._epoch_started = (
+            time.perf_counter() - self._epoch_started,
+            time.perf_counter(),
+        )
+        log.info(f"epoch {epoch + 1}/{self.max_epochs} {shown} ({seconds:.1f}s)")
 
     def epochs(self) -> list[dict[str, float]]:
         """One row per epoch: {"epoch": k, "train/loss": ..., "val/acc": ...}."""
         return [{"epoch": epoch, **self.history[epoch]} for epoch in sorted(self.history)]
-
-
-class EpochLines(pl.Callback):
-    """One plain line per epoch, for logs and CI where a progress bar would be noise."""
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._started = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        shown = " ".join(
-            f"{key} {float(value):.4f}" for key, value in sorted(trainer.callback_metrics.items())
-        )
-        seconds = time.perf_counter() - self._started
-        log.info(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} {shown} ({seconds:.1f}s)")

@@ -11,7 +11,6 @@ REPORTS_DIR = Path("reports")
 PLOTS_DIR = REPORTS_DIR / "plots"
 
 BEST_CKPT = MODELS_DIR / "best.ckpt"
-LAST_CKPT = MODELS_DIR / "last.ckpt"
 RUN_FILE = MODELS_DIR / "run.json"
 HISTORY_FILE = MODELS_DIR / "history.json"
 METRICS_FILE = REPORTS_DIR / "metrics.json"

@@ -68,8 +68,12 @@ def log_params(client: MlflowClient, run_id: str, params: dict) -> None:
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    """`Type: first line` of an exception; only the first sentence of a long line."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if len(text) > 160 and ". " in text:
+        text = text.split(". ", 1)[0]
+    return f"{type(exc).__name__}: {text}"
 
 
 @contextmanager
@@ -82,8 +86,10 @@ def closing_run(client: MlflowClient, run_id: str) -> Iterator[None]:
         client.set_terminated(run_id, "KILLED")
         raise
     except BaseException as exc:
-        client.set_tag(run_id, "dlpipe.failure", one_line(exc))
-        client.set_terminated(run_id, "FAILED")
+        try:
+            client.set_tag(run_id, "dlpipe.failure", one_line(exc))
+        finally:
+            client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
 
@@ -96,5 +102,14 @@ def log_metrics(
 
 
 def get_client(uri: str) -> MlflowClient:
+    """A client on a store that answered one cheap request, or a TrackingError naming `uri`."""
     check_reachable(uri)
-    return MlflowClient(tracking_uri=uri)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # unknown scheme, refused store, bad database: all the same to a user
+        raise TrackingError(
+            f"tracking store {uri} cannot be used ({one_line(exc)}): set tracking.uri or "
+            "MLFLOW_TRACKING_URI to a server (http://host:port) or sqlite:///path/mlflow.db"
+        ) from exc
+    return client

@@ -2,6 +2,8 @@
 
 Outputs (fixed paths, see dlpipe.paths): models/best.ckpt, models/last.ckpt,
 models/history.json and models/run.json, which names the MLflow run for evaluate.
+Everything that can be checked is built before the MLflow run opens, so a bad setting
+costs no run.
 """
 
 import logging
@@ -13,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlpipe import config, files, paths, tracking
 from dlpipe.data.arrays import ArrayLoader, PreparedData, load_prepared
+from dlpipe.errors import ConfigError
 from dlpipe.lineage import lineage_tags
 
 log = logging.getLogger(__name__)
@@ -27,21 +30,35 @@ class TrainResult:
 
 def train(cfg: DictConfig) -> TrainResult:
     """Train the configured model on the prepared data as one MLflow run."""
+    from dlpipe.lightning_hooks import MlflowEpochLogger
+
     config.validate_training(cfg)
     data = load_prepared(paths.PREPARED_DIR, ("train", "val"))
+    config.check_prepared_matches(cfg, data.meta)
     _seed(cfg.seed)
-    model = build_model(cfg, data.meta)
-    uri = tracking.resolve_uri(cfg.tracking.uri)
-    client = tracking.get_client(uri)
+    task = build_task(cfg, data.meta)
+    train_loader, val_loader = loaders(cfg, data)
+    logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
+    trainer = build_trainer(cfg, logger, len(train_loader))
+    client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
+    # A record left by an interrupted run must never describe the checkpoints made next.
+    for stale in (paths.RUN_FILE, paths.HISTORY_FILE):
+        stale.unlink(missing_ok=True)
     tags = lineage_tags(config.config_hash(cfg), data.meta["hash"])
     run_id = tracking.open_run(client, cfg.tracking.experiment, tags)
-    log.info(f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {uri}")
+    log.info(
+        f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {client.tracking_uri}"
+    )
     with tracking.closing_run(client, run_id):
         tracking.log_params(client, run_id, config.flatten(config.to_dict(cfg)))
         client.log_text(run_id, OmegaConf.to_yaml(cfg), "config.yaml")
-        score = _fit(cfg, data, model, client, run_id)
+        logger.attach(client, run_id)
+        trainer.fit(task, train_loader, val_loader)
+        files.write_json(paths.HISTORY_FILE, logger.epochs())
+        score = float(trainer.checkpoint_callback.best_model_score)
+        log.info(f"best {cfg.trainer.checkpoint_monitor} {score:.4f} -> {paths.BEST_CKPT}")
         client.log_artifact(run_id, str(paths.BEST_CKPT), "checkpoints")
-        files.write_json(paths.RUN_FILE, _run_record(cfg, data.meta, run_id, uri, score))
+        files.write_json(paths.RUN_FILE, _run_record(cfg, data.meta, run_id, score))
     return TrainResult(run_id=run_id, best_checkpoint=str(paths.BEST_CKPT), best_score=score)
 
 
@@ -56,25 +73,21 @@ def build_model(cfg: DictConfig, meta: dict):
     """The configured model, shaped for the prepared data."""
     from dlpipe import models
 
-    settings = {key: value for key, value in config.to_dict(cfg.model).items() if key != "name"}
-    return models.build_model(cfg.model.name, meta["input_shape"], meta["num_classes"], **settings)
+    return models.build_model(
+        input_shape=meta["input_shape"],
+        num_outputs=meta["num_classes"],
+        **config.to_dict(cfg.model),
+    )
 
 
-def _fit(cfg: DictConfig, data: PreparedData, model, client, run_id: str) -> float:
-    from dlpipe.lightning_hooks import MlflowEpochLogger
+def build_task(cfg: DictConfig, meta: dict):
+    """The LightningModule to fit; its optimiser settings are tried on the model first."""
+    from dlpipe.optim import build_optimizer
     from dlpipe.tasks.classification import ClassificationTask
 
-    task = ClassificationTask(model, data.meta["num_classes"], config.to_dict(cfg.optim))
-    logger = MlflowEpochLogger(client, run_id)
-    train_loader, val_loader = loaders(cfg, data)
-    trainer = build_trainer(cfg, logger, len(train_loader))
-    trainer.fit(task, train_loader, val_loader)
-    files.write_json(paths.HISTORY_FILE, logger.epochs())
-    checkpoint = trainer.checkpoint_callback
-    log.info(
-        f"best {checkpoint.monitor} {float(checkpoint.best_model_score):.4f} -> {paths.BEST_CKPT}"
-    )
-    return float(checkpoint.best_model_score)
+    model = build_model(cfg, meta)
+    build_optimizer(model.parameters(), **config.to_dict(cfg.optim))
+    return ClassificationTask(model, meta["num_classes"], config.to_dict(cfg.optim))
 
 
 def loaders(cfg: DictConfig, data: PreparedData) -> tuple[ArrayLoader, ArrayLoader]:
@@ -88,16 +101,35 @@ def loaders(cfg: DictConfig, data: PreparedData) -> tuple[ArrayLoader, ArrayLoad
 
 
 def build_trainer(cfg: DictConfig, logger, steps_per_epoch: int, extra_callbacks: tuple = ()):
-    """The Lightning Trainer a dlpipe training runs with (checkpoints, early stopping, output)."""
+    """The Lightning Trainer a dlpipe training runs with; settings it refuses are config errors."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    from dlpipe.lightning_hooks import EpochLines
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     _quiet_lightning()
-    on_terminal = sys.stderr.isatty()
     t = cfg.trainer
-    callbacks = [
+    try:
+        return pl.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            precision=t.precision,
+            max_epochs=t.max_epochs,
+            logger=logger,
+            callbacks=[*_callbacks(t), *extra_callbacks],
+            enable_progress_bar=sys.stderr.isatty(),
+            deterministic=True,
+            default_root_dir=paths.MODELS_DIR,
+            # Metrics are logged per epoch: gathering step metrics for the logger every step
+            # would cost a small model a tenth of its throughput for nothing.
+            log_every_n_steps=steps_per_epoch,
+        )
+    except (MisconfigurationException, ValueError, TypeError) as exc:
+        raise ConfigError(f"trainer settings refused: {tracking.one_line(exc)}") from exc
+
+
+def _callbacks(t: DictConfig) -> list:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    return [
         ModelCheckpoint(
             dirpath=paths.MODELS_DIR,
             filename="best",
@@ -112,23 +144,6 @@ def build_trainer(cfg: DictConfig, logger, steps_per_epoch: int, extra_callbacks
             patience=t.early_stopping.patience,
         ),
     ]
-    if not on_terminal:
-        callbacks.append(EpochLines())
-    callbacks += extra_callbacks
-    return pl.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        precision=t.precision,
-        max_epochs=t.max_epochs,
-        logger=logger,
-        callbacks=callbacks,
-        enable_progress_bar=on_terminal,
-        deterministic=True,
-        default_root_dir=paths.MODELS_DIR,
-        # Metrics are logged per epoch: gathering step metrics for the logger every step
-        # would cost a small model a tenth of its throughput for nothing.
-        log_every_n_steps=steps_per_epoch,
-    )
 
 
 def _quiet_lightning() -> None:
@@ -137,13 +152,14 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Re-running into models/ is the normal case: DVC tracks these fixed paths.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
-def _run_record(cfg: DictConfig, meta: dict, run_id: str, uri: str, score: float) -> dict:
+def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float) -> dict:
     """What evaluate (and later tools) need to find the run and rebuild the model."""
     return {
         "run_id": run_id,
-        "tracking_uri": uri,
         "experiment": cfg.tracking.experiment,
         "model": config.to_dict(cfg.model),
         "input_shape": meta["input_shape"],
@@ -151,6 +167,7 @@ def _run_record(cfg: DictConfig, meta: dict, run_id: str, uri: str, score: float
         "classes": meta["classes"],
         "data_hash": meta["hash"],
         "best_checkpoint": str(paths.BEST_CKPT),
+        "best_checkpoint_sha256": files.sha256(paths.BEST_CKPT),
         "monitor": cfg.trainer.checkpoint_monitor,
         "best_score": score,
     }

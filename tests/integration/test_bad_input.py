@@ -1,12 +1,14 @@
 """Bad input stops a stage with one line on stderr, exit code 2, and no MLflow run behind it."""
 
+import json
+import shutil
 import socket
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +27,8 @@ def assert_one_line_error(done, *fragments: str) -> str:
 
 
 def test_unknown_model_and_data_list_the_valid_ones(project: Path):
-    assert_one_line_error(
-        stage(project, "train", "model=resnet"), "unknown model 'resnet'", "cnn, mlp"
-    )
+    for choice in ("model=resnet", "+model=resnet"):
+        assert_one_line_error(stage(project, "train", choice), "unknown model 'resnet'", "cnn, mlp")
     assert_one_line_error(stage(project, "prepare", "data=mnist"), "unknown data 'mnist'", "digits")
     assert not (project / "data" / "prepared").exists()
 
@@ -41,18 +42,76 @@ def test_missing_prepared_data_names_the_file_and_the_fix(project: Path):
     )
 
 
-def test_bad_values_and_unreachable_tracking_start_no_run(project: Path):
-    run([sys.executable, "pipelines/prepare.py"], project)
-    assert_one_line_error(
-        stage(project, "train", "optim.lr=0"), "optim.lr must be a positive number, got 0"
-    )
-    with socket.socket() as probe:
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("optim.lr=0", "optim.lr must be a positive number, got 0"),
+        ("trainer=gpu", "trainer settings refused"),  # no GPU here
+        ("+optim.betas=1", "optim 'adam' refuses its settings"),
+        ("data.split.seed=3", "data/prepared was made with"),
+        ("tracking.uri=bogus://x", "tracking store bogus://x cannot be used"),
+        (
+            "tracking.uri=http://127.0.0.1:{port}",
+            "tracking server http://127.0.0.1:{port} is unreachable",
+        ),
+    ],
+)
+def test_bad_settings_stop_before_any_run(prepared_project: Path, override, fragment):
+    with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    uri = f"http://127.0.0.1:{port}"
-    assert_one_line_error(
-        stage(project, "train", f"tracking.uri={uri}"), f"tracking server {uri} is unreachable"
-    )
-    # Nothing got as far as opening a run: no store was even created.
-    assert not (project / "mlflow.db").exists()
-    assert not (project / "models").exists()
+    done = stage(prepared_project, "train", override.format(port=port))
+    assert_one_line_error(done, fragment.format(port=port))
+    # Nothing got as far as opening a run: no store was even created, no model written.
+    assert not (prepared_project / "mlflow.db").exists()
+    assert not (prepared_project / "models").exists()
+
+
+@pytest.fixture(scope="module")
+def prepared_project(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("bad-input") / "project")
+    run([sys.executable, "pipelines/prepare.py"], project)
+    return project
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("evaluate") / "project")
+    for script in ("prepare", "train"):
+        run([sys.executable, f"pipelines/{script}.py", "trainer.max_epochs=1"], project)
+    return project
+
+
+def corrupt_checkpoint(models: Path) -> None:
+    (models / "best.ckpt").write_bytes((models / "best.ckpt").read_bytes()[:1000])
+
+
+def unknown_run(models: Path) -> None:
+    record = json.loads((models / "run.json").read_text())
+    (models / "run.json").write_text(json.dumps({**record, "run_id": "0" * 32}))
+
+
+def foreign_checkpoint(models: Path) -> None:
+    shutil.copy(models / "last.ckpt", models / "best.ckpt")  # differs from the recorded best
+    (models / "best.ckpt").write_bytes((models / "best.ckpt").read_bytes() + b"\0")
+
+
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        (corrupt_checkpoint, "is not the checkpoint run"),
+        (foreign_checkpoint, "is not the checkpoint run"),
+        (unknown_run, "is not in tracking store"),
+    ],
+)
+def test_evaluate_refuses_damaged_outputs_and_writes_nothing(trained_project, damage, fragment):
+    models, reports = trained_project / "models", trained_project / "reports"
+    saved = {path.name: path.read_bytes() for path in models.iterdir()}
+    before = {path: path.read_bytes() for path in reports.rglob("*") if path.is_file()}
+    try:
+        damage(models)
+        assert_one_line_error(stage(trained_project, "evaluate"), fragment)
+        assert {path: path.read_bytes() for path in reports.rglob("*") if path.is_file()} == before
+    finally:
+        for name, content in saved.items():
+            (models / name).write_bytes(content)

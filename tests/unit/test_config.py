@@ -71,6 +71,10 @@ def test_gpu_trainer_is_cpu_settings_with_bf16_on_gpu(make_cfg):
         ("model.dropout=1.0", "model.dropout must be in [0, 1), got 1.0"),
         ("data.split.val=0", "data.split.val must be a fraction in (0, 1), got 0"),
         ("data.split.test=0.9", "data.split.val + data.split.test must be below 1"),
+        ("seed=abc", "seed must be a non-negative integer, got 'abc'"),
+        ("trainer.early_stopping.patience=-1", "patience must be a non-negative integer, got -1"),
+        ("trainer.checkpoint_monitor=train/loss", "must be one of val/loss, val/acc"),
+        ("trainer.early_stopping.mode=up", "trainer.early_stopping.mode must be one of min, max"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(make_cfg, override, message):
@@ -96,3 +100,19 @@ def test_config_hash_changes_with_any_value(make_cfg):
     base = config.config_hash(make_cfg())
     assert base == config.config_hash(make_cfg())
     assert base != config.config_hash(make_cfg("optim.lr=0.003"))
+
+
+def test_prepared_data_must_match_the_data_config(make_cfg):
+    meta = {"name": "digits", "split": {"val": 0.15, "test": 0.15, "seed": 0}}
+    config.check_prepared_matches(make_cfg(), meta)
+    with pytest.raises(ConfigError, match=r"data\.split is .*'seed': 3.* run the prepare stage"):
+        config.check_prepared_matches(make_cfg("data.split.seed=3"), meta)
+
+
+def test_settings_the_model_or_optimiser_refuse_are_config_errors(make_cfg):
+    meta = {"input_shape": [1, 8, 8], "num_classes": 10}
+    with pytest.raises(ConfigError, match="model 'mlp' refuses its settings"):
+        build_model(make_cfg("model=mlp", "model.hidden=abc"), meta)
+    net = build_model(make_cfg(), meta)
+    with pytest.raises(ConfigError, match="optim 'adam' refuses its settings"):
+        build_optimizer(net.parameters(), **config.to_dict(make_cfg("+optim.betas=1").optim))

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from dlpipe.data.arrays import ArrayLoader, load_prepared
-from dlpipe.data.prepare import prepare
-from dlpipe.errors import DataError
+from dlpipe.data.prepare import prepare, split
+from dlpipe.data.sources import load_source
+from dlpipe.errors import ConfigError, DataError
 
 
 @pytest.fixture
@@ -40,14 +41,17 @@ def test_split_is_stratified_and_disjoint(prepared):
     assert len(rows["train"] & rows["test"]) < 5
 
 
-def test_normalised_with_train_statistics_only(prepared):
+def test_normalised_with_train_statistics_only(make_cfg, prepared):
     meta, folder = prepared
     x_train = load_prepared(folder).splits["train"][0]
     assert abs(float(x_train.mean())) < 1e-4 and abs(float(x_train.std()) - 1) < 1e-3
-    from sklearn.datasets import load_digits
-
-    raw = load_digits().images
-    assert 0 < meta["stats"]["std"] < raw.std() * 1.1  # raw pixel units, not rescaled data
+    raw = load_source("digits")
+    cut = make_cfg().data.split
+    raw_train = split(raw, cut.val, cut.test, cut.seed)["train"][0]
+    assert meta["stats"]["mean"] == pytest.approx(float(raw_train.mean()))
+    assert meta["stats"]["std"] == pytest.approx(float(raw_train.std()))
+    # Statistics over all the data (test included) would differ: the test split would leak.
+    assert meta["stats"]["mean"] != pytest.approx(float(raw.x.mean()), abs=1e-4)
 
 
 def test_same_seed_same_hash_other_seed_other_hash(make_cfg, tmp_path: Path):
@@ -75,3 +79,9 @@ def test_loader_covers_every_sample_once_in_seeded_order(prepared):
     replay = ArrayLoader(x, y, batch_size=64, shuffle=True, seed=7)
     assert np.array_equal(np.concatenate([b.numpy() for _, b in replay]), first)
     assert not np.array_equal(np.concatenate([b.numpy() for b in epochs[1]]), first)
+
+
+def test_split_too_small_for_every_class_says_what_to_change(make_cfg, tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"cannot be stratified .* raise the fractions"):
+        prepare(make_cfg("data.split.test=0.001").data, tmp_path)
+    assert not list(tmp_path.iterdir())

@@ -14,18 +14,25 @@ from sklearn.model_selection import train_test_split
 
 from dlpipe import files
 from dlpipe.data.sources import RawData, load_source
+from dlpipe.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
 
 def split(raw: RawData, val: float, test: float, seed: int) -> dict[str, tuple]:
     """Stratified train/val/test split; `val` and `test` are fractions of the whole set."""
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        raw.x, raw.y, test_size=test, stratify=raw.y, random_state=seed
-    )
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=val / (1 - test), stratify=y_rest, random_state=seed
-    )
+    try:
+        x_rest, x_test, y_rest, y_test = train_test_split(
+            raw.x, raw.y, test_size=test, stratify=raw.y, random_state=seed
+        )
+        x_train, x_val, y_train, y_val = train_test_split(
+            x_rest, y_rest, test_size=val / (1 - test), stratify=y_rest, random_state=seed
+        )
+    except ValueError as exc:  # a split too small to hold every class once
+        raise ConfigError(
+            f"data.split (val={val}, test={test}) cannot be stratified over {len(raw.y)} samples "
+            f"of {len(set(raw.y.tolist()))} classes: raise the fractions ({exc})"
+        ) from exc
     return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
 
 
@@ -52,6 +59,7 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
     splits, stats = normalise(split(raw, cut.val, cut.test, cut.seed))
     meta = {
         "name": data_cfg.name,
+        "split": {"val": cut.val, "test": cut.test, "seed": cut.seed},
         "task": "classification",
         "input_shape": list(raw.x.shape[1:]),
         "classes": raw.classes,

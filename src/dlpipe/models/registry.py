@@ -45,4 +45,7 @@ def build_model(name: str, input_shape: Sequence[int], num_outputs: int, **param
             f"model.{unknown[0]} is not a setting of model '{name}': "
             f"use one of {', '.join(sorted(accepted))}"
         )
-    return builder(input_shape=tuple(input_shape), num_outputs=num_outputs, **params)
+    try:
+        return builder(input_shape=tuple(input_shape), num_outputs=num_outputs, **params)
+    except (TypeError, ValueError) as exc:  # e.g. model.hidden=abc
+        raise ConfigError(f"model '{name}' refuses its settings {params}: {exc}") from exc

@@ -71,5 +71,4 @@ class ClassificationTask(pl.LightningModule):
         self._log_epoch("val")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        settings = {key: value for key, value in self.optim.items() if key != "name"}
-        return build_optimizer(self.parameters(), self.optim["name"], **settings)
+        return build_optimizer(self.parameters(), **self.optim)
