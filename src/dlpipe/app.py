@@ -17,6 +17,7 @@ _GROUP_CHOICE = re.compile(r"^\+{0,2}(?P<group>[A-Za-z_][\w/]*)=(?P<choices>[^=]
 
 
 def fail(message: str) -> None:
+    """Print `error: <message>` on stderr and exit with code 2."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
 

@@ -121,6 +121,7 @@ def load_model(record: dict) -> torch.nn.Module:
 
 @torch.inference_mode()
 def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits for every row of `x`, computed `batch_size` rows at a time."""
     return torch.cat(
         [model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
     )

@@ -62,6 +62,7 @@ def open_run(client: MlflowClient, experiment: str, tags: dict[str, str]) -> str
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict) -> None:
+    """Log params in batches MLflow accepts, values cut to the length it allows."""
     items = [Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()]
     for start in range(0, len(items), _PARAMS_PER_BATCH):
         client.log_batch(run_id, params=items[start : start + _PARAMS_PER_BATCH])
