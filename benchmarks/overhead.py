@@ -38,6 +38,7 @@ from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.lightning_hooks import MlflowEpochLogger
 from dlpipe.optim import build_optimizer
+from dlpipe.paths import PROJECT
 from dlpipe.tasks.classification import ClassificationTask
 from dlpipe.train import build_model, build_trainer, loaders
 
@@ -151,7 +152,7 @@ def dlpipe_fit(cfg, data, uri: str) -> list[float]:
     train_loader, val_loader = loaders(cfg, data)
     logger = MlflowEpochLogger(echo=True, max_epochs=cfg.trainer.max_epochs)
     logger.attach(client, run_id)
-    trainer = build_trainer(cfg, logger, len(train_loader), (timer,))
+    trainer = build_trainer(cfg, logger, len(train_loader), PROJECT, (timer,))
     with tracking.closing_run(client, run_id):
         trainer.fit(task, train_loader, val_loader)
     return timer.seconds

@@ -5,12 +5,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dlpipe.app import launch, user_errors
+from dlpipe.app import TRUSTED, launch, user_errors
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config")
+@hydra.main(config_path=str(CONF_DIR), config_name="config", execution_whitelist=TRUSTED)
 def main(cfg: DictConfig) -> None:
     from dlpipe.config import validate_data
     from dlpipe.data.prepare import prepare

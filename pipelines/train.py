@@ -5,17 +5,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dlpipe.app import launch, user_errors
+from dlpipe.app import TRUSTED, job_outputs, launch, user_errors
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config")
+@hydra.main(config_path=str(CONF_DIR), config_name="config", execution_whitelist=TRUSTED)
 def main(cfg: DictConfig) -> float:
     from dlpipe.train import train
 
     with user_errors():
-        return train(cfg).best_score
+        return train(cfg, *job_outputs()).best_score
 
 
 if __name__ == "__main__":

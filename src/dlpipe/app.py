@@ -9,10 +9,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlpipe.errors import DlpipeError
+from dlpipe.paths import PROJECT, Outputs
+
+if TYPE_CHECKING:
+    from dlpipe.sweep import SweepJob
 
 EXIT_USAGE = 2
+# What config `_target_`s may instantiate (dlpipe's Hydra callbacks); Hydra warns otherwise.
+TRUSTED = ("dlpipe.*",)
 _GROUP_CHOICE = re.compile(r"^\+{0,2}(?P<group>[A-Za-z_][\w/]*)=(?P<choices>[^=]+)$")
 
 
@@ -37,13 +44,39 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
                 )
 
 
+def in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a DlpipeError into `error: <message>` on stderr and exit code 2 (no traceback)."""
+    """Turn a DlpipeError into `error: <message>` on stderr and exit code 2 (no traceback).
+
+    In a sweep the error stays an exception: Hydra records that job as failed and the
+    sweeper decides whether the sweep goes on.
+    """
     try:
         yield
     except DlpipeError as exc:
+        if in_sweep():
+            raise
         fail(str(exc))
+
+
+def job_outputs() -> tuple[Outputs, "SweepJob | None"]:
+    """Where this job writes, and its sweep: the job's own folder in a sweep, else the root."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from dlpipe.sweep import SweepJob
+
+    if not in_sweep():
+        return PROJECT, None
+    hydra = HydraConfig.get()
+    job = SweepJob(sweep_dir=hydra.sweep.dir, overrides=list(hydra.overrides.task))
+    return Outputs(Path(hydra.runtime.output_dir)), job
 
 
 def launch(main: Callable[[], None], conf_dir: Path) -> None:

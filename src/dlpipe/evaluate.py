@@ -15,9 +15,10 @@ from torchmetrics.functional.classification import (
     multiclass_f1_score,
 )
 
-from dlpipe import files, paths, plots, tracking
+from dlpipe import files, plots, tracking
 from dlpipe.data.arrays import load_prepared
 from dlpipe.errors import DataError, TrackingError
+from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
 
 _RUN_TRAIN = "run the train stage first: `dvc repro train` or `python pipelines/train.py`"
 _RECORD_KEYS = (
@@ -32,30 +33,30 @@ _RECORD_KEYS = (
 )
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
     """Score the best checkpoint on the test split; return the metrics written to metrics.json.
 
     Everything is checked (run record, tracking run, data, checkpoint) before anything is
     written, so a failed evaluation leaves the previous reports in place.
     """
-    record = _read_run_record()
+    record = _read_run_record(out)
     client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
-    _check_run_exists(client, record["run_id"])
-    data = load_prepared(paths.PREPARED_DIR, ("test",))
+    _check_run_exists(client, record["run_id"], out)
+    data = load_prepared(PREPARED_DIR, ("test",))
     if data.meta["hash"] != record["data_hash"]:
         raise DataError(
-            f"{paths.PREPARED_DIR} changed since run {record['run_id']} was trained: "
+            f"{PREPARED_DIR} changed since run {record['run_id']} was trained: "
             "retrain (`dvc repro`) before evaluating"
         )
     model = load_model(record)
     x, y = data.splits["test"]
     logits = predict(model, x, cfg.data.batch_size)
     metrics, matrix = classification_metrics(logits, y, record["num_classes"])
-    files.write_json(paths.METRICS_FILE, metrics)
+    files.write_json(out.metrics_file, metrics)
     written = plots.confusion(
-        y.numpy(), logits.argmax(1).numpy(), matrix.numpy(), record["classes"], paths.PLOTS_DIR
+        y.numpy(), logits.argmax(1).numpy(), matrix.numpy(), record["classes"], out.plots
     )
-    written += plots.learning_curves(files.read_json(paths.HISTORY_FILE), paths.PLOTS_DIR)
+    written += plots.learning_curves(files.read_json(out.history_file), out.plots)
     tracking.log_metrics(client, record["run_id"], metrics, 0, int(time.time() * 1000))
     for path in written:
         if path.suffix == ".png":
@@ -63,17 +64,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _read_run_record() -> dict:
-    for needed in (paths.RUN_FILE, paths.HISTORY_FILE, paths.BEST_CKPT):
+def _read_run_record(out: Outputs) -> dict:
+    for needed in (out.run_file, out.history_file, out.best_ckpt):
         if not Path(needed).exists():
             raise DataError(f"{needed} is missing: {_RUN_TRAIN}")
     try:
-        record = files.read_json(paths.RUN_FILE)
+        record = files.read_json(out.run_file)
         missing = sorted(set(_RECORD_KEYS) - set(record))
     except (ValueError, TypeError) as exc:
-        raise DataError(f"{paths.RUN_FILE} is unreadable ({exc}): {_RUN_TRAIN}") from exc
+        raise DataError(f"{out.run_file} is unreadable ({exc}): {_RUN_TRAIN}") from exc
     if missing:
-        raise DataError(f"{paths.RUN_FILE} lacks {', '.join(missing)}: {_RUN_TRAIN}")
+        raise DataError(f"{out.run_file} lacks {', '.join(missing)}: {_RUN_TRAIN}")
     if files.sha256(record["best_checkpoint"]) != record["best_checkpoint_sha256"]:
         raise DataError(
             f"{record['best_checkpoint']} is not the checkpoint run {record['run_id']} saved: "
@@ -82,14 +83,14 @@ def _read_run_record() -> dict:
     return record
 
 
-def _check_run_exists(client, run_id: str) -> None:
+def _check_run_exists(client, run_id: str, out: Outputs) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_run(run_id)
     except MlflowException as exc:
         raise TrackingError(
-            f"run {run_id} (from {paths.RUN_FILE}) is not in tracking store "
+            f"run {run_id} (from {out.run_file}) is not in tracking store "
             f"{client.tracking_uri}: evaluate with the tracking.uri the model was trained with"
         ) from exc
 

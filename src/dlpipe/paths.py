@@ -1,16 +1,48 @@
-"""Fixed output locations, relative to the project root (the working directory of every stage).
+"""Output locations. They are fixed, not timestamped, so that dvc.yaml can declare them.
 
-They are fixed, not timestamped, so that dvc.yaml can declare them as stage outputs.
+Prepared data sits under the project root (the working directory of every stage). A
+training writes models/ and reports/ under a root: the project root for a single run, the
+job's own folder in a Hydra multirun sweep, so that jobs never overwrite each other.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 PREPARED_DIR = Path("data/prepared")
-MODELS_DIR = Path("models")
-REPORTS_DIR = Path("reports")
-PLOTS_DIR = REPORTS_DIR / "plots"
 
-BEST_CKPT = MODELS_DIR / "best.ckpt"
-RUN_FILE = MODELS_DIR / "run.json"
-HISTORY_FILE = MODELS_DIR / "history.json"
-METRICS_FILE = REPORTS_DIR / "metrics.json"
+
+@dataclass(frozen=True)
+class Outputs:
+    root: Path = Path(".")
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def best_ckpt(self) -> Path:
+        return self.models / "best.ckpt"
+
+    @property
+    def run_file(self) -> Path:
+        return self.models / "run.json"
+
+    @property
+    def history_file(self) -> Path:
+        return self.models / "history.json"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def plots(self) -> Path:
+        return self.reports / "plots"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.reports / "metrics.json"
+
+
+# The outputs dvc.yaml declares: models/ and reports/ at the project root.
+PROJECT = Outputs()

@@ -8,15 +8,18 @@ costs no run.
 
 import logging
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe import config, files, paths, tracking
+from dlpipe import config, files, tracking
 from dlpipe.data.arrays import ArrayLoader, PreparedData, load_prepared
 from dlpipe.errors import ConfigError
 from dlpipe.lineage import lineage_tags
+from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
+from dlpipe.sweep import SweepJob, child_tags
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +31,28 @@ class TrainResult:
     best_score: float
 
 
-def train(cfg: DictConfig) -> TrainResult:
-    """Train the configured model on the prepared data as one MLflow run."""
+def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) -> TrainResult:
+    """Train the configured model on the prepared data as one MLflow run, writing under `out`.
+
+    As a sweep's job, the run becomes a child of the sweep's parent run.
+    """
     from dlpipe.lightning_hooks import MlflowEpochLogger
 
     config.validate_training(cfg)
-    data = load_prepared(paths.PREPARED_DIR, ("train", "val"))
+    data = load_prepared(PREPARED_DIR, ("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
     _seed(cfg.seed)
     task = build_task(cfg, data.meta)
     train_loader, val_loader = loaders(cfg, data)
     logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
-    trainer = build_trainer(cfg, logger, len(train_loader))
+    trainer = build_trainer(cfg, logger, len(train_loader), out)
     client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
     # A record left by an interrupted run must never describe the checkpoints made next.
-    for stale in (paths.RUN_FILE, paths.HISTORY_FILE):
+    for stale in (out.run_file, out.history_file):
         stale.unlink(missing_ok=True)
     tags = lineage_tags(config.config_hash(cfg), data.meta["hash"])
+    if job:
+        tags.update(child_tags(client, cfg.tracking.experiment, job))
     run_id = tracking.open_run(client, cfg.tracking.experiment, tags)
     log.info(
         f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {client.tracking_uri}"
@@ -54,12 +62,15 @@ def train(cfg: DictConfig) -> TrainResult:
         client.log_text(run_id, OmegaConf.to_yaml(cfg), "config.yaml")
         logger.attach(client, run_id)
         trainer.fit(task, train_loader, val_loader)
-        files.write_json(paths.HISTORY_FILE, logger.epochs())
+        files.write_json(out.history_file, logger.epochs())
+        monitor = cfg.trainer.checkpoint_monitor
         score = float(trainer.checkpoint_callback.best_model_score)
-        log.info(f"best {cfg.trainer.checkpoint_monitor} {score:.4f} -> {paths.BEST_CKPT}")
-        client.log_artifact(run_id, str(paths.BEST_CKPT), "checkpoints")
-        files.write_json(paths.RUN_FILE, _run_record(cfg, data.meta, run_id, score))
-    return TrainResult(run_id=run_id, best_checkpoint=str(paths.BEST_CKPT), best_score=score)
+        log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}")
+        # The score a sweep ranks its jobs by, and what an Optuna trial returns.
+        tracking.log_metrics(client, run_id, {f"best/{monitor}": score}, 0, int(time.time() * 1000))
+        client.log_artifact(run_id, str(out.best_ckpt), "checkpoints")
+        files.write_json(out.run_file, _run_record(cfg, data.meta, run_id, score, out))
+    return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)
 
 
 def _seed(seed: int) -> None:
@@ -100,7 +111,9 @@ def loaders(cfg: DictConfig, data: PreparedData) -> tuple[ArrayLoader, ArrayLoad
     )
 
 
-def build_trainer(cfg: DictConfig, logger, steps_per_epoch: int, extra_callbacks: tuple = ()):
+def build_trainer(
+    cfg: DictConfig, logger, steps_per_epoch: int, out: Outputs, extra_callbacks: tuple = ()
+):
     """The Lightning Trainer a dlpipe training runs with; settings it refuses are config errors."""
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -114,10 +127,10 @@ def build_trainer(cfg: DictConfig, logger, steps_per_epoch: int, extra_callbacks
             precision=t.precision,
             max_epochs=t.max_epochs,
             logger=logger,
-            callbacks=[*_callbacks(t), *extra_callbacks],
+            callbacks=[*_callbacks(t, out), *extra_callbacks],
             enable_progress_bar=sys.stderr.isatty(),
             deterministic=True,
-            default_root_dir=paths.MODELS_DIR,
+            default_root_dir=out.models,
             # Metrics are logged per epoch: gathering step metrics for the logger every step
             # would cost a small model a tenth of its throughput for nothing.
             log_every_n_steps=steps_per_epoch,
@@ -126,12 +139,12 @@ def build_trainer(cfg: DictConfig, logger, steps_per_epoch: int, extra_callbacks
         raise ConfigError(f"trainer settings refused: {tracking.one_line(exc)}") from exc
 
 
-def _callbacks(t: DictConfig) -> list:
+def _callbacks(t: DictConfig, out: Outputs) -> list:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     return [
         ModelCheckpoint(
-            dirpath=paths.MODELS_DIR,
+            dirpath=out.models,
             filename="best",
             monitor=t.checkpoint_monitor,
             mode=t.checkpoint_mode,
@@ -156,7 +169,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
-def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float) -> dict:
+def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Outputs) -> dict:
     """What evaluate (and later tools) need to find the run and rebuild the model."""
     return {
         "run_id": run_id,
@@ -166,8 +179,8 @@ def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float) -> dict:
         "num_classes": meta["num_classes"],
         "classes": meta["classes"],
         "data_hash": meta["hash"],
-        "best_checkpoint": str(paths.BEST_CKPT),
-        "best_checkpoint_sha256": files.sha256(paths.BEST_CKPT),
+        "best_checkpoint": str(out.best_ckpt),
+        "best_checkpoint_sha256": files.sha256(out.best_ckpt),
         "monitor": cfg.trainer.checkpoint_monitor,
         "best_score": score,
     }

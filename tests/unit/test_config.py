@@ -11,6 +11,7 @@ from dvc.utils.hydra import compose_and_dump
 from dlpipe import config
 from dlpipe.errors import ConfigError
 from dlpipe.optim import build_optimizer
+from dlpipe.paths import PROJECT
 from dlpipe.train import build_model, build_trainer
 from tests.conftest import CONF_DIR, ROOT
 
@@ -46,7 +47,7 @@ def test_every_option_composes_validates_and_builds(make_cfg, model, optim, trai
 
 def test_cpu_trainer_config_builds_the_trainer(make_cfg):
     cfg = make_cfg("trainer=cpu", "trainer.max_epochs=3")
-    trainer = build_trainer(cfg, logger=False, steps_per_epoch=10)
+    trainer = build_trainer(cfg, logger=False, steps_per_epoch=10, out=PROJECT)
     assert trainer.max_epochs == 3
     assert trainer.checkpoint_callback.monitor == "val/acc"
     assert trainer.early_stopping_callback.monitor == "val/loss"

@@ -1,0 +1,135 @@
+"""Sweeps in MLflow: one parent run per Hydra multirun, a child run per job.
+
+`MlflowSweepCallback` (enabled in conf/config.yaml under hydra.callbacks) opens the parent
+when a multirun starts and, when it ends, records on it how many jobs finished or failed
+and the best job's score and overrides. A job finds its parent by the sweep folder it
+runs in (tag `dlpipe.sweep_dir`), through the tracking store, so this works wherever the
+jobs run, in-process or on Ray workers, as long as they share the store.
+"""
+
+import logging
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow import MlflowClient
+from omegaconf import DictConfig
+
+from dlpipe import tracking
+
+log = logging.getLogger(__name__)
+
+SWEEP_DIR_TAG = "dlpipe.sweep_dir"
+OVERRIDES_TAG = "dlpipe.overrides"
+
+
+def _key(sweep_dir: str) -> str:
+    return str(Path(sweep_dir).resolve())
+
+
+def find_parent(client: MlflowClient, experiment: str, sweep_dir: str) -> str | None:
+    """The parent run of the sweep writing to `sweep_dir`, if one was opened."""
+    found = client.search_runs(
+        [tracking.experiment_id(client, experiment)],
+        filter_string=f"tags.`{SWEEP_DIR_TAG}` = '{_key(sweep_dir)}'",
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """A job of a Hydra multirun: the sweep's folder, and the overrides of this job."""
+
+    sweep_dir: str
+    overrides: list[str]
+
+
+def child_tags(client: MlflowClient, experiment: str, job: SweepJob) -> dict:
+    """Tags that make a job's run a child of its sweep's parent run in the MLflow UI."""
+    tags = {OVERRIDES_TAG: shlex.join(job.overrides)}
+    parent = find_parent(client, experiment, job.sweep_dir)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    else:
+        log.warning(
+            f"no parent run for sweep {job.sweep_dir}: is hydra.callbacks.mlflow_sweep set?"
+        )
+    return tags
+
+
+def swept_keys(overrides: list[str]) -> list[str]:
+    """`+model=mlp,cnn` -> `model`: the keys a sweep's command line sets."""
+    return [item.split("=", 1)[0].lstrip("+~") for item in overrides if "=" in item]
+
+
+class MlflowSweepCallback(Callback):
+    """Opens the sweep's parent run and closes it with a summary of its jobs."""
+
+    def __init__(self) -> None:
+        self.client: MlflowClient | None = None
+        self.parent: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.client = tracking.get_client(tracking.resolve_uri(config.tracking.uri))
+        overrides = list(config.hydra.overrides.task)
+        tags = {
+            SWEEP_DIR_TAG: _key(config.hydra.sweep.dir),
+            "mlflow.runName": f"sweep {Path(config.hydra.sweep.dir).name}",
+            "dlpipe.command": shlex.join([Path(sys.executable).name, *sys.argv]),
+            "dlpipe.sweeper": config.hydra.sweeper._target_.rsplit(".", 1)[-1],
+        }
+        self.parent = tracking.open_run(self.client, config.tracking.experiment, tags)
+        tracking.log_params(self.client, self.parent, {"sweep.overrides": shlex.join(overrides)})
+        log.info(f"sweep parent run {self.parent}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.parent:
+            return
+        monitor, mode = config.trainer.checkpoint_monitor, config.trainer.checkpoint_mode
+        children = self.client.search_runs(
+            [tracking.experiment_id(self.client, config.tracking.experiment)],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent}'",
+            max_results=50000,
+        )
+        summary = summarise(children, f"best/{monitor}", mode)
+        now = int(time.time() * 1000)
+        tracking.log_metrics(self.client, self.parent, summary.counts, 0, now)
+        if summary.best is not None:
+            self._record_best(summary.best, f"best/{monitor}", list(config.hydra.overrides.task))
+        status = "FINISHED" if summary.counts["sweep/finished"] else "FAILED"
+        self.client.set_terminated(self.parent, status)
+
+    def _record_best(self, best, metric: str, overrides: list[str]) -> None:
+        value = best.data.metrics[metric]
+        tracking.log_metrics(self.client, self.parent, {metric: value}, 0, int(time.time() * 1000))
+        chosen = dict(item.split("=", 1) for item in shlex.split(best.data.tags[OVERRIDES_TAG]))
+        keys = [key for key in chosen if key.lstrip("+~") in swept_keys(overrides)]
+        tracking.log_params(self.client, self.parent, {f"best.{k}": chosen[k] for k in keys})
+        self.client.set_tag(self.parent, "dlpipe.best_run", best.info.run_id)
+        log.info(f"best job: run {best.info.run_id} {metric} {value:.4f}")
+
+
+@dataclass(frozen=True)
+class Summary:
+    counts: dict[str, int]
+    best: Any  # the best finished job's mlflow Run, or None
+
+
+def summarise(children: list, metric: str, mode: str) -> Summary:
+    """Job counts by outcome and the finished job with the best `metric`."""
+    finished = [
+        run for run in children if run.info.status == "FINISHED" and metric in run.data.metrics
+    ]
+    counts = {
+        "sweep/jobs": len(children),
+        "sweep/finished": len(finished),
+        "sweep/failed": sum(run.info.status == "FAILED" for run in children),
+    }
+    pick = max if mode == "max" else min
+    best = pick(finished, key=lambda run: run.data.metrics[metric]) if finished else None
+    return Summary(counts, best)
