@@ -17,7 +17,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlpipe import tracking
 
@@ -62,6 +62,24 @@ def child_tags(client: MlflowClient, experiment: str, job: SweepJob) -> dict:
     return tags
 
 
+def fail_abandoned(client: MlflowClient, experiment: str, study: str) -> None:
+    """Mark FAILED the runs a killed search left RUNNING: its parent and its trials' runs.
+
+    A search resuming `study` is its only sweep (as Optuna assumes, failing its stale
+    trials), so any of its runs still RUNNING belongs to a sweep that died.
+    """
+    running = client.search_runs(
+        [tracking.experiment_id(client, experiment)],
+        filter_string=f"tags.`optuna.study` = '{study}' and attributes.status = 'RUNNING'",
+    )
+    parents = {run.data.tags.get("mlflow.parentRunId") for run in running} - {None}
+    for run_id in [run.info.run_id for run in running] + sorted(parents):
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, "dlpipe.failure", "its sweep stopped before the end")
+            client.set_terminated(run_id, "FAILED")
+            log.warning(f"run {run_id} was left RUNNING by a stopped sweep: FAILED")
+
+
 def swept_keys(overrides: list[str]) -> list[str]:
     """`+model=mlp,cnn` -> `model`: the keys a sweep's command line sets."""
     return [item.split("=", 1)[0].lstrip("+~") for item in overrides if "=" in item]
@@ -83,6 +101,10 @@ class MlflowSweepCallback(Callback):
             "dlpipe.command": shlex.join([Path(sys.executable).name, *sys.argv]),
             "dlpipe.sweeper": config.hydra.sweeper._target_.rsplit(".", 1)[-1],
         }
+        study = OmegaConf.select(config, "search.study")
+        if study:
+            fail_abandoned(self.client, config.tracking.experiment, study)
+            tags["optuna.study"] = study
         self.parent = tracking.open_run(self.client, config.tracking.experiment, tags)
         tracking.log_params(self.client, self.parent, {"sweep.overrides": shlex.join(overrides)})
         log.info(f"sweep parent run {self.parent}")

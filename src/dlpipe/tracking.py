@@ -78,10 +78,20 @@ def one_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def closing_run(client: MlflowClient, run_id: str) -> Iterator[None]:
-    """End the run FINISHED, or FAILED (reason tagged) on error, KILLED on Ctrl-C: never RUNNING."""
+def closing_run(
+    client: MlflowClient, run_id: str, stopped_early: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """End the run FINISHED, or FAILED (reason tagged) on error, KILLED on Ctrl-C: never RUNNING.
+
+    An exception of a `stopped_early` type (a pruned search trial) ends it FINISHED with
+    the tag `dlpipe.pruned`, and is raised on.
+    """
     try:
         yield
+    except stopped_early:
+        client.set_tag(run_id, "dlpipe.pruned", "true")
+        client.set_terminated(run_id, "FINISHED")
+        raise
     except (KeyboardInterrupt, SystemExit):
         # Lightning turns Ctrl-C into a graceful stop followed by sys.exit(1).
         client.set_terminated(run_id, "KILLED")

@@ -45,7 +45,8 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     task = build_task(cfg, data.meta)
     train_loader, val_loader = loaders(cfg, data)
     logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
-    trainer = build_trainer(cfg, logger, len(train_loader), out)
+    trial, search_callbacks, search_tags = _search_trial(cfg)
+    trainer = build_trainer(cfg, logger, len(train_loader), out, search_callbacks)
     client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
     # A record left by an interrupted run must never describe the checkpoints made next.
     for stale in (out.run_file, out.history_file):
@@ -53,11 +54,12 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     tags = lineage_tags(config.config_hash(cfg), data.meta["hash"])
     if job:
         tags.update(child_tags(client, cfg.tracking.experiment, job))
+    tags.update(search_tags)
     run_id = tracking.open_run(client, cfg.tracking.experiment, tags)
     log.info(
         f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {client.tracking_uri}"
     )
-    with tracking.closing_run(client, run_id):
+    with tracking.closing_run(client, run_id, stopped_early=_pruned_type(trial)):
         tracking.log_params(client, run_id, config.flatten(config.to_dict(cfg)))
         client.log_text(run_id, OmegaConf.to_yaml(cfg), "config.yaml")
         logger.attach(client, run_id)
@@ -71,6 +73,25 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
         client.log_artifact(run_id, str(out.best_ckpt), "checkpoints")
         files.write_json(out.run_file, _run_record(cfg, data.meta, run_id, score, out))
     return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)
+
+
+def _search_trial(cfg: DictConfig) -> tuple[object, tuple, dict[str, str]]:
+    """In an Optuna search: the job's trial, its pruning callback and its run tags."""
+    if OmegaConf.select(cfg, "search.trial") is None:
+        return None, (), {}
+    from dlpipe import search
+
+    trial = search.job_trial(cfg)
+    tags = {"optuna.study": cfg.search.study, "optuna.trial": str(trial.number)}
+    return trial, (search.pruning_callback(trial, cfg.trainer.checkpoint_monitor),), tags
+
+
+def _pruned_type(trial) -> tuple[type, ...]:
+    if trial is None:
+        return ()
+    import optuna
+
+    return (optuna.TrialPruned,)
 
 
 def _seed(seed: int) -> None:

@@ -1,0 +1,102 @@
+"""Optuna search for real: TPE with pruning, sqlite study storage, resume after a kill -9."""
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests.conftest import git_env, make_project, run
+
+pytestmark = pytest.mark.slow
+
+State = optuna.trial.TrialState
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("search") / "project")
+    run([sys.executable, "pipelines/prepare.py"], project)
+    return project
+
+
+def search(project: Path, study: str, n_trials: int) -> list[str]:
+    return [
+        sys.executable,
+        "pipelines/train.py",
+        "-m",
+        "search=digits",
+        f"search.study={study}",
+        f"search.n_trials={n_trials}",
+        "trainer.max_epochs=4",
+    ]
+
+
+def trials(project: Path, study: str) -> list:
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def trial_runs(project: Path, study: str) -> list:
+    """The MLflow runs of a study's trials (its sweep's parent runs carry no trial number)."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("dlpipe").experiment_id
+    found = client.search_runs([experiment], filter_string=f"tags.`optuna.study` = '{study}'")
+    return [run for run in found if "optuna.trial" in run.data.tags]
+
+
+def test_search_prunes_and_records_each_trial_in_mlflow(project: Path):
+    run(search(project, "pruning", 8), project)
+    found = trials(project, "pruning")
+    assert len(found) == 8
+    pruned = {t.number for t in found if t.state == State.PRUNED}
+    assert pruned, "the median pruner stopped no trial"
+    assert all(t.state in (State.COMPLETE, State.PRUNED) for t in found)
+
+    children = trial_runs(project, "pruning")
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in children) == list(range(8))
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert {
+        int(r.data.tags["optuna.trial"])
+        for r in children
+        if r.data.tags.get("dlpipe.pruned") == "true"
+    } == pruned
+
+    (best_file,) = project.glob("multirun/*/*/best_params.yaml")
+    best = yaml.safe_load(best_file.read_text())
+    completed = [t for t in found if t.state == State.COMPLETE]
+    assert best["value"] == max(t.value for t in completed)
+    assert set(best["params"]) == {"optim.lr", "model.dropout", "data.batch_size"}
+
+
+def test_killed_search_resumes_to_n_trials_without_running_runs(project: Path):
+    process = subprocess.Popen(
+        search(project, "resume", 6),
+        cwd=project,
+        env=git_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in process.stdout:
+        if "search.trial=2" in line:  # trials 0 and 1 are done, trial 2 is running
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert State.RUNNING in {t.state for t in trials(project, "resume")}
+
+    run(search(project, "resume", 6), project)
+    found = trials(project, "resume")
+    assert [t.number for t in found] == list(range(6))
+    assert found[2].state == State.FAIL  # the trial the kill interrupted
+    assert all(t.state != State.RUNNING for t in found)
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    statuses = [
+        r.info.status
+        for r in client.search_runs([client.get_experiment_by_name("dlpipe").experiment_id])
+    ]
+    assert "RUNNING" not in statuses
