@@ -8,12 +8,18 @@ outcome: COMPLETE with its score, PRUNED, or FAIL.
 """
 
 import logging
+import warnings
+from pathlib import Path
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from dlpipe import files
+from dlpipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
+_ABSENT = object()
 
 FINISHED_STATES = (
     optuna.trial.TrialState.COMPLETE,
@@ -78,3 +84,58 @@ def pruning_callback(trial: optuna.trial.Trial, monitor: str):
     from optuna_integration import PyTorchLightningPruningCallback
 
     return PyTorchLightningPruningCallback(trial, monitor=monitor)
+
+
+def study_counts(storage: str, study: str) -> dict[str, int]:
+    """Trials of a study by outcome, as metrics for the sweep's parent run."""
+    trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    return {
+        f"search/{state.name.lower()}": sum(t.state == state for t in trials)
+        for state in FINISHED_STATES
+    }
+
+
+def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
+    """Optimisation history, parameter importances and parallel coordinates, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as views
+
+    written = []
+    for name, view in (
+        ("optuna_history.png", views.plot_optimization_history),
+        ("optuna_importances.png", views.plot_param_importances),
+        ("optuna_parallel.png", views.plot_parallel_coordinate),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                axes = view(study)
+            except (ValueError, RuntimeError) as exc:  # e.g. importances need 2 complete trials
+                log.warning(f"no {name}: {exc}")
+                continue
+        with files.atomic_path(folder / name) as tmp:
+            axes.figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        plt.close(axes.figure)
+        written.append(folder / name)
+    return written
+
+
+def check_space(config: DictConfig) -> None:
+    """Every searched key must exist in the config and every range must hold values."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    parser = OverridesParser.create()
+    for key, expression in params.items():
+        if OmegaConf.select(config, key, default=_ABSENT) is _ABSENT:
+            raise ConfigError(f"hydra.sweeper.params.{key}: {key} is not a config key")
+        try:
+            create_optuna_distribution_from_override(parser.parse_override(f"{key}={expression}"))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"hydra.sweeper.params.{key}: {expression} is no search range ({exc})"
+            ) from exc

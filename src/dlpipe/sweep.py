@@ -80,6 +80,18 @@ def fail_abandoned(client: MlflowClient, experiment: str, study: str) -> None:
             log.warning(f"run {run_id} was left RUNNING by a stopped sweep: FAILED")
 
 
+def _check_search(config: DictConfig) -> None:
+    """A bad search space stops the sweep before its first trial, with one line."""
+    from dlpipe.app import fail
+    from dlpipe.errors import ConfigError
+    from dlpipe.search import check_space
+
+    try:
+        check_space(config)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def swept_keys(overrides: list[str]) -> list[str]:
     """`+model=mlp,cnn` -> `model`: the keys a sweep's command line sets."""
     return [item.split("=", 1)[0].lstrip("+~") for item in overrides if "=" in item]
@@ -103,6 +115,7 @@ class MlflowSweepCallback(Callback):
         }
         study = OmegaConf.select(config, "search.study")
         if study:
+            _check_search(config)
             fail_abandoned(self.client, config.tracking.experiment, study)
             tags["optuna.study"] = study
         self.parent = tracking.open_run(self.client, config.tracking.experiment, tags)
@@ -123,8 +136,22 @@ class MlflowSweepCallback(Callback):
         tracking.log_metrics(self.client, self.parent, summary.counts, 0, now)
         if summary.best is not None:
             self._record_best(summary.best, f"best/{monitor}", list(config.hydra.overrides.task))
+        self._record_search(config)
         status = "FINISHED" if summary.counts["sweep/finished"] else "FAILED"
         self.client.set_terminated(self.parent, status)
+
+    def _record_search(self, config: DictConfig) -> None:
+        """A search's trial counts, best parameters and Optuna plots, on the parent run."""
+        if not OmegaConf.select(config, "search.study"):
+            return
+        from dlpipe.search import study_counts
+
+        counts = study_counts(config.search.storage, config.search.study)
+        tracking.log_metrics(self.client, self.parent, counts, 0, int(time.time() * 1000))
+        folder = Path(config.hydra.sweep.dir)
+        for path in [folder / "best_params.yaml", *sorted(folder.glob("optuna_*.png"))]:
+            if path.exists():
+                self.client.log_artifact(self.parent, str(path), "search")
 
     def _record_best(self, best, metric: str, overrides: list[str]) -> None:
         value = best.data.metrics[metric]

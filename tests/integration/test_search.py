@@ -72,6 +72,67 @@ def test_search_prunes_and_records_each_trial_in_mlflow(project: Path):
     assert best["value"] == max(t.value for t in completed)
     assert set(best["params"]) == {"optim.lr", "model.dropout", "data.batch_size"}
 
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    parent = client.get_run(children[0].data.tags["mlflow.parentRunId"])
+    assert parent.data.metrics["search/pruned"] == len(pruned)
+    assert parent.data.metrics["search/complete"] == len(completed)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "search")} == {
+        "search/best_params.yaml",
+        "search/optuna_history.png",
+        "search/optuna_importances.png",
+        "search/optuna_parallel.png",
+    }
+
+
+def write_search(project: Path, name: str, old: str, new: str) -> None:
+    text = (project / "conf/search/digits.yaml").read_text()
+    assert old in text
+    (project / f"conf/search/{name}.yaml").write_text(text.replace(old, new))
+
+
+def test_failing_trials_are_fail_and_the_search_goes_on(project: Path):
+    write_search(project, "failing", "choice(32, 64, 128)", "choice(32, 0)")
+    run(
+        [
+            sys.executable,
+            "pipelines/train.py",
+            "-m",
+            "search=failing",
+            "search.study=failing",
+            "search.n_trials=4",
+            "search.pruner=null",
+            "trainer.max_epochs=1",
+        ],
+        project,
+    )
+    found = trials(project, "failing")
+    assert len(found) == 4
+    for trial in found:  # batch size 0 fails its job; the others complete
+        expected = State.FAIL if trial.params["data.batch_size"] == 0 else State.COMPLETE
+        assert trial.state == expected
+    assert {t.state for t in found} == {State.FAIL, State.COMPLETE}
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ("optim.lr: tag", "optim.rate: tag", "optim.rate is not a config key"),
+        ("interval(0.0, 0.5)", "interval(0.5, 0.1)", "interval(0.5, 0.1) is no search range"),
+    ],
+)
+def test_bad_search_space_stops_before_the_first_trial(project: Path, old, new, message):
+    write_search(project, "bad", old, new)
+    done = run(
+        [sys.executable, "pipelines/train.py", "-m", "search=bad", "search.study=bad"],
+        project,
+        check=False,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: hydra.sweeper.params.") and message in line
+    studies = optuna.get_all_study_names(storage=f"sqlite:///{project / 'optuna.db'}")
+    assert "bad" not in studies  # stopped before the study, let alone a trial
+
 
 def test_killed_search_resumes_to_n_trials_without_running_runs(project: Path):
     process = subprocess.Popen(

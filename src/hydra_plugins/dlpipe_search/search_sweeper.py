@@ -6,6 +6,7 @@ It takes the Optuna sweeper's settings plus `pruner` (an Optuna pruner to instan
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -19,7 +20,7 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe.search import make_pruner, record_outcome, trials_to_run
+from dlpipe.search import make_pruner, record_outcome, save_plots, trials_to_run
 
 log = logging.getLogger(__name__)
 _TRUSTED = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
@@ -71,6 +72,7 @@ class ResumableSweeperImpl(OptunaSweeperImpl):
                 record_outcome(study, trial, result)
             remaining -= len(trials)
         self._save_best(study)
+        save_plots(study, Path(self.config.hydra.sweep.dir))
 
     def _save_best(self, study: optuna.Study) -> None:
         completed = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
