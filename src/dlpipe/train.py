@@ -41,6 +41,7 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     config.validate_training(cfg)
     data = load_prepared(PREPARED_DIR, ("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
+    threads = _share_cpus()
     _seed(cfg.seed)
     task = build_task(cfg, data.meta)
     train_loader, val_loader = loaders(cfg, data)
@@ -55,6 +56,7 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     if job:
         tags.update(child_tags(client, cfg.tracking.experiment, job))
     tags.update(search_tags)
+    tags["dlpipe.torch_threads"] = str(threads)
     run_id = tracking.open_run(client, cfg.tracking.experiment, tags)
     log.info(
         f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {client.tracking_uri}"
@@ -92,6 +94,23 @@ def _pruned_type(trial) -> tuple[type, ...]:
     import optuna
 
     return (optuna.TrialPruned,)
+
+
+def _share_cpus() -> int:
+    """Run torch with as many threads as CPUs Ray gave this job, when Ray launched it.
+
+    Parallel jobs that each took every core would fight over them instead of sharing.
+    """
+    import torch
+
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+            if cpus:
+                torch.set_num_threads(max(1, int(cpus)))
+    return torch.get_num_threads()
 
 
 def _seed(seed: int) -> None:

@@ -68,3 +68,27 @@ def test_each_job_writes_its_own_models(swept: Path):
     checkpoints = sorted(swept.glob("multirun/*/*/*/models/best.ckpt"))
     assert [path.parent.parent.name for path in checkpoints] == ["0", "1", "2", "3"]
     assert not (swept / "models").exists()
+
+
+def test_ray_launcher_runs_jobs_in_parallel_with_a_cpu_each(tmp_path: Path):
+    project = make_project(tmp_path / "project")
+    run([sys.executable, "pipelines/prepare.py"], project)
+    run(
+        [
+            sys.executable,
+            "pipelines/train.py",
+            "-m",
+            "hydra/launcher=dlpipe_ray",
+            "model=mlp,cnn",
+            "trainer.max_epochs=1",
+        ],
+        project,
+        timeout=600,
+    )
+    (parent,), children = runs_of(project)
+    assert len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert all(run.info.status == "FINISHED" for run in (parent, *children))
+    # Two jobs on two cores: one torch thread each rather than two fighting over both.
+    assert [c.data.tags["dlpipe.torch_threads"] for c in children] == ["1", "1"]
+    assert len(list(project.glob("multirun/*/*/*/models/best.ckpt"))) == 2
