@@ -27,9 +27,19 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def resolve_uri(setting: str | None) -> str:
-    """tracking.uri if set, else MLFLOW_TRACKING_URI, else mlflow.db in the working directory."""
+    """tracking.uri if set, else MLFLOW_TRACKING_URI, else mlflow.db at the project root."""
     uri = setting or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+    return uri or f"sqlite:///{project_root(Path.cwd()) / 'mlflow.db'}"
+
+
+def project_root(cwd: Path) -> Path:
+    """The working directory, except in a queued DVC experiment: that runs in a throw-away
+    copy under <project>/.dvc/tmp/exps/, and its runs belong in the project's store."""
+    parts = cwd.resolve().parts
+    for start in range(len(parts) - 2):
+        if parts[start : start + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:start])
+    return cwd.resolve()
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:

@@ -68,3 +68,11 @@ def test_uri_setting_beats_environment_beats_default(monkeypatch, tmp_path: Path
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking.resolve_uri(None) == "http://127.0.0.1:5000"
     assert tracking.resolve_uri("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_queued_dvc_experiments_log_to_the_project_store(tmp_path: Path, monkeypatch):
+    workspace = tmp_path / "project" / ".dvc" / "tmp" / "exps" / "tmp1234"
+    workspace.mkdir(parents=True)
+    monkeypatch.chdir(workspace)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.resolve_uri(None) == f"sqlite:///{tmp_path / 'project' / 'mlflow.db'}"
