@@ -3,7 +3,6 @@
 It attaches to the run named in models/run.json; it never opens a second run for a model.
 """
 
-import time
 from pathlib import Path
 
 import torch
@@ -57,7 +56,7 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
         y.numpy(), logits.argmax(1).numpy(), matrix.numpy(), record["classes"], out.plots
     )
     written += plots.learning_curves(files.read_json(out.history_file), out.plots)
-    tracking.log_metrics(client, record["run_id"], metrics, 0, int(time.time() * 1000))
+    tracking.log_metrics(client, record["run_id"], metrics)
     for path in written:
         if path.suffix == ".png":
             client.log_artifact(record["run_id"], str(path), "plots")

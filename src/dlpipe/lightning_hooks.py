@@ -45,7 +45,7 @@ class MlflowEpochLogger(Logger):
         values = dict(metrics)
         epoch = int(values.pop("epoch", step or 0))
         self.history.setdefault(epoch, {}).update(values)
-        tracking.log_metrics(self.client, self.run_id, values, epoch, int(time.time() * 1000))
+        tracking.log_metrics(self.client, self.run_id, values, epoch)
         # An epoch's train metrics are logged last, after its validation.
         if self.echo and any(key.startswith("train/") for key in values):
             self._echo(epoch)

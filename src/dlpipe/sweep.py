@@ -10,7 +10,6 @@ jobs run, in-process or on Ray workers, as long as they share the store.
 import logging
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,8 +131,7 @@ class MlflowSweepCallback(Callback):
             max_results=50000,
         )
         summary = summarise(children, f"best/{monitor}", mode)
-        now = int(time.time() * 1000)
-        tracking.log_metrics(self.client, self.parent, summary.counts, 0, now)
+        tracking.log_metrics(self.client, self.parent, summary.counts)
         if summary.best is not None:
             self._record_best(summary.best, f"best/{monitor}", list(config.hydra.overrides.task))
         self._record_search(config)
@@ -147,7 +145,7 @@ class MlflowSweepCallback(Callback):
         from dlpipe.search import study_counts
 
         counts = study_counts(config.search.storage, config.search.study)
-        tracking.log_metrics(self.client, self.parent, counts, 0, int(time.time() * 1000))
+        tracking.log_metrics(self.client, self.parent, counts)
         folder = Path(config.hydra.sweep.dir)
         for path in [folder / "best_params.yaml", *sorted(folder.glob("optuna_*.png"))]:
             if path.exists():
@@ -155,7 +153,7 @@ class MlflowSweepCallback(Callback):
 
     def _record_best(self, best, metric: str, overrides: list[str]) -> None:
         value = best.data.metrics[metric]
-        tracking.log_metrics(self.client, self.parent, {metric: value}, 0, int(time.time() * 1000))
+        tracking.log_metrics(self.client, self.parent, {metric: value})
         chosen = dict(item.split("=", 1) for item in shlex.split(best.data.tags[OVERRIDES_TAG]))
         keys = [key for key in chosen if key.lstrip("+~") in swept_keys(overrides)]
         tracking.log_params(self.client, self.parent, {f"best.{k}": chosen[k] for k in keys})

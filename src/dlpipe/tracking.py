@@ -6,6 +6,7 @@ fall back to their own default (a `./mlruns` file store) would otherwise split t
 
 import logging
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -115,10 +116,10 @@ def closing_run(
     client.set_terminated(run_id, "FINISHED")
 
 
-def log_metrics(
-    client: MlflowClient, run_id: str, values: dict[str, float], step: int, timestamp_ms: int
-) -> None:
-    metrics = [Metric(key, float(value), timestamp_ms, step) for key, value in values.items()]
+def log_metrics(client: MlflowClient, run_id: str, values: dict[str, float], step: int = 0) -> None:
+    """Log `values` at `step` (an epoch, or 0 for a run's summary numbers), timed now."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, float(value), now, step) for key, value in values.items()]
     client.log_batch(run_id, metrics=metrics)
 
 

@@ -8,7 +8,6 @@ costs no run.
 
 import logging
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 
@@ -71,7 +70,7 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
         score = float(trainer.checkpoint_callback.best_model_score)
         log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}")
         # The score a sweep ranks its jobs by, and what an Optuna trial returns.
-        tracking.log_metrics(client, run_id, {f"best/{monitor}": score}, 0, int(time.time() * 1000))
+        tracking.log_metrics(client, run_id, {f"best/{monitor}": score})
         client.log_artifact(run_id, str(out.best_ckpt), "checkpoints")
         files.write_json(out.run_file, _run_record(cfg, data.meta, run_id, score, out))
     return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)

@@ -24,7 +24,7 @@ def open_run(client: MlflowClient) -> str:
 def test_run_gets_params_and_finishes(client):
     run_id = open_run(client)
     with tracking.closing_run(client, run_id):
-        tracking.log_metrics(client, run_id, {"val/acc": 0.5}, step=3, timestamp_ms=0)
+        tracking.log_metrics(client, run_id, {"val/acc": 0.5}, step=3)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params == {"optim.lr": "0.1", "model.channels": "[1, 2]"}
