@@ -75,3 +75,15 @@ def make_project(repo: Path) -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "project")
+
+
+def start_until(cmd: list[str], cwd: Path, marker: str) -> subprocess.Popen:
+    """Start `cmd` and return once a line of its output contains `marker` (to interrupt it)."""
+    process = subprocess.Popen(
+        cmd, cwd=cwd, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    for line in process.stdout:
+        if marker in line:
+            return process
+    process.wait()
+    raise AssertionError(f"{cmd} ended (exit {process.returncode}) before printing {marker!r}")

@@ -8,7 +8,6 @@ import json
 import os
 import pty
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import yaml
 from mlflow import MlflowClient
 
 from dlpipe.config import flatten
-from tests.conftest import git_env, make_project, run
+from tests.conftest import git_env, make_project, run, start_until
 
 pytestmark = pytest.mark.slow
 
@@ -173,22 +172,13 @@ def test_terminal_gets_a_progress_bar_instead_of_lines(project, repro):
 
 
 def test_ctrl_c_during_training_leaves_the_run_killed(project, repro):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "pipelines/train.py",
-            "trainer.max_epochs=200",
-            "trainer.early_stopping.patience=200",
-        ],
-        cwd=project,
-        env=git_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    for line in process.stdout:
-        if "epoch 2/200" in line:
-            break
+    command = [
+        sys.executable,
+        "pipelines/train.py",
+        "trainer.max_epochs=200",
+        "trainer.early_stopping.patience=200",
+    ]
+    process = start_until(command, project, "epoch 2/200")
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
     assert process.returncode != 0

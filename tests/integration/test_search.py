@@ -1,7 +1,6 @@
 """Optuna search for real: TPE with pruning, sqlite study storage, resume after a kill -9."""
 
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import git_env, make_project, run
+from tests.conftest import make_project, run, start_until
 
 pytestmark = pytest.mark.slow
 
@@ -135,17 +134,8 @@ def test_bad_search_space_stops_before_the_first_trial(project: Path, old, new, 
 
 
 def test_killed_search_resumes_to_n_trials_without_running_runs(project: Path):
-    process = subprocess.Popen(
-        search(project, "resume", 6),
-        cwd=project,
-        env=git_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    for line in process.stdout:
-        if "search.trial=2" in line:  # trials 0 and 1 are done, trial 2 is running
-            break
+    # Trials 0 and 1 are done and trial 2 is running when the sweep is killed.
+    process = start_until(search(project, "resume", 6), project, "search.trial=2")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert State.RUNNING in {t.state for t in trials(project, "resume")}
