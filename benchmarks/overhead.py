@@ -145,11 +145,12 @@ def lightning_fit(cfg, data, uri: str) -> list[float]:
 def dlpipe_fit(cfg, data, uri: str) -> list[float]:
     client = tracking.get_client(uri)
     run_id = tracking.open_run(client, "overhead", {})
+    train_loader, val_loader = loaders(cfg, data)
+    schedule = {"steps_per_epoch": len(train_loader), "max_epochs": cfg.trainer.max_epochs}
     task = ClassificationTask(
-        fresh_model(cfg, data.meta), data.meta["num_classes"], dict(cfg.optim)
+        fresh_model(cfg, data.meta), data.meta["num_classes"], dict(cfg.optim), schedule
     )
     timer = TrainPhaseTimer()
-    train_loader, val_loader = loaders(cfg, data)
     logger = MlflowEpochLogger(echo=True, max_epochs=cfg.trainer.max_epochs)
     logger.attach(client, run_id)
     trainer = build_trainer(cfg, logger, len(train_loader), PROJECT, (timer,))

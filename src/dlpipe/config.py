@@ -75,12 +75,17 @@ def validate_data(cfg: DictConfig) -> None:
 def validate_training(cfg: DictConfig) -> None:
     """Checks for the train stage: data, model, optimiser and trainer settings."""
     from dlpipe.models import check_model_name
-    from dlpipe.optim import check_optimizer_name
+    from dlpipe.optim import check_optimizer_name, check_schedule_name
 
     validate_data(cfg)
     check_model_name(_require(cfg, "model.name"))
     check_optimizer_name(_require(cfg, "optim.name"))
     _number(cfg, "optim.lr", "a positive number", lambda v: v > 0)
+    check_schedule_name(_require(cfg, "schedule.name"))
+    _number(cfg, "schedule.warmup_epochs", "a number of epochs >= 0", lambda v: v >= 0)
+    if OmegaConf.select(cfg, "trainer.gradient_clip_val", default=None) is not None:
+        _number(cfg, "trainer.gradient_clip_val", "a positive number or null", lambda v: v > 0)
+    _choice(cfg, "trainer.gradient_clip_algorithm", ("norm", "value"))
     _number(cfg, "seed", "a non-negative integer", lambda v: isinstance(v, int) and v >= 0)
     _positive_int(cfg, "data.batch_size")
     _positive_int(cfg, "trainer.max_epochs")

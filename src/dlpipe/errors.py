@@ -15,3 +15,7 @@ class DataError(DlpipeError):
 
 class TrackingError(DlpipeError):
     """The MLflow tracking store cannot be used."""
+
+
+class TrainingError(DlpipeError):
+    """Training cannot go on: its loss diverged to NaN or infinity."""

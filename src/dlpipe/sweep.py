@@ -61,24 +61,6 @@ def child_tags(client: MlflowClient, experiment: str, job: SweepJob) -> dict:
     return tags
 
 
-def fail_abandoned(client: MlflowClient, experiment: str, study: str) -> None:
-    """Mark FAILED the runs a killed search left RUNNING: its parent and its trials' runs.
-
-    A search resuming `study` is its only sweep (as Optuna assumes, failing its stale
-    trials), so any of its runs still RUNNING belongs to a sweep that died.
-    """
-    running = client.search_runs(
-        [tracking.experiment_id(client, experiment)],
-        filter_string=f"tags.`optuna.study` = '{study}' and attributes.status = 'RUNNING'",
-    )
-    parents = {run.data.tags.get("mlflow.parentRunId") for run in running} - {None}
-    for run_id in [run.info.run_id for run in running] + sorted(parents):
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_tag(run_id, "dlpipe.failure", "its sweep stopped before the end")
-            client.set_terminated(run_id, "FAILED")
-            log.warning(f"run {run_id} was left RUNNING by a stopped sweep: FAILED")
-
-
 def _check_search(config: DictConfig) -> None:
     """A bad search space stops the sweep before its first trial, with one line."""
     from dlpipe.app import fail
@@ -115,7 +97,6 @@ class MlflowSweepCallback(Callback):
         study = OmegaConf.select(config, "search.study")
         if study:
             _check_search(config)
-            fail_abandoned(self.client, config.tracking.experiment, study)
             tags["optuna.study"] = study
         self.parent = tracking.open_run(self.client, config.tracking.experiment, tags)
         tracking.log_params(self.client, self.parent, {"sweep.overrides": shlex.join(overrides)})
@@ -135,6 +116,12 @@ class MlflowSweepCallback(Callback):
         if summary.best is not None:
             self._record_best(summary.best, f"best/{monitor}", list(config.hydra.overrides.task))
         self._record_search(config)
+        failed, jobs = summary.counts["sweep/failed"], summary.counts["sweep/jobs"]
+        if failed:
+            log.warning(
+                f"{failed} of {jobs} jobs failed: each child run of {self.parent} "
+                "carries its reason in the tag dlpipe.failure"
+            )
         status = "FINISHED" if summary.counts["sweep/finished"] else "FAILED"
         self.client.set_terminated(self.parent, status)
 

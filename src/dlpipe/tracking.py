@@ -6,6 +6,7 @@ fall back to their own default (a `./mlruns` file store) would otherwise split t
 
 import logging
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -13,15 +14,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from dlpipe.errors import TrackingError
 
+log = logging.getLogger(__name__)
+
 # MLflow caps a log_batch call at 100 params.
 _PARAMS_PER_BATCH = 100
 # A param value longer than this is refused by MLflow.
 _MAX_PARAM_LENGTH = 6000
+FAILURE_TAG = "dlpipe.failure"
+# Which process holds a run open: a RUNNING run whose process is gone was killed.
+_HOST_TAG, _PID_TAG, _PID_START_TAG = "dlpipe.host", "dlpipe.pid", "dlpipe.pid_started"
 
 # The sqlite store announces its schema migrations at INFO on first use.
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -68,8 +75,55 @@ def experiment_id(client: MlflowClient, name: str) -> str:
 
 
 def open_run(client: MlflowClient, experiment: str, tags: dict[str, str]) -> str:
-    """Create a run carrying `tags`; return its id. Close it with `closing_run`."""
-    return client.create_run(experiment_id(client, experiment), tags=tags).info.run_id
+    """Create a run carrying `tags`; return its id. Close it with `closing_run`.
+
+    Runs that killed processes on this host left RUNNING in the experiment are marked
+    FAILED first, so a new run (or sweep) cleans up after a crashed one.
+    """
+    experiment_id_ = experiment_id(client, experiment)
+    fail_orphans(client, experiment_id_)
+    return client.create_run(experiment_id_, tags={**tags, **_owner_tags()}).info.run_id
+
+
+def _owner_tags() -> dict[str, str]:
+    me = psutil.Process()
+    return {
+        _HOST_TAG: socket.gethostname(),
+        _PID_TAG: str(me.pid),
+        _PID_START_TAG: f"{me.create_time():.2f}",
+    }
+
+
+def _owner_alive(tags: dict[str, str]) -> bool:
+    """Whether the process that opened a run still runs (not just a later one with its pid)."""
+    try:
+        started = psutil.Process(int(tags[_PID_TAG])).create_time()
+    except psutil.NoSuchProcess:
+        return False
+    return f"{started:.2f}" == tags[_PID_START_TAG]
+
+
+def fail_orphans(client: MlflowClient, experiment_id_: str) -> list[str]:
+    """Mark FAILED, with the reason, this host's RUNNING runs whose process has ended.
+
+    Returns their ids. Runs opened on other hosts are left alone: their processes
+    cannot be seen from here.
+    """
+    host = socket.gethostname()
+    running = client.search_runs(
+        [experiment_id_],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{_HOST_TAG}` = '{host}'",
+        max_results=50000,
+    )
+    orphans = [run for run in running if not _owner_alive(run.data.tags)]
+    for run in orphans:
+        pid = run.data.tags[_PID_TAG]
+        client.set_tag(
+            run.info.run_id, FAILURE_TAG, f"its process ({pid} on {host}) ended without closing it"
+        )
+        client.set_terminated(run.info.run_id, "FAILED")
+        log.warning(f"run {run.info.run_id} was left RUNNING by process {pid}, now gone: FAILED")
+    return [run.info.run_id for run in orphans]
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict) -> None:
@@ -109,11 +163,20 @@ def closing_run(
         raise
     except BaseException as exc:
         try:
-            client.set_tag(run_id, "dlpipe.failure", one_line(exc))
+            client.set_tag(run_id, FAILURE_TAG, one_line(exc))
         finally:
             client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
+
+
+def record_failure(
+    client: MlflowClient, experiment: str, tags: dict[str, str], exc: BaseException
+) -> str:
+    """A FAILED run, reason tagged, for work that failed before its run opened."""
+    run_id = open_run(client, experiment, {**tags, FAILURE_TAG: one_line(exc)})
+    client.set_terminated(run_id, "FAILED")
+    return run_id
 
 
 def log_metrics(client: MlflowClient, run_id: str, values: dict[str, float], step: int = 0) -> None:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlpipe import config, files, tracking
 from dlpipe.data.arrays import ArrayLoader, PreparedData, load_prepared
-from dlpipe.errors import ConfigError
+from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.lineage import lineage_tags
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
 from dlpipe.sweep import SweepJob, child_tags
@@ -30,11 +30,70 @@ class TrainResult:
     best_score: float
 
 
+@dataclass
+class _Fit:
+    """Everything a training needs, built and checked before its MLflow run opens."""
+
+    data: PreparedData
+    task: object
+    train_loader: ArrayLoader
+    val_loader: ArrayLoader
+    logger: object
+    trainer: object
+    trial: object
+    tags: dict[str, str]
+
+
 def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) -> TrainResult:
     """Train the configured model on the prepared data as one MLflow run, writing under `out`.
 
-    As a sweep's job, the run becomes a child of the sweep's parent run.
+    As a sweep's job, the run becomes a child of the sweep's parent run; a job whose
+    settings fail before training still leaves a FAILED child run saying why.
     """
+    try:
+        fit = _set_up(cfg, out)
+    except Exception as exc:
+        if job:
+            _record_failed_job(cfg, job, exc)
+        raise
+    client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
+    experiment = cfg.tracking.experiment
+    sweep_tags = _sweep_tags(client, cfg, job) if job else {}
+    # A record left by an interrupted run must never describe the checkpoints made next.
+    for stale in (out.run_file, out.history_file):
+        stale.unlink(missing_ok=True)
+    run_id = tracking.open_run(client, experiment, {**fit.tags, **sweep_tags})
+    log.info(f"MLflow run {run_id} in experiment '{experiment}' at {client.tracking_uri}")
+    with tracking.closing_run(client, run_id, stopped_early=_pruned_type(fit.trial)):
+        tracking.log_params(client, run_id, config.flatten(config.to_dict(cfg)))
+        client.log_text(run_id, OmegaConf.to_yaml(cfg), "config.yaml")
+        fit.logger.attach(client, run_id)
+        fit.trainer.fit(fit.task, fit.train_loader, fit.val_loader)
+        files.write_json(out.history_file, fit.logger.epochs())
+        monitor = cfg.trainer.checkpoint_monitor
+        score = float(fit.trainer.checkpoint_callback.best_model_score)
+        log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}")
+        # The score a sweep ranks its jobs by, and what an Optuna trial returns.
+        tracking.log_metrics(client, run_id, {f"best/{monitor}": score})
+        client.log_artifact(run_id, str(out.best_ckpt), "checkpoints")
+        files.write_json(out.run_file, _run_record(cfg, fit.data.meta, run_id, score, out))
+    return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)
+
+
+def _sweep_tags(client, cfg: DictConfig, job: SweepJob) -> dict[str, str]:
+    return {**child_tags(client, cfg.tracking.experiment, job), **_search_tags(cfg)}
+
+
+def _record_failed_job(cfg: DictConfig, job: SweepJob, exc: BaseException) -> None:
+    """Leave a FAILED child run saying why a sweep's job failed before its training began."""
+    try:
+        client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
+    except TrackingError:
+        return  # the store itself is what failed: there is nowhere to record it
+    tracking.record_failure(client, cfg.tracking.experiment, _sweep_tags(client, cfg, job), exc)
+
+
+def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     from dlpipe.lightning_hooks import MlflowEpochLogger
 
     config.validate_training(cfg)
@@ -42,49 +101,32 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     config.check_prepared_matches(cfg, data.meta)
     threads = _share_cpus()
     _seed(cfg.seed)
-    task = build_task(cfg, data.meta)
     train_loader, val_loader = loaders(cfg, data)
+    task = build_task(cfg, data.meta, len(train_loader))
     logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
-    trial, search_callbacks, search_tags = _search_trial(cfg)
+    trial, search_callbacks = _search_trial(cfg)
     trainer = build_trainer(cfg, logger, len(train_loader), out, search_callbacks)
-    client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
-    # A record left by an interrupted run must never describe the checkpoints made next.
-    for stale in (out.run_file, out.history_file):
-        stale.unlink(missing_ok=True)
-    tags = lineage_tags(config.config_hash(cfg), data.meta["hash"])
-    if job:
-        tags.update(child_tags(client, cfg.tracking.experiment, job))
-    tags.update(search_tags)
-    tags["dlpipe.torch_threads"] = str(threads)
-    run_id = tracking.open_run(client, cfg.tracking.experiment, tags)
-    log.info(
-        f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {client.tracking_uri}"
-    )
-    with tracking.closing_run(client, run_id, stopped_early=_pruned_type(trial)):
-        tracking.log_params(client, run_id, config.flatten(config.to_dict(cfg)))
-        client.log_text(run_id, OmegaConf.to_yaml(cfg), "config.yaml")
-        logger.attach(client, run_id)
-        trainer.fit(task, train_loader, val_loader)
-        files.write_json(out.history_file, logger.epochs())
-        monitor = cfg.trainer.checkpoint_monitor
-        score = float(trainer.checkpoint_callback.best_model_score)
-        log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}")
-        # The score a sweep ranks its jobs by, and what an Optuna trial returns.
-        tracking.log_metrics(client, run_id, {f"best/{monitor}": score})
-        client.log_artifact(run_id, str(out.best_ckpt), "checkpoints")
-        files.write_json(out.run_file, _run_record(cfg, data.meta, run_id, score, out))
-    return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)
+    tags = {
+        **lineage_tags(config.config_hash(cfg), data.meta["hash"]),
+        "dlpipe.torch_threads": str(threads),
+    }
+    return _Fit(data, task, train_loader, val_loader, logger, trainer, trial, tags)
 
 
-def _search_trial(cfg: DictConfig) -> tuple[object, tuple, dict[str, str]]:
-    """In an Optuna search: the job's trial, its pruning callback and its run tags."""
+def _search_trial(cfg: DictConfig) -> tuple[object, tuple]:
+    """In an Optuna search: the job's trial and its pruning callback."""
     if OmegaConf.select(cfg, "search.trial") is None:
-        return None, (), {}
+        return None, ()
     from dlpipe import search
 
     trial = search.job_trial(cfg)
-    tags = {"optuna.study": cfg.search.study, "optuna.trial": str(trial.number)}
-    return trial, (search.pruning_callback(trial, cfg.trainer.checkpoint_monitor),), tags
+    return trial, (search.pruning_callback(trial, cfg.trainer.checkpoint_monitor),)
+
+
+def _search_tags(cfg: DictConfig) -> dict[str, str]:
+    """In an Optuna search: the study and trial number the job's run belongs to."""
+    trial = OmegaConf.select(cfg, "search.trial")
+    return {} if trial is None else {"optuna.study": cfg.search.study, "optuna.trial": str(trial)}
 
 
 def _pruned_type(trial) -> tuple[type, ...]:
@@ -130,14 +172,20 @@ def build_model(cfg: DictConfig, meta: dict):
     )
 
 
-def build_task(cfg: DictConfig, meta: dict):
-    """The LightningModule to fit; its optimiser settings are tried on the model first."""
-    from dlpipe.optim import build_optimizer
+def build_task(cfg: DictConfig, meta: dict, steps_per_epoch: int):
+    """The LightningModule to fit; its optimiser and schedule settings are tried first."""
+    from dlpipe.optim import build_optimizer, build_schedule
     from dlpipe.tasks.classification import ClassificationTask
 
     model = build_model(cfg, meta)
-    build_optimizer(model.parameters(), **config.to_dict(cfg.optim))
-    return ClassificationTask(model, meta["num_classes"], config.to_dict(cfg.optim))
+    optim = config.to_dict(cfg.optim)
+    schedule = {
+        **config.to_dict(cfg.schedule),
+        "steps_per_epoch": steps_per_epoch,
+        "max_epochs": cfg.trainer.max_epochs,
+    }
+    build_schedule(build_optimizer(model.parameters(), **optim), **schedule)
+    return ClassificationTask(model, meta["num_classes"], optim, schedule)
 
 
 def loaders(cfg: DictConfig, data: PreparedData) -> tuple[ArrayLoader, ArrayLoader]:
@@ -165,6 +213,8 @@ def build_trainer(
             devices=t.devices,
             precision=t.precision,
             max_epochs=t.max_epochs,
+            gradient_clip_val=t.gradient_clip_val,
+            gradient_clip_algorithm=t.gradient_clip_algorithm,
             logger=logger,
             callbacks=[*_callbacks(t, out), *extra_callbacks],
             enable_progress_bar=sys.stderr.isatty(),

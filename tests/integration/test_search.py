@@ -89,27 +89,43 @@ def write_search(project: Path, name: str, old: str, new: str) -> None:
     (project / f"conf/search/{name}.yaml").write_text(text.replace(old, new))
 
 
-def test_failing_trials_are_fail_and_the_search_goes_on(project: Path):
+def test_failing_trials_are_fail_and_failed_runs_and_the_search_goes_on(project: Path):
+    # Batch size 0 fails before training, learning rate 1e5 diverges during it.
     write_search(project, "failing", "choice(32, 64, 128)", "choice(32, 0)")
+    text = (project / "conf/search/failing.yaml").read_text()
+    (project / "conf/search/failing.yaml").write_text(
+        text.replace("tag(log, interval(3e-4, 3e-2))", "choice(0.05, 100000.0)")
+    )
     run(
         [
             sys.executable,
             "pipelines/train.py",
             "-m",
             "search=failing",
+            "optim=sgd",
             "search.study=failing",
-            "search.n_trials=4",
+            "search.n_trials=6",
             "search.pruner=null",
             "trainer.max_epochs=1",
         ],
         project,
     )
     found = trials(project, "failing")
-    assert len(found) == 4
-    for trial in found:  # batch size 0 fails its job; the others complete
-        expected = State.FAIL if trial.params["data.batch_size"] == 0 else State.COMPLETE
-        assert trial.state == expected
-    assert {t.state for t in found} == {State.FAIL, State.COMPLETE}
+    assert len(found) == 6
+    runs = {int(r.data.tags["optuna.trial"]): r for r in trial_runs(project, "failing")}
+    reasons = set()
+    for trial in found:
+        fails = trial.params["data.batch_size"] == 0 or trial.params["optim.lr"] > 1
+        assert trial.state == (State.FAIL if fails else State.COMPLETE)
+        assert runs[trial.number].info.status == ("FAILED" if fails else "FINISHED")
+        reason = runs[trial.number].data.tags.get("dlpipe.failure", "")
+        reasons.add(reason.split(":")[0])
+    assert reasons == {"", "ConfigError", "TrainingError"}  # each kind of outcome happened
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    failed = sum(t.state == State.FAIL for t in found)
+    assert parent.data.metrics["search/fail"] == parent.data.metrics["sweep/failed"] == failed
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from dvc.utils.hydra import compose_and_dump
 
 from dlpipe import config
 from dlpipe.errors import ConfigError
-from dlpipe.optim import build_optimizer
+from dlpipe.optim import build_optimizer, build_schedule
 from dlpipe.paths import PROJECT
 from dlpipe.train import build_model, build_trainer
 from tests.conftest import CONF_DIR, ROOT
@@ -45,12 +45,70 @@ def test_every_option_composes_validates_and_builds(make_cfg, model, optim, trai
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
+def lrs_over_training(make_cfg, *overrides: str, steps_per_epoch: int = 4) -> list[float]:
+    cfg = make_cfg(*overrides, "optim=sgd", "optim.lr=1.0", "trainer.max_epochs=10")
+    config.validate_training(cfg)
+    optimiser = build_optimizer([torch.nn.Parameter(torch.zeros(1))], **config.to_dict(cfg.optim))
+    schedule = build_schedule(
+        optimiser,
+        steps_per_epoch=steps_per_epoch,
+        max_epochs=cfg.trainer.max_epochs,
+        **config.to_dict(cfg.schedule),
+    )
+    lrs = []
+    for _ in range(steps_per_epoch * cfg.trainer.max_epochs):
+        lrs.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        if schedule:
+            schedule.step()
+    return lrs
+
+
+def test_schedules_shape_the_learning_rate_over_training(make_cfg):
+    # 10 epochs of 4 steps, optim.lr=1.0; each list holds the rate at every step.
+    assert set(lrs_over_training(make_cfg, "schedule=none")) == {1.0}
+    step = lrs_over_training(make_cfg, "schedule=step", "schedule.step_epochs=5")
+    assert step[:20] == [1.0] * 20 and step[20:] == [0.5] * 20
+    exponential = lrs_over_training(make_cfg, "schedule=exponential", "schedule.gamma=0.5")
+    assert exponential[4] == pytest.approx(0.5) and exponential[8] == pytest.approx(0.25)
+    cosine = lrs_over_training(make_cfg, "schedule=cosine")
+    assert cosine[20] == pytest.approx(0.5) and cosine[-1] < 0.01
+    onecycle = lrs_over_training(make_cfg, "schedule=onecycle")
+    peak = onecycle.index(max(onecycle))
+    assert max(onecycle) == pytest.approx(1.0) and 10 <= peak <= 14  # pct_start 0.3 of 40
+    assert onecycle[0] < 0.1 and onecycle[-1] < 1e-3
+
+
+def test_warmup_rises_linearly_then_hands_over(make_cfg):
+    lrs = lrs_over_training(make_cfg, "schedule=cosine", "schedule.warmup_epochs=2")
+    assert lrs[0] == pytest.approx(0.1)
+    assert lrs[:8] == sorted(lrs[:8]) and lrs[8] == pytest.approx(1.0)
+    assert lrs[8:] == sorted(lrs[8:], reverse=True)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (("schedule=onecycle", "schedule.warmup_epochs=1"), "warms up by itself"),
+        (("schedule.warmup_epochs=10",), "leaves no training after the warm-up"),
+        (("schedule=step", "+schedule.factor=2"), "schedule 'step' refuses its settings"),
+    ],
+)
+def test_schedule_settings_that_cannot_work_are_named(make_cfg, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        lrs_over_training(make_cfg, *overrides)
+
+
 def test_cpu_trainer_config_builds_the_trainer(make_cfg):
     cfg = make_cfg("trainer=cpu", "trainer.max_epochs=3")
     trainer = build_trainer(cfg, logger=False, steps_per_epoch=10, out=PROJECT)
     assert trainer.max_epochs == 3
     assert trainer.checkpoint_callback.monitor == "val/acc"
     assert trainer.early_stopping_callback.monitor == "val/loss"
+    assert trainer.gradient_clip_val is None
+    clipped = make_cfg("trainer.gradient_clip_val=0.5", "trainer.gradient_clip_algorithm=value")
+    trainer = build_trainer(clipped, logger=False, steps_per_epoch=10, out=PROJECT)
+    assert (trainer.gradient_clip_val, trainer.gradient_clip_algorithm) == (0.5, "value")
 
 
 def test_gpu_trainer_is_cpu_settings_with_bf16_on_gpu(make_cfg):
@@ -64,9 +122,13 @@ def test_gpu_trainer_is_cpu_settings_with_bf16_on_gpu(make_cfg):
     [
         ("optim.lr=0", "optim.lr must be a positive number, got 0"),
         ("optim.lr=-0.1", "optim.lr must be a positive number, got -0.1"),
-        ("model.name=vgg", "unknown model 'vgg': choose one of cnn, mlp"),
+        ("model.name=vgg", "unknown model 'vgg': choose one of cnn, gru, lstm, mlp, perceptron"),
         ("data.name=mnist", "unknown data 'mnist': choose one of digits"),
-        ("optim.name=lbfgs", "unknown optim 'lbfgs': choose one of adam, sgd"),
+        ("optim.name=lbfgs", "unknown optim 'lbfgs': choose one of adam, adamw, rmsprop, sgd"),
+        ("schedule.name=linear", "unknown schedule 'linear': choose one of none, step"),
+        ("schedule.warmup_epochs=-1", "schedule.warmup_epochs must be a number of epochs >= 0"),
+        ("trainer.gradient_clip_val=0", "trainer.gradient_clip_val must be a positive number"),
+        ("trainer.gradient_clip_algorithm=max", "must be one of norm, value, got 'max'"),
         ("data.batch_size=0", "data.batch_size must be a positive integer, got 0"),
         ("trainer.max_epochs=2.5", "trainer.max_epochs must be a positive integer, got 2.5"),
         ("model.dropout=1.0", "model.dropout must be in [0, 1), got 1.0"),
@@ -117,3 +179,26 @@ def test_settings_the_model_or_optimiser_refuse_are_config_errors(make_cfg):
     net = build_model(make_cfg(), meta)
     with pytest.raises(ConfigError, match="optim 'adam' refuses its settings"):
         build_optimizer(net.parameters(), **config.to_dict(make_cfg("+optim.betas=1").optim))
+
+
+@pytest.mark.parametrize("preset", options("experiment"))
+def test_every_preset_composes_and_runs_a_fast_dev_run(make_cfg, preset):
+    import lightning.pytorch as pl
+
+    from dlpipe.data.arrays import ArrayLoader
+    from dlpipe.data.sources import load_source
+    from dlpipe.train import build_task
+
+    cfg = make_cfg(f"experiment={preset}")
+    config.validate_training(cfg)
+    header = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text().splitlines()[1]
+    assert header.startswith("# python pipelines/") and f"experiment={preset}" in header
+    raw = load_source(cfg.data.name)
+    meta = {"input_shape": list(raw.x.shape[1:]), "num_classes": len(raw.classes)}
+    batches = ArrayLoader(torch.tensor(raw.x[:64]), torch.tensor(raw.y[:64]), 16)
+    task = build_task(cfg, meta, steps_per_epoch=len(batches))
+    trainer = pl.Trainer(
+        fast_dev_run=2, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(task, batches, batches)
+    assert trainer.state.finished

@@ -1,6 +1,9 @@
 """MLflow runs end with the right status whatever happens, against a real sqlite store."""
 
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,40 @@ def test_queued_dvc_experiments_log_to_the_project_store(tmp_path: Path, monkeyp
     monkeypatch.chdir(workspace)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.resolve_uri(None) == f"sqlite:///{tmp_path / 'project' / 'mlflow.db'}"
+
+
+OPEN_AND_WAIT = """
+import sys, time
+from dlpipe import tracking
+client = tracking.get_client(sys.argv[1])
+print(tracking.open_run(client, "tests", {}), flush=True)
+time.sleep(600)
+"""
+
+
+def run_in_other_process(uri: str) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", OPEN_AND_WAIT, uri], stdout=subprocess.PIPE, text=True
+    )
+    return process, process.stdout.readline().strip()
+
+
+def test_next_run_fails_runs_whose_process_was_killed(client):
+    uri = client.tracking_uri
+    killed, orphan = run_in_other_process(uri)
+    alive, running = run_in_other_process(uri)
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+        assert client.get_run(orphan).info.status == "RUNNING"
+
+        tracking.open_run(client, "tests", {})
+
+        run = client.get_run(orphan)
+        assert run.info.status == "FAILED"
+        assert run.data.tags["dlpipe.failure"].startswith(f"its process ({killed.pid} on ")
+        # A run whose process still works is left alone.
+        assert client.get_run(running).info.status == "RUNNING"
+    finally:
+        alive.kill()
+        alive.wait(timeout=30)

@@ -1,6 +1,13 @@
 """Plain nn.Module families and their registry. Importing this package registers them all."""
 
-from dlpipe.models import cnn, mlp  # noqa: F401  (registration side effect)
+from dlpipe.models import (  # noqa: F401  (registration side effect)
+    cnn,
+    mlp,
+    perceptron,
+    recurrent,
+    resnet,
+    transformer,
+)
 from dlpipe.models.registry import build_model, check_model_name, list_models, register
 
 __all__ = ["build_model", "check_model_name", "list_models", "register"]

@@ -6,6 +6,7 @@ from torch import nn
 
 from dlpipe.errors import ConfigError
 from dlpipe.models.registry import register
+from dlpipe.models.shapes import require_image
 
 
 @register("cnn")
@@ -16,13 +17,8 @@ def cnn(
     hidden: int = 128,
     dropout: float = 0.0,
 ) -> nn.Module:
-    if len(input_shape) != 3:
-        raise ConfigError(
-            f"model 'cnn' expects images shaped (channels, height, width), "
-            f"but the data has samples shaped {tuple(input_shape)}"
-        )
+    width, _, _ = require_image("cnn", input_shape)
     layers: list[nn.Module] = []
-    width = input_shape[0]
     for size in channels:
         # Two 3x3 convolutions per block see a 5x5 patch at the block's scale.
         layers += [

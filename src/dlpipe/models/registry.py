@@ -1,7 +1,8 @@
 """A small strict registry of model builders: `@register("cnn")`, `list_models()`, `build_model()`.
 
 A builder takes the input shape (without the batch axis), the number of outputs and the
-model's own flat arguments, and returns a plain `nn.Module`.
+model's own flat arguments, and returns a plain `nn.Module`. Every model also takes
+`init`, the weight initialisation scheme, applied after it is built.
 """
 
 import inspect
@@ -34,18 +35,27 @@ def check_model_name(name: str) -> None:
         raise ConfigError(f"unknown model '{name}': choose one of {', '.join(list_models())}")
 
 
-def build_model(name: str, input_shape: Sequence[int], num_outputs: int, **params) -> nn.Module:
-    """Build a registered model; unknown or missing arguments are named as config errors."""
+def build_model(
+    name: str, input_shape: Sequence[int], num_outputs: int, init: str = "default", **params
+) -> nn.Module:
+    """Build a registered model, its weights set by the `init` scheme (see models.init).
+
+    Unknown or missing arguments are named as config errors.
+    """
+    from dlpipe.models.init import check_init_name, initialise
+
     check_model_name(name)
+    check_init_name(init)
     builder = _BUILDERS[name]
     accepted = set(inspect.signature(builder).parameters) - {"input_shape", "num_outputs"}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ConfigError(
             f"model.{unknown[0]} is not a setting of model '{name}': "
-            f"use one of {', '.join(sorted(accepted))}"
+            f"use one of {', '.join(sorted(accepted | {'init'}))}"
         )
     try:
-        return builder(input_shape=tuple(input_shape), num_outputs=num_outputs, **params)
+        model = builder(input_shape=tuple(input_shape), num_outputs=num_outputs, **params)
     except (TypeError, ValueError) as exc:  # e.g. model.hidden=abc
         raise ConfigError(f"model '{name}' refuses its settings {params}: {exc}") from exc
+    return initialise(model, init)

@@ -7,7 +7,8 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from dlpipe.optim import build_optimizer
+from dlpipe.errors import TrainingError
+from dlpipe.optim import build_optimizer, build_schedule
 
 
 class ClassificationTask(pl.LightningModule):
@@ -18,17 +19,19 @@ class ClassificationTask(pl.LightningModule):
     than a small model's whole step (see benchmarks/overhead.py).
     """
 
-    def __init__(self, model: nn.Module, num_classes: int, optim: dict):
+    def __init__(self, model: nn.Module, num_classes: int, optim: dict, schedule: dict):
+        """`optim` and `schedule` are the settings of build_optimizer and build_schedule."""
         super().__init__()
         self.model = model
         self.optim = dict(optim)
+        self.schedule = dict(schedule)
         # validate_args=False: the inputs come from our own prepared data; the checks cost per step.
         self.metrics = nn.ModuleDict(
             {
                 f"{stage}_{name}": metric
                 for stage in ("train", "val")
                 for name, metric in (
-                    ("loss", MeanMetric()),
+                    ("loss", MeanMetric(nan_strategy="disable")),
                     ("acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False)),
                 )
             }
@@ -57,6 +60,18 @@ class ClassificationTask(pl.LightningModule):
             metric = self.metrics[f"{stage}_{name}"]
             self.log(f"{stage}/{name}", metric.compute())
             metric.reset()
+        if stage == "train":
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self._check_finite(torch.stack(losses), stage)
+
+    def _check_finite(self, losses: torch.Tensor, stage: str) -> None:
+        """Stop at the first epoch whose loss is NaN or infinite: nothing after it can recover."""
+        if not torch.isfinite(losses).all():
+            bad = losses[~torch.isfinite(losses)][0].item()
+            raise TrainingError(
+                f"{stage}/loss became {bad} in epoch {self.current_epoch + 1}: training "
+                f"diverged; lower optim.lr (now {self.optim['lr']}) or check the data"
+            )
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         return self._step(batch, "train")
@@ -70,5 +85,9 @@ class ClassificationTask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self.parameters(), **self.optim)
+    def configure_optimizers(self) -> dict:
+        optimizer = build_optimizer(self.parameters(), **self.optim)
+        schedule = build_schedule(optimizer, **self.schedule)
+        if schedule is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

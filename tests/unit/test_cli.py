@@ -1,0 +1,47 @@
+"""The `dlpipe` command, run as a user runs it, from the project's folder."""
+
+import subprocess
+
+import pytest
+
+from tests.conftest import BIN_DIR, ROOT, git_env
+
+
+def dlpipe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN_DIR / "dlpipe"), *args], cwd=ROOT, env=git_env(), capture_output=True, text=True
+    )
+
+
+def test_help_lists_the_commands():
+    done = dlpipe("--help")
+    assert done.returncode == 0
+    assert "gradcheck" in done.stdout
+
+
+@pytest.mark.parametrize("model", ["resnet", "lstm"])
+def test_gradcheck_reports_each_parameter_group(model):
+    done = dlpipe("gradcheck", f"model={model}")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        f"gradcheck of model '{model}' in float64 on 4 digits inputs shaped (1, 8, 8):"
+    )
+    groups = [line.split() for line in lines[1:-1]]
+    assert groups and all(words[0] == "pass" for words in groups)
+    assert lines[-1] == f"all {len(groups)} parameter groups pass"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("model=vgg",), "error: unknown model 'vgg': choose one of"),
+        (("model.init=he",), "error: unknown model.init 'he': choose one of default"),
+        (("model.hidden",), "error: cannot compose the config with model.hidden"),
+    ],
+)
+def test_gradcheck_bad_input_is_one_line(args, message):
+    done = dlpipe("gradcheck", *args)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(message)
