@@ -39,7 +39,8 @@ from dlpipe.data.prepare import prepare
 from dlpipe.lightning_hooks import MlflowEpochLogger
 from dlpipe.optim import build_optimizer
 from dlpipe.paths import PROJECT
-from dlpipe.tasks.classification import ClassificationTask
+from dlpipe.tasks.module import Task
+from dlpipe.tasks.objectives import classification
 from dlpipe.train import build_model, build_trainer, loaders
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -147,9 +148,8 @@ def dlpipe_fit(cfg, data, uri: str) -> list[float]:
     run_id = tracking.open_run(client, "overhead", {})
     train_loader, val_loader = loaders(cfg, data)
     schedule = {"steps_per_epoch": len(train_loader), "max_epochs": cfg.trainer.max_epochs}
-    task = ClassificationTask(
-        fresh_model(cfg, data.meta), data.meta["num_classes"], dict(cfg.optim), schedule
-    )
+    objective = classification(len(data.meta["classes"]))
+    task = Task(fresh_model(cfg, data.meta), objective, dict(cfg.optim), schedule)
     timer = TrainPhaseTimer()
     logger = MlflowEpochLogger(echo=True, max_epochs=cfg.trainer.max_epochs)
     logger.attach(client, run_id)
@@ -160,7 +160,7 @@ def dlpipe_fit(cfg, data, uri: str) -> list[float]:
 
 
 def template_fit(cfg, data, uri: str) -> list[float]:
-    module = TemplateModule(fresh_model(cfg, data.meta), data.meta["num_classes"], dict(cfg.optim))
+    module = TemplateModule(fresh_model(cfg, data.meta), len(data.meta["classes"]), dict(cfg.optim))
     (x, y), (x_val, y_val) = data.splits["train"], data.splits["val"]
     batch = cfg.data.batch_size
     timer = TrainPhaseTimer()

@@ -44,10 +44,10 @@ def gradcheck(args: argparse.Namespace) -> int:
     cfg = _compose(args.overrides)
     try:
         config.validate_training(cfg)
-        raw = load_source(cfg.data.name)
+        raw = load_source(config.to_dict(cfg.data))
         input_shape = raw.x.shape[1:]
         model = build_model(
-            input_shape=input_shape, num_outputs=len(raw.classes), **config.to_dict(cfg.model)
+            input_shape=input_shape, num_outputs=raw.num_outputs, **config.to_dict(cfg.model)
         )
     except DlpipeError as exc:
         fail(str(exc))

@@ -13,8 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 from dlpipe.errors import ConfigError
 
 # Checkpointing and early stopping act when validation ends, before the epoch's train
-# metrics exist, so they can only watch validation metrics.
-MONITORS = ("val/loss", "val/acc")
+# metrics exist, so they can only watch validation metrics: those each task logs.
+MONITORS = {
+    "classification": ("val/loss", "val/acc"),
+    "regression": ("val/loss", "val/mae"),
+    "forecasting": ("val/loss", "val/mae"),
+}
+ALL_MONITORS = tuple(dict.fromkeys(m for monitors in MONITORS.values() for m in monitors))
 
 
 def to_dict(cfg: DictConfig) -> dict:
@@ -63,9 +68,12 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
 
 def validate_data(cfg: DictConfig) -> None:
     """Checks for the prepare stage."""
-    from dlpipe.data.sources import check_source_name
+    from dlpipe.data.sources import check_source_name, source_settings
 
     check_source_name(_require(cfg, "data.name"))
+    source_settings(to_dict(cfg.data))
+    if not isinstance(_require(cfg, "data.normalise"), bool):
+        raise ConfigError(f"data.normalise must be true or false, got {cfg.data.normalise!r}")
     for key in ("data.split.val", "data.split.test"):
         _number(cfg, key, "a fraction in (0, 1)", lambda v: 0 < v < 1)
     if cfg.data.split.val + cfg.data.split.test >= 1:
@@ -96,7 +104,7 @@ def validate_training(cfg: DictConfig) -> None:
         lambda v: isinstance(v, int) and v >= 0,
     )
     for key in ("trainer.checkpoint_monitor", "trainer.early_stopping.monitor"):
-        _choice(cfg, key, MONITORS)
+        _choice(cfg, key, ALL_MONITORS)
     for key in ("trainer.checkpoint_mode", "trainer.early_stopping.mode"):
         _choice(cfg, key, ("min", "max"))
     if OmegaConf.select(cfg, "model.dropout", default=None) is not None:
@@ -105,12 +113,23 @@ def validate_training(cfg: DictConfig) -> None:
 
 def check_prepared_matches(cfg: DictConfig, meta: dict) -> None:
     """The prepared data must be what the config describes, or the logged params would lie."""
-    prepared = {"data.name": meta["name"], "data.split": meta["split"]}
-    wanted = {"data.name": cfg.data.name, "data.split": to_dict(cfg.data.split)}
-    for key, value in wanted.items():
-        if prepared[key] != value:
+    wanted = {key: value for key, value in to_dict(cfg.data).items() if key != "batch_size"}
+    for key in sorted(set(wanted) | set(meta["data"])):
+        if wanted.get(key) != meta["data"].get(key):
             raise ConfigError(
-                f"{key} is {value} but data/prepared was made with {prepared[key]}: "
-                "run the prepare stage with this config first (`dvc repro` or "
-                "`python pipelines/prepare.py` with the same overrides)"
+                f"data.{key} is {wanted.get(key)} but data/prepared was made with "
+                f"{meta['data'].get(key)}: run the prepare stage with this config first "
+                "(`dvc repro` or `python pipelines/prepare.py` with the same overrides)"
+            )
+
+
+def check_monitors(cfg: DictConfig, task: str) -> None:
+    """Checkpointing and early stopping must watch a metric the data's task logs."""
+    allowed = MONITORS[task]
+    for key in ("trainer.checkpoint_monitor", "trainer.early_stopping.monitor"):
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(
+                f"{key}={value} is not logged for {task} data: use one of "
+                f"{', '.join(allowed)}, e.g. {key}=val/loss {key.replace('monitor', 'mode')}=min"
             )

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from torch.nn import functional as F
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-)
 
 from dlpipe import files, plots, tracking
+from dlpipe import metrics as task_metrics
 from dlpipe.data.arrays import load_prepared
 from dlpipe.errors import DataError, TrackingError
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
@@ -23,8 +18,9 @@ _RUN_TRAIN = "run the train stage first: `dvc repro train` or `python pipelines/
 _RECORD_KEYS = (
     "run_id",
     "model",
+    "task",
     "input_shape",
-    "num_classes",
+    "num_outputs",
     "classes",
     "data_hash",
     "best_checkpoint",
@@ -49,12 +45,22 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
         )
     model = load_model(record)
     x, y = data.splits["test"]
-    logits = predict(model, x, cfg.data.batch_size)
-    metrics, matrix = classification_metrics(logits, y, record["num_classes"])
+    outputs = predict(model, x, cfg.data.batch_size)
+    if record["task"] == "classification":
+        metrics, matrix = task_metrics.classification(outputs, y, len(record["classes"]))
+        predicted = task_metrics.predicted_classes(outputs)
+        written = plots.confusion(
+            y.numpy(), predicted.numpy(), matrix.numpy(), record["classes"], out.plots
+        )
+    else:
+        stats = data.meta["stats"]
+        if record["task"] == "forecasting":
+            metrics = task_metrics.forecasting(outputs, x, y, stats)
+        else:
+            metrics = task_metrics.regression(outputs, y, stats)
+        actual, estimate = task_metrics.unscale(y, stats), task_metrics.unscale(outputs, stats)
+        written = plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), out.plots)
     files.write_json(out.metrics_file, metrics)
-    written = plots.confusion(
-        y.numpy(), logits.argmax(1).numpy(), matrix.numpy(), record["classes"], out.plots
-    )
     written += plots.learning_curves(files.read_json(out.history_file), out.plots)
     tracking.log_metrics(client, record["run_id"], metrics)
     for path in written:
@@ -99,7 +105,7 @@ def load_model(record: dict) -> torch.nn.Module:
     from dlpipe.models import build_model
 
     model = build_model(
-        input_shape=record["input_shape"], num_outputs=record["num_classes"], **record["model"]
+        input_shape=record["input_shape"], num_outputs=record["num_outputs"], **record["model"]
     )
     path = record["best_checkpoint"]
     try:
@@ -121,17 +127,7 @@ def load_model(record: dict) -> torch.nn.Module:
 
 @torch.inference_mode()
 def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Logits for every row of `x`, computed `batch_size` rows at a time."""
+    """The model's outputs (scores or values) for every row of `x`, `batch_size` rows at a time."""
     return torch.cat(
         [model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
     )
-
-
-def classification_metrics(logits: torch.Tensor, y: torch.Tensor, num_classes: int):
-    """test/loss, test/acc, test/f1_macro and the confusion matrix (rows: actual)."""
-    metrics = {
-        "test/loss": F.cross_entropy(logits, y).item(),
-        "test/acc": multiclass_accuracy(logits, y, num_classes, average="micro").item(),
-        "test/f1_macro": multiclass_f1_score(logits, y, num_classes, average="macro").item(),
-    }
-    return metrics, multiclass_confusion_matrix(logits, y, num_classes)

@@ -11,7 +11,8 @@ import numpy as np
 
 from dlpipe import files
 
-CURVE_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")
+CURVE_KINDS = ("loss", "acc", "mae")
+CURVE_KEYS = tuple(f"{stage}/{kind}" for kind in CURVE_KINDS for stage in ("train", "val"))
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -60,12 +61,14 @@ def confusion(
 
 
 def learning_curves(history: list[dict], folder: Path) -> list[Path]:
-    """learning_curves.csv (one row per epoch) and learning_curves.png (loss and accuracy)."""
+    """learning_curves.csv (one row per epoch) and learning_curves.png (loss, and accuracy or
+    mean absolute error)."""
     keys = [key for key in CURVE_KEYS if any(key in row for row in history)]
     rows = [[row["epoch"], *(row.get(key, "") for key in keys)] for row in history]
     write_csv(folder / "learning_curves.csv", ["epoch", *keys], rows)
-    figure, panels = plt.subplots(1, 2, figsize=(9, 3.5))
-    for panel, kind in zip(panels, ("loss", "acc"), strict=True):
+    kinds = [kind for kind in CURVE_KINDS if any(key.endswith(kind) for key in keys)]
+    figure, panels = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.5), squeeze=False)
+    for panel, kind in zip(panels[0], kinds, strict=True):
         for key in (k for k in keys if k.endswith(kind)):
             epochs = [row["epoch"] for row in history if key in row]
             panel.plot(epochs, [row[key] for row in history if key in row], label=key)
@@ -73,3 +76,24 @@ def learning_curves(history: list[dict], folder: Path) -> list[Path]:
         panel.legend()
     _save(figure, folder / "learning_curves.png")
     return [folder / "learning_curves.csv", folder / "learning_curves.png"]
+
+
+def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, folder: Path) -> list[Path]:
+    """predictions.csv (one row per test sample and output) and predicted_vs_actual.png."""
+    rows = [
+        [sample, output, a, p]
+        for sample, (row_a, row_p) in enumerate(zip(actual, predicted, strict=True))
+        for output, (a, p) in enumerate(zip(row_a, row_p, strict=True))
+    ]
+    write_csv(folder / "predictions.csv", ["sample", "output", "actual", "predicted"], rows)
+    figure, (scatter, series) = plt.subplots(1, 2, figsize=(9, 3.5))
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    scatter.scatter(actual.ravel(), predicted.ravel(), s=8, alpha=0.6)
+    scatter.plot([low, high], [low, high], color="grey", linewidth=1)
+    scatter.set(xlabel="actual", ylabel="predicted", title="Predicted against actual")
+    series.plot(actual[:, 0], label="actual")
+    series.plot(predicted[:, 0], label="predicted")
+    series.set(xlabel="test sample", ylabel="value", title="First output, in test order")
+    series.legend()
+    _save(figure, folder / "predicted_vs_actual.png")
+    return [folder / "predictions.csv", folder / "predicted_vs_actual.png"]

@@ -99,6 +99,7 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     config.validate_training(cfg)
     data = load_prepared(PREPARED_DIR, ("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
+    config.check_monitors(cfg, data.meta["task"])
     threads = _share_cpus()
     _seed(cfg.seed)
     train_loader, val_loader = loaders(cfg, data)
@@ -167,7 +168,7 @@ def build_model(cfg: DictConfig, meta: dict):
 
     return models.build_model(
         input_shape=meta["input_shape"],
-        num_outputs=meta["num_classes"],
+        num_outputs=meta["num_outputs"],
         **config.to_dict(cfg.model),
     )
 
@@ -175,7 +176,8 @@ def build_model(cfg: DictConfig, meta: dict):
 def build_task(cfg: DictConfig, meta: dict, steps_per_epoch: int):
     """The LightningModule to fit; its optimiser and schedule settings are tried first."""
     from dlpipe.optim import build_optimizer, build_schedule
-    from dlpipe.tasks.classification import ClassificationTask
+    from dlpipe.tasks import objectives
+    from dlpipe.tasks.module import Task
 
     model = build_model(cfg, meta)
     optim = config.to_dict(cfg.optim)
@@ -185,7 +187,12 @@ def build_task(cfg: DictConfig, meta: dict, steps_per_epoch: int):
         "max_epochs": cfg.trainer.max_epochs,
     }
     build_schedule(build_optimizer(model.parameters(), **optim), **schedule)
-    return ClassificationTask(model, meta["num_classes"], optim, schedule)
+    if meta["task"] == "classification":
+        step = getattr(model, "output", None) == "step"
+        objective = objectives.classification(len(meta["classes"]), step)
+    else:
+        objective = objectives.regression()
+    return Task(model, objective, optim, schedule)
 
 
 def loaders(cfg: DictConfig, data: PreparedData) -> tuple[ArrayLoader, ArrayLoader]:
@@ -264,8 +271,9 @@ def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Out
         "run_id": run_id,
         "experiment": cfg.tracking.experiment,
         "model": config.to_dict(cfg.model),
+        "task": meta["task"],
         "input_shape": meta["input_shape"],
-        "num_classes": meta["num_classes"],
+        "num_outputs": meta["num_outputs"],
         "classes": meta["classes"],
         "data_hash": meta["hash"],
         "best_checkpoint": str(out.best_ckpt),

@@ -35,7 +35,7 @@ def test_params_yaml_is_conf_composed_without_overrides(tmp_path: Path):
 def test_every_option_composes_validates_and_builds(make_cfg, model, optim, trainer):
     cfg = make_cfg(f"model={model}", f"optim={optim}", f"trainer={trainer}")
     config.validate_training(cfg)
-    net = build_model(cfg, {"input_shape": [1, 8, 8], "num_classes": 10})
+    net = build_model(cfg, {"input_shape": [1, 8, 8], "num_outputs": 10})
     optimiser = build_optimizer(net.parameters(), **config.to_dict(cfg.optim))
     before = [p.detach().clone() for p in net.parameters()]
     logits = net(torch.randn(4, 1, 8, 8))
@@ -123,7 +123,10 @@ def test_gpu_trainer_is_cpu_settings_with_bf16_on_gpu(make_cfg):
         ("optim.lr=0", "optim.lr must be a positive number, got 0"),
         ("optim.lr=-0.1", "optim.lr must be a positive number, got -0.1"),
         ("model.name=vgg", "unknown model 'vgg': choose one of cnn, gru, lstm, mlp, perceptron"),
-        ("data.name=mnist", "unknown data 'mnist': choose one of digits"),
+        ("data.name=mnist", "unknown data 'mnist': choose one of digits, images, linear"),
+        ("data=table", "data.path is required for data 'table': set data.path=..."),
+        ("+data.noise=0.5", "data.noise is not a setting of data 'digits': it takes none"),
+        ("data.normalise=maybe", "data.normalise must be true or false, got 'maybe'"),
         ("optim.name=lbfgs", "unknown optim 'lbfgs': choose one of adam, adamw, rmsprop, sgd"),
         ("schedule.name=linear", "unknown schedule 'linear': choose one of none, step"),
         ("schedule.warmup_epochs=-1", "schedule.warmup_epochs must be a number of epochs >= 0"),
@@ -149,7 +152,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(make_cfg, override, message
 def test_unknown_model_setting_is_named(make_cfg):
     cfg = make_cfg("+model.depth=3")
     with pytest.raises(ConfigError, match=r"model\.depth is not a setting of model 'cnn'"):
-        build_model(cfg, {"input_shape": [1, 8, 8], "num_classes": 10})
+        build_model(cfg, {"input_shape": [1, 8, 8], "num_outputs": 10})
 
 
 def test_flatten_gives_dotted_keys():
@@ -166,14 +169,15 @@ def test_config_hash_changes_with_any_value(make_cfg):
 
 
 def test_prepared_data_must_match_the_data_config(make_cfg):
-    meta = {"name": "digits", "split": {"val": 0.15, "test": 0.15, "seed": 0}}
+    prepared = config.to_dict(make_cfg().data)
+    meta = {"data": {key: value for key, value in prepared.items() if key != "batch_size"}}
     config.check_prepared_matches(make_cfg(), meta)
     with pytest.raises(ConfigError, match=r"data\.split is .*'seed': 3.* run the prepare stage"):
         config.check_prepared_matches(make_cfg("data.split.seed=3"), meta)
 
 
 def test_settings_the_model_or_optimiser_refuse_are_config_errors(make_cfg):
-    meta = {"input_shape": [1, 8, 8], "num_classes": 10}
+    meta = {"input_shape": [1, 8, 8], "num_outputs": 10}
     with pytest.raises(ConfigError, match="model 'mlp' refuses its settings"):
         build_model(make_cfg("model=mlp", "model.hidden=abc"), meta)
     net = build_model(make_cfg(), meta)
@@ -193,8 +197,14 @@ def test_every_preset_composes_and_runs_a_fast_dev_run(make_cfg, preset):
     config.validate_training(cfg)
     header = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text().splitlines()[1]
     assert header.startswith("# python pipelines/") and f"experiment={preset}" in header
-    raw = load_source(cfg.data.name)
-    meta = {"input_shape": list(raw.x.shape[1:]), "num_classes": len(raw.classes)}
+    raw = load_source(config.to_dict(cfg.data))
+    config.check_monitors(cfg, raw.task)
+    meta = {
+        "task": raw.task,
+        "input_shape": list(raw.x.shape[1:]),
+        "num_outputs": raw.num_outputs,
+        "classes": raw.classes,
+    }
     batches = ArrayLoader(torch.tensor(raw.x[:64]), torch.tensor(raw.y[:64]), 16)
     task = build_task(cfg, meta, steps_per_epoch=len(batches))
     trainer = pl.Trainer(

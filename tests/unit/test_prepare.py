@@ -1,4 +1,4 @@
-"""The prepare stage: a stratified, seeded split normalised with train-only statistics."""
+"""The prepare stage: seeded splits (stratified, random or by time), train-only statistics."""
 
 from pathlib import Path
 
@@ -26,7 +26,8 @@ def test_writes_splits_and_meta_without_leftovers(prepared):
         "val.npz",
     ]
     assert meta["sizes"] == {"train": 1257, "val": 270, "test": 270}
-    assert meta["input_shape"] == [1, 8, 8] and meta["num_classes"] == 10
+    assert meta["input_shape"] == [1, 8, 8] and meta["num_outputs"] == 10
+    assert meta["task"] == "classification" and meta["classes"] == [str(d) for d in range(10)]
 
 
 def test_split_is_stratified_and_disjoint(prepared):
@@ -45,13 +46,14 @@ def test_normalised_with_train_statistics_only(make_cfg, prepared):
     meta, folder = prepared
     x_train = load_prepared(folder).splits["train"][0]
     assert abs(float(x_train.mean())) < 1e-4 and abs(float(x_train.std()) - 1) < 1e-3
-    raw = load_source("digits")
+    raw = load_source({"name": "digits"})
     cut = make_cfg().data.split
     raw_train = split(raw, cut.val, cut.test, cut.seed)["train"][0]
-    assert meta["stats"]["mean"] == pytest.approx(float(raw_train.mean()))
-    assert meta["stats"]["std"] == pytest.approx(float(raw_train.std()))
+    mean, std = (np.ravel(meta["stats"][key])[0] for key in ("x_mean", "x_std"))
+    assert mean == pytest.approx(float(raw_train.mean()))
+    assert std == pytest.approx(float(raw_train.std()))
     # Statistics over all the data (test included) would differ: the test split would leak.
-    assert meta["stats"]["mean"] != pytest.approx(float(raw.x.mean()), abs=1e-4)
+    assert mean != pytest.approx(float(raw.x.mean()), abs=1e-4)
 
 
 def test_same_seed_same_hash_other_seed_other_hash(make_cfg, tmp_path: Path):
@@ -82,6 +84,44 @@ def test_loader_covers_every_sample_once_in_seeded_order(prepared):
 
 
 def test_split_too_small_for_every_class_says_what_to_change(make_cfg, tmp_path: Path):
-    with pytest.raises(ConfigError, match=r"cannot be stratified .* raise the fractions"):
+    with pytest.raises(ConfigError, match=r"cannot split 1797 samples of 10 classes.* raise"):
         prepare(make_cfg("data.split.test=0.001").data, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_regression_targets_are_standardised_and_kept_apart(make_cfg, tmp_path: Path):
+    meta = prepare(make_cfg("data=linear", "data.normalise=true").data, tmp_path)
+    assert meta["task"] == "regression" and meta["num_outputs"] == 1 and meta["classes"] is None
+    y_train = load_prepared(tmp_path).splits["train"][1]
+    assert y_train.dtype.is_floating_point and y_train.shape[1] == 1
+    assert abs(float(y_train.mean())) < 1e-4 and abs(float(y_train.std()) - 1) < 0.01
+
+
+def test_linear_kept_in_its_units_without_normalising(make_cfg, tmp_path: Path):
+    meta = prepare(make_cfg("data=linear").data, tmp_path)
+    assert meta["stats"] == {}
+    x, y = load_prepared(tmp_path).splits["train"]
+    residual = y[:, 0] - (3 * x[:, 0] + 1)
+    assert float(residual.abs().max()) < 0.5  # noise of 0.1 around the line
+
+
+def test_forecasting_is_split_by_time(make_cfg, tmp_path: Path):
+    meta = prepare(make_cfg("data=sunspots", "data.window=12").data, tmp_path)
+    assert meta["task"] == "forecasting" and meta["input_shape"] == [12, 1]
+    splits = load_prepared(tmp_path).splits
+    # Consecutive windows: each split goes on where the one before stopped, one step later.
+    for before, after in (("train", "val"), ("val", "test")):
+        last_window, next_window = splits[before][0][-1, :, 0], splits[after][0][0, :, 0]
+        assert np.allclose(last_window[1:].numpy(), next_window[:-1].numpy())
+    # The target is the value right after the window, on the same scale as the inputs.
+    x, y = splits["train"]
+    assert np.allclose(x[1:, -1, 0].numpy(), y[:-1, 0].numpy(), atol=1e-6)
+
+
+def test_changed_data_settings_are_named_against_the_prepared_data(make_cfg, tmp_path: Path):
+    from dlpipe import config
+
+    meta = prepare(make_cfg("data=sunspots").data, tmp_path)
+    config.check_prepared_matches(make_cfg("data=sunspots", "data.batch_size=4"), meta)
+    with pytest.raises(ConfigError, match=r"data\.window is 12 but data/prepared was made with 24"):
+        config.check_prepared_matches(make_cfg("data=sunspots", "data.window=12"), meta)

@@ -1,8 +1,12 @@
-"""The prepare stage: split (stratified, seeded), normalise with train-only statistics, write.
+"""The prepare stage: split, standardise with training statistics only, write.
+
+Classification is split stratified, regression at random, forecasting by time (its
+windows overlap, so shuffling them across splits would leak test values into training).
 
 Layout written to the output directory:
-    train.npz, val.npz, test.npz   arrays `x` (float32) and `y` (int64)
-    meta.json                      shapes, classes, statistics and a content hash
+    train.npz, val.npz, test.npz   arrays `x` (float32) and `y` (int64 labels or float32)
+    meta.json                      task, shapes, classes, statistics, the data settings
+                                   and a content hash
 """
 
 import hashlib
@@ -13,35 +17,78 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from dlpipe import files
-from dlpipe.data.sources import RawData, load_source
+from dlpipe.config import to_dict
+from dlpipe.data.raw import RawData
+from dlpipe.data.sources import load_source
 from dlpipe.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
 
 def split(raw: RawData, val: float, test: float, seed: int) -> dict[str, tuple]:
-    """Stratified train/val/test split; `val` and `test` are fractions of the whole set."""
+    """Train/val/test split; `val` and `test` are fractions of the whole set."""
+    if raw.task == "forecasting":
+        return _split_by_time(raw, val, test)
+    stratify = raw.task == "classification"
     try:
         x_rest, x_test, y_rest, y_test = train_test_split(
-            raw.x, raw.y, test_size=test, stratify=raw.y, random_state=seed
+            raw.x, raw.y, test_size=test, stratify=raw.y if stratify else None, random_state=seed
         )
         x_train, x_val, y_train, y_val = train_test_split(
-            x_rest, y_rest, test_size=val / (1 - test), stratify=y_rest, random_state=seed
+            x_rest,
+            y_rest,
+            test_size=val / (1 - test),
+            stratify=y_rest if stratify else None,
+            random_state=seed,
         )
     except ValueError as exc:  # a split too small to hold every class once
         raise ConfigError(
-            f"data.split (val={val}, test={test}) cannot be stratified over {len(raw.y)} samples "
-            f"of {len(set(raw.y.tolist()))} classes: raise the fractions ({exc})"
+            f"data.split (val={val}, test={test}) cannot split {len(raw.y)} samples"
+            f"{f' of {len(raw.classes)} classes' if stratify else ''}: raise the fractions ({exc})"
         ) from exc
     return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
 
 
-def normalise(splits: dict[str, tuple]) -> tuple[dict[str, tuple], dict[str, float]]:
-    """Scale every split by the mean and standard deviation of the training split only."""
-    x_train = splits["train"][0]
-    mean, std = float(x_train.mean()), float(x_train.std()) or 1.0
-    scaled = {name: (((x - mean) / std).astype(np.float32), y) for name, (x, y) in splits.items()}
-    return scaled, {"mean": mean, "std": std}
+def _split_by_time(raw: RawData, val: float, test: float) -> dict[str, tuple]:
+    count = len(raw.y)
+    val_start = round(count * (1 - val - test))
+    test_start = round(count * (1 - test))
+    if not 0 < val_start < test_start < count:
+        raise ConfigError(f"data.split (val={val}, test={test}) leaves a split of {count} empty")
+    bounds = {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, count)}
+    return {name: (raw.x[a:b], raw.y[a:b]) for name, (a, b) in bounds.items()}
+
+
+def _feature_axes(x: np.ndarray) -> tuple[int, ...]:
+    """Axes to average over: all but the channels of images, all but the features otherwise."""
+    return (0, 2, 3) if x.ndim == 4 else tuple(range(x.ndim - 1))
+
+
+def statistics(splits: dict[str, tuple], task: str) -> dict[str, list]:
+    """Means and standard deviations of the training split's inputs (and regression targets)."""
+    x, y = splits["train"]
+    axes = _feature_axes(x)
+    stats = {"x_mean": x.mean(axis=axes, keepdims=True), "x_std": x.std(axis=axes, keepdims=True)}
+    if task == "regression":
+        stats.update(y_mean=y.mean(axis=0, keepdims=True), y_std=y.std(axis=0, keepdims=True))
+    elif task == "forecasting":  # the target is the series' first feature, on its scale
+        stats.update(y_mean=stats["x_mean"][..., :1], y_std=stats["x_std"][..., :1])
+    # A constant feature has nothing to scale: leave it as it is.
+    return {
+        key: np.where(value == 0, 1.0, value) if "std" in key else value
+        for key, value in stats.items()
+    }
+
+
+def standardise(splits: dict[str, tuple], stats: dict[str, np.ndarray]) -> dict[str, tuple]:
+    scaled = {}
+    for name, (x, y) in splits.items():
+        x = (x - stats["x_mean"]) / stats["x_std"]
+        if "y_mean" in stats:
+            y = (y - stats["y_mean"].reshape(1, -1)) / stats["y_std"].reshape(1, -1)
+            y = y.astype(np.float32)
+        scaled[name] = (x.astype(np.float32), y)
+    return scaled
 
 
 def content_hash(splits: dict[str, tuple]) -> str:
@@ -54,18 +101,22 @@ def content_hash(splits: dict[str, tuple]) -> str:
 
 def prepare(data_cfg: Any, out_dir: Path) -> dict:
     """Prepare the configured data set into `out_dir`; return its meta data."""
-    raw = load_source(data_cfg.name)
+    settings = {key: value for key, value in to_dict(data_cfg).items() if key != "batch_size"}
+    raw = load_source(settings)
     cut = data_cfg.split
-    splits, stats = normalise(split(raw, cut.val, cut.test, cut.seed))
+    splits = split(raw, cut.val, cut.test, cut.seed)
+    stats = statistics(splits, raw.task) if data_cfg.normalise else {}
+    if stats:
+        splits = standardise(splits, stats)
     meta = {
         "name": data_cfg.name,
-        "split": {"val": cut.val, "test": cut.test, "seed": cut.seed},
-        "task": "classification",
+        "data": settings,
+        "task": raw.task,
         "input_shape": list(raw.x.shape[1:]),
+        "num_outputs": raw.num_outputs,
         "classes": raw.classes,
-        "num_classes": len(raw.classes),
         "sizes": {name: len(splits[name][1]) for name in SPLITS},
-        "stats": stats,
+        "stats": {key: value.astype(float).tolist() for key, value in stats.items()},
         "hash": content_hash(splits),
     }
     for name in SPLITS:

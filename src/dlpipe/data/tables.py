@@ -1,0 +1,103 @@
+"""User tables: CSV or Parquet files of feature columns and one target column.
+
+Categorical feature columns (listed in `data.categorical`, or holding no number at all)
+are one-hot encoded. Every other feature column must be numeric and finite; the first
+value that is not is named with its file, column and row.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlpipe.data.raw import RawData, class_indices
+from dlpipe.errors import ConfigError, DataError
+
+READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """The table at `path`, or a DataError naming the file and what is wrong with it."""
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist: set data.path to a CSV or Parquet file")
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"data file {path} is not CSV or Parquet: use one of {', '.join(READERS)}")
+    try:
+        frame = reader(path)
+    except Exception as exc:  # a parser's own error types vary by format and engine
+        raise DataError(f"data file {path} cannot be read: {str(exc).splitlines()[0]}") from exc
+    if frame.empty:
+        raise DataError(f"data file {path} holds no rows")
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, setting: str) -> None:
+    for column in columns:
+        if column not in frame.columns:
+            raise DataError(
+                f"data file {path} has no column '{column}' (it has {', '.join(map(str, frame))}): "
+                f"set {setting}"
+            )
+
+
+def numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """`column` as float64, or a DataError naming the first value that is not a finite number."""
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        row = int(bad[0])
+        raise DataError(
+            f"data file {path}, column '{column}', row {row + 1}: {_shown(frame[column].iloc[row])}"
+            " is not a finite number; fix or drop that row"
+        )
+    return values
+
+
+def _shown(cell: object) -> str:
+    if pd.isna(cell):
+        return "an empty or missing value"
+    return repr(cell.item() if isinstance(cell, np.generic) else cell)
+
+
+def _is_categorical(series: pd.Series, listed: list[str]) -> bool:
+    if series.name in listed:
+        return True
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    # Text with no number in it at all is a category; text mixed with numbers is a mistake.
+    return pd.to_numeric(series, errors="coerce").isna().all()
+
+
+def _features(frame: pd.DataFrame, path: Path, categorical: list[str]) -> np.ndarray:
+    columns = []
+    for name in frame.columns:
+        if _is_categorical(frame[name], categorical):
+            codes = pd.get_dummies(frame[name].astype(str), prefix=str(name), dtype=np.float64)
+            columns.append(codes.to_numpy())
+        else:
+            columns.append(numeric_column(frame, name, path)[:, None])
+    return np.concatenate(columns, axis=1).astype(np.float32)
+
+
+def table(
+    path: str, target: str, task: str = "classification", categorical: list | None = None
+) -> RawData:
+    """The table at `path`: `target` is predicted from every other column."""
+    if task not in ("classification", "regression"):
+        raise ConfigError(f"data.task must be classification or regression, got {task!r}")
+    file = Path(path)
+    frame = read_frame(file)
+    listed = list(categorical or [])
+    require_columns(frame, [target, *listed], file, "data.target and data.categorical")
+    x = _features(frame.drop(columns=[target]), file, listed)
+    if task == "regression":
+        y = numeric_column(frame, target, file).astype(np.float32)[:, None]
+        return RawData(x=x, y=y, task=task)
+    labels = frame[target]
+    if labels.isna().any():
+        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise DataError(f"data file {file}, column '{target}', row {row + 1}: the label is empty")
+    numeric = pd.api.types.is_numeric_dtype(labels)
+    y, classes = class_indices(labels.to_numpy() if numeric else labels.astype(str).to_numpy())
+    return RawData(x=x, y=y, task=task, classes=classes)

@@ -1,0 +1,82 @@
+"""What a task optimises and reports: its loss, and its metrics over a whole epoch.
+
+An objective sees the model's outputs with the batch; `keep` picks what each step
+retains (detached) for the epoch's metrics, which `metrics` computes once per epoch:
+per-step metric updates cost more than a small model's whole step
+(see benchmarks/overhead.py).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+from torchmetrics.functional import accuracy
+
+from dlpipe.metrics import predicted_classes
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """loss(outputs, x, y); keep(outputs, x, y) -> tensors; metrics(*kept, concatenated)."""
+
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    keep: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+    metrics: Callable[..., dict[str, torch.Tensor]]
+
+
+def perceptron_criterion(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean of -margin over the samples on the wrong side of (or on) the boundary."""
+    if scores.shape[1] == 1:  # binary: the sign of the one score is the class
+        margin = (2 * y.float() - 1) * scores[:, 0]
+    else:  # multi-class: the true class's score against the best other one
+        true = scores.gather(1, y[:, None])[:, 0]
+        others = scores.scatter(1, y[:, None], float("-inf")).max(1).values
+        margin = true - others
+    wrong = margin <= 0
+    return (-margin * wrong).mean()
+
+
+def classification_loss(scores: torch.Tensor, y: torch.Tensor, step: bool) -> torch.Tensor:
+    """Cross-entropy; the logistic loss for one (binary) score; the perceptron criterion
+    for a `step` output."""
+    if step:
+        return perceptron_criterion(scores, y)
+    if scores.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(scores[:, 0], y.float())
+    return F.cross_entropy(scores, y)
+
+
+def classification(num_classes: int, step: bool = False) -> Objective:
+    """Integer labels; accuracy per epoch. Two classes take one score (the second's logit)."""
+
+    def epoch_accuracy(predicted: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "acc": accuracy(predicted, y, "multiclass", num_classes=num_classes, average="micro")
+        }
+
+    return Objective(
+        loss=lambda scores, x, y: classification_loss(scores, y, step),
+        keep=lambda scores, x, y: (predicted_classes(scores), y),
+        metrics=epoch_accuracy,
+    )
+
+
+def regression() -> Objective:
+    """Float targets (batch, outputs), standardised; mean absolute error per epoch."""
+    return Objective(
+        loss=lambda predicted, x, y: F.mse_loss(predicted, y),
+        keep=lambda predicted, x, y: (predicted, y),
+        metrics=lambda predicted, y: {"mae": F.l1_loss(predicted, y)},
+    )
+
+
+def reconstruction() -> Objective:
+    """The input is the target (labels unused): mean squared error is the loss and the metric."""
+    return Objective(
+        loss=lambda rebuilt, x, y: F.mse_loss(rebuilt, x),
+        keep=lambda rebuilt, x, y: (),
+        metrics=lambda: {},
+    )

@@ -1,0 +1,72 @@
+"""Each task through the real stages: prepare, train and evaluate, read back from MLflow."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import make_project, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("tasks") / "project")
+
+
+def pipeline(project: Path, *overrides: str) -> dict:
+    for stage in ("prepare", "train", "evaluate"):
+        run([sys.executable, f"pipelines/{stage}.py", *overrides], project)
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    logged = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}").get_run(run_id)
+    assert logged.info.status == "FINISHED"
+    assert {key: logged.data.metrics[key] for key in metrics} == metrics
+    return metrics
+
+
+@pytest.mark.parametrize(
+    "preset,keys",
+    [
+        ("weather_perceptron", {"test/acc", "test/auroc", "test/f1", "test/loss"}),
+        ("linear_perceptron", {"test/mse", "test/rmse", "test/mae", "test/r2"}),
+        ("sunspots_gru", {"test/rmse", "test/baseline_rmse", "test/skill"}),
+        ("waves_gru", {"test/acc", "test/f1_macro"}),
+    ],
+)
+def test_presets_run_every_stage(project: Path, preset: str, keys: set):
+    metrics = pipeline(project, f"experiment={preset}", "trainer.max_epochs=2")
+    assert keys <= set(metrics)
+    plots = {path.name for path in (project / "reports/plots").iterdir()}
+    assert "learning_curves.png" in plots
+    if "test/mse" in keys:
+        assert {"predictions.csv", "predicted_vs_actual.png"} <= plots
+
+
+def test_user_table_trains_and_evaluates(project: Path):
+    generator = np.random.default_rng(0)
+    size = generator.uniform(0, 10, 300)
+    colour = generator.choice(["red", "green"], 300)
+    label = np.where(size + (colour == "red") * 3 > 6, "big", "small")
+    pd.DataFrame({"size": size, "colour": colour, "label": label}).to_csv(
+        project / "shapes.csv", index=False
+    )
+    table = ["data=table", "data.path=shapes.csv", "data.target=label", "model=mlp"]
+    metrics = pipeline(project, *table, "trainer.max_epochs=15")
+    assert metrics["test/acc"] > 0.85
+
+
+def test_model_that_does_not_fit_the_data_names_both_shapes(project: Path):
+    run([sys.executable, "pipelines/prepare.py", "data=weather"], project)
+    done = run([sys.executable, "pipelines/train.py", "data=weather"], project, check=False)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (
+        "error: model 'cnn' expects images shaped (channels, height, width), but the data has "
+        "samples shaped (3,): choose a model for this data (e.g. model=mlp)"
+    )
