@@ -18,16 +18,28 @@ from pathlib import Path
 from project import copy_project, stage
 
 
-def linear_fit_error(project: Path) -> float:
+def run_stages(project: Path, *overrides: str) -> dict:
+    """Prepare, train and evaluate with `overrides`; the test metrics."""
+    for script in ("prepare.py", "train.py", "evaluate.py"):
+        stage(project, script, *overrides)
+    return json.loads((project / "reports/metrics.json").read_text())
+
+
+def test_metric(project: Path, preset: "Preset") -> float:
+    return run_stages(project, f"experiment={preset.experiment}")[preset.metric]
+
+
+def linear_fit_error(project: Path, preset: "Preset") -> float:
     """How far the fitted neuron's weight and bias are from the generating 3 and 1."""
     import torch
 
+    run_stages(project, f"experiment={preset.experiment}")
     weights = torch.load(project / "models/best.ckpt", weights_only=True)["state_dict"]
     w, b = weights["model.linear.weight"].item(), weights["model.linear.bias"].item()
     return max(abs(w - 3), abs(b - 1))
 
 
-def truth_table_accuracy(project: Path) -> float:
+def truth_table_accuracy(project: Path, preset: "Preset") -> float:
     """The trained perceptron's accuracy on the 8 rows of the weather truth table."""
     import torch
 
@@ -36,12 +48,33 @@ def truth_table_accuracy(project: Path) -> float:
     from dlpipe.files import read_json
     from dlpipe.metrics import predicted_classes
 
+    run_stages(project, f"experiment={preset.experiment}")
     record = read_json(project / "models/run.json")
     record["best_checkpoint"] = str(project / record["best_checkpoint"])
     table = weather(copies=1)
     with torch.inference_mode():
         scores = load_model(record)(torch.from_numpy(table.x))
     return (predicted_classes(scores).numpy() == table.y).mean().item()
+
+
+def transfer_gain(project: Path, preset: "Preset", seeds: tuple[int, ...] = (1, 2, 3)) -> float:
+    """Mean test accuracy fine-tuned from digits_pretrain minus from scratch, over `seeds`."""
+    from dlpipe.files import read_json
+
+    stage(project, "prepare.py", "experiment=digits_pretrain")
+    stage(project, "train.py", "experiment=digits_pretrain")
+    source = read_json(project / "models/run.json")["run_id"]
+    results = {}
+    for name, start in (("fine-tuned", source), ("scratch", "null")):
+        results[name] = [
+            run_stages(
+                project, f"experiment={preset.experiment}", f"transfer.source={start}", f"seed={s}"
+            )["test/acc"]
+            for s in seeds
+        ]
+    for name, values in results.items():
+        print(f"  {name}: test/acc {', '.join(f'{v:.4f}' for v in values)}", flush=True)
+    return (sum(results["fine-tuned"]) - sum(results["scratch"])) / len(seeds)
 
 
 @dataclass(frozen=True)
@@ -52,10 +85,12 @@ class Preset:
     metric: str  # a key of reports/metrics.json, or what `measure` returns
     bar: float
     higher_is_better: bool = True
-    measure: Callable[[Path], float] | None = None
+    measure: Callable[[Path, "Preset"], float] = test_metric
 
     def reached(self, value: float) -> bool:
-        return value >= self.bar if self.higher_is_better else value <= self.bar
+        if self.higher_is_better:
+            return value >= self.bar
+        return value <= self.bar
 
 
 PRESETS = [
@@ -64,6 +99,8 @@ PRESETS = [
     Preset("digits_resnet", "resnet", "digits", "test/acc", 0.985),
     Preset("digits_transformer", "transformer", "digits", "test/acc", 0.96),
     Preset("digits_lstm", "lstm", "digits", "test/acc", 0.95),
+    Preset("digits_autoencoder", "autoencoder", "digits", "test/mse_vs_pca", 1.0, False),
+    Preset("digits_finetune", "cnn", "digits", "acc gain over scratch", 0.005, True, transfer_gain),
     Preset(
         "linear_perceptron",
         "perceptron",
@@ -79,7 +116,8 @@ PRESETS = [
         "weather",
         "truth table acc",
         1.0,
-        measure=truth_table_accuracy,
+        True,
+        truth_table_accuracy,
     ),
     Preset("sunspots_lstm", "lstm", "sunspots", "test/skill", 0.15),
     Preset("sunspots_gru", "gru", "sunspots", "test/skill", 0.15),
@@ -89,15 +127,10 @@ PRESETS = [
 
 
 def run_preset(project: Path, preset: Preset) -> tuple[float, float]:
-    """The preset's measured quality and the seconds its stages took."""
+    """The preset's measured quality and the seconds it took."""
     start = time.perf_counter()
-    for script in ("prepare.py", "train.py", "evaluate.py"):
-        stage(project, script, f"experiment={preset.experiment}")
-    seconds = time.perf_counter() - start
-    if preset.measure:
-        return preset.measure(project), seconds
-    metrics = json.loads((project / "reports/metrics.json").read_text())
-    return metrics[preset.metric], seconds
+    value = preset.measure(project, preset)
+    return value, time.perf_counter() - start
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ MONITORS = {
     "classification": ("val/loss", "val/acc"),
     "regression": ("val/loss", "val/mae"),
     "forecasting": ("val/loss", "val/mae"),
+    "reconstruction": ("val/loss",),
 }
 ALL_MONITORS = tuple(dict.fromkeys(m for monitors in MONITORS.values() for m in monitors))
 
@@ -107,6 +108,13 @@ def validate_training(cfg: DictConfig) -> None:
         _choice(cfg, key, ALL_MONITORS)
     for key in ("trainer.checkpoint_mode", "trainer.early_stopping.mode"):
         _choice(cfg, key, ("min", "max"))
+    freeze = OmegaConf.select(cfg, "transfer.freeze", default="none")
+    if freeze not in ("none", "body") and not (
+        isinstance(freeze, int) and not isinstance(freeze, bool) and freeze >= 0
+    ):
+        raise ConfigError(
+            f"transfer.freeze must be none, body or a number of layers, got {freeze!r}"
+        )
     if OmegaConf.select(cfg, "model.dropout", default=None) is not None:
         _number(cfg, "model.dropout", "in [0, 1)", lambda v: 0 <= v < 1)
 

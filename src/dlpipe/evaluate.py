@@ -37,29 +37,17 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
     record = _read_run_record(out)
     client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
     _check_run_exists(client, record["run_id"], out)
-    data = load_prepared(PREPARED_DIR, ("test",))
+    # Reconstruction is compared with PCA fitted on the training split.
+    splits = ("train", "test") if record["task"] == "reconstruction" else ("test",)
+    data = load_prepared(PREPARED_DIR, splits)
     if data.meta["hash"] != record["data_hash"]:
         raise DataError(
             f"{PREPARED_DIR} changed since run {record['run_id']} was trained: "
             "retrain (`dvc repro`) before evaluating"
         )
     model = load_model(record)
-    x, y = data.splits["test"]
-    outputs = predict(model, x, cfg.data.batch_size)
-    if record["task"] == "classification":
-        metrics, matrix = task_metrics.classification(outputs, y, len(record["classes"]))
-        predicted = task_metrics.predicted_classes(outputs)
-        written = plots.confusion(
-            y.numpy(), predicted.numpy(), matrix.numpy(), record["classes"], out.plots
-        )
-    else:
-        stats = data.meta["stats"]
-        if record["task"] == "forecasting":
-            metrics = task_metrics.forecasting(outputs, x, y, stats)
-        else:
-            metrics = task_metrics.regression(outputs, y, stats)
-        actual, estimate = task_metrics.unscale(y, stats), task_metrics.unscale(outputs, stats)
-        written = plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), out.plots)
+    outputs = predict(model, data.splits["test"][0], cfg.data.batch_size)
+    metrics, written = _score(record, data, outputs, out.plots)
     files.write_json(out.metrics_file, metrics)
     written += plots.learning_curves(files.read_json(out.history_file), out.plots)
     tracking.log_metrics(client, record["run_id"], metrics)
@@ -67,6 +55,29 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
         if path.suffix == ".png":
             client.log_artifact(record["run_id"], str(path), "plots")
     return metrics
+
+
+def _score(record: dict, data, outputs: torch.Tensor, folder: Path) -> tuple[dict, list[Path]]:
+    """The task's test metrics for the model's `outputs`, and the plots written for them."""
+    x, y = data.splits["test"]
+    task = record["task"]
+    if task == "classification":
+        metrics, matrix = task_metrics.classification(outputs, y, len(record["classes"]))
+        predicted = task_metrics.predicted_classes(outputs).numpy()
+        return metrics, plots.confusion(
+            y.numpy(), predicted, matrix.numpy(), record["classes"], folder
+        )
+    if task == "reconstruction":
+        latent = record["model"]["latent"]
+        metrics = task_metrics.reconstruction(outputs, x, data.splits["train"][0], latent)
+        return metrics, plots.reconstructions(x.numpy(), outputs.numpy(), folder)
+    stats = data.meta["stats"]
+    if task == "forecasting":
+        metrics = task_metrics.forecasting(outputs, x, y, stats)
+    else:
+        metrics = task_metrics.regression(outputs, y, stats)
+    actual, estimate = task_metrics.unscale(y, stats), task_metrics.unscale(outputs, stats)
+    return metrics, plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), folder)
 
 
 def _read_run_record(out: Outputs) -> dict:

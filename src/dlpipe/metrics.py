@@ -4,6 +4,8 @@ Classification: loss, accuracy, F1 (and AUROC for two classes) and the confusion
 Regression and forecasting: MSE, RMSE, MAE and R^2 after undoing the prepare stage's
 standardisation; forecasting adds the last-value baseline's RMSE and the skill over it
 (1 - rmse / baseline_rmse: 0.15 means 15% below the baseline's error).
+Reconstruction: MSE on the (standardised) inputs, against PCA with as many components as
+the model's latent size, fitted on the training split.
 """
 
 import numpy as np
@@ -78,3 +80,16 @@ def forecasting(
     metrics["test/baseline_rmse"] = baseline_rmse
     metrics["test/skill"] = 1 - metrics["test/rmse"] / baseline_rmse
     return metrics
+
+
+def reconstruction(
+    rebuilt: torch.Tensor, x: torch.Tensor, x_train: torch.Tensor, latent: int
+) -> dict[str, float]:
+    """test/mse of the reconstruction, test/pca_mse of PCA's, and their ratio."""
+    from sklearn.decomposition import PCA
+
+    flat, flat_train = x.flatten(1).numpy(), x_train.flatten(1).numpy()
+    pca = PCA(n_components=latent, random_state=0).fit(flat_train)
+    pca_mse = float(np.mean((pca.inverse_transform(pca.transform(flat)) - flat) ** 2))
+    mse = float(F.mse_loss(rebuilt, x))
+    return {"test/mse": mse, "test/pca_mse": pca_mse, "test/mse_vs_pca": mse / pca_mse}

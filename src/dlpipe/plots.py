@@ -97,3 +97,22 @@ def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, folder: Path)
     series.legend()
     _save(figure, folder / "predicted_vs_actual.png")
     return [folder / "predictions.csv", folder / "predicted_vs_actual.png"]
+
+
+def reconstructions(x: np.ndarray, rebuilt: np.ndarray, folder: Path, count: int = 8) -> list[Path]:
+    """reconstructions.png: the first `count` test inputs (top) over their reconstructions.
+
+    Images are drawn as images (their first channel), anything else as a line."""
+    figure, panels = plt.subplots(2, count, figsize=(1.4 * count, 3), squeeze=False)
+    for column in range(min(count, len(x))):
+        for row, sample in enumerate((x[column], rebuilt[column])):
+            panel = panels[row][column]
+            if sample.ndim == 3:
+                panel.imshow(sample[0], cmap="gray")
+            else:
+                panel.plot(sample.ravel())
+            panel.set_axis_off()
+    panels[0][0].set_title("input", loc="left", fontsize=8)
+    panels[1][0].set_title("reconstruction", loc="left", fontsize=8)
+    _save(figure, folder / "reconstructions.png")
+    return [folder / "reconstructions.png"]

@@ -99,17 +99,20 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     config.validate_training(cfg)
     data = load_prepared(PREPARED_DIR, ("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
-    config.check_monitors(cfg, data.meta["task"])
+    config.check_monitors(cfg, task_of(cfg, data.meta))
     threads = _share_cpus()
     _seed(cfg.seed)
     train_loader, val_loader = loaders(cfg, data)
-    task = build_task(cfg, data.meta, len(train_loader))
+    model = build_model(cfg, data.meta)
+    transfer_tags = _transfer(cfg, model)
+    task = build_task(cfg, data.meta, model, len(train_loader))
     logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
     trial, search_callbacks = _search_trial(cfg)
     trainer = build_trainer(cfg, logger, len(train_loader), out, search_callbacks)
     tags = {
         **lineage_tags(config.config_hash(cfg), data.meta["hash"]),
         "dlpipe.torch_threads": str(threads),
+        **transfer_tags,
     }
     return _Fit(data, task, train_loader, val_loader, logger, trainer, trial, tags)
 
@@ -173,13 +176,30 @@ def build_model(cfg: DictConfig, meta: dict):
     )
 
 
-def build_task(cfg: DictConfig, meta: dict, steps_per_epoch: int):
-    """The LightningModule to fit; its optimiser and schedule settings are tried first."""
+def task_of(cfg: DictConfig, meta: dict) -> str:
+    """What the training learns: the model's own task (reconstruction) or the data's."""
+    from dlpipe import models
+
+    return models.model_task(cfg.model.name, meta["task"])
+
+
+def _transfer(cfg: DictConfig, model) -> dict[str, str]:
+    """Start `model` from transfer.source, when set; return the tags recording it."""
+    source = OmegaConf.select(cfg, "transfer.source")
+    if source is None:
+        return {}
+    from dlpipe.transfer import transfer
+
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    return transfer(model, str(source), cfg.transfer.freeze, uri)
+
+
+def build_task(cfg: DictConfig, meta: dict, model, steps_per_epoch: int):
+    """The LightningModule fitting `model`; its optimiser and schedule settings are tried first."""
     from dlpipe.optim import build_optimizer, build_schedule
     from dlpipe.tasks import objectives
     from dlpipe.tasks.module import Task
 
-    model = build_model(cfg, meta)
     optim = config.to_dict(cfg.optim)
     schedule = {
         **config.to_dict(cfg.schedule),
@@ -187,9 +207,12 @@ def build_task(cfg: DictConfig, meta: dict, steps_per_epoch: int):
         "max_epochs": cfg.trainer.max_epochs,
     }
     build_schedule(build_optimizer(model.parameters(), **optim), **schedule)
-    if meta["task"] == "classification":
+    task = task_of(cfg, meta)
+    if task == "classification":
         step = getattr(model, "output", None) == "step"
         objective = objectives.classification(len(meta["classes"]), step)
+    elif task == "reconstruction":
+        objective = objectives.reconstruction()
     else:
         objective = objectives.regression()
     return Task(model, objective, optim, schedule)
@@ -271,7 +294,7 @@ def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Out
         "run_id": run_id,
         "experiment": cfg.tracking.experiment,
         "model": config.to_dict(cfg.model),
-        "task": meta["task"],
+        "task": task_of(cfg, meta),
         "input_shape": meta["input_shape"],
         "num_outputs": meta["num_outputs"],
         "classes": meta["classes"],

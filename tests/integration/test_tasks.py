@@ -37,6 +37,7 @@ def pipeline(project: Path, *overrides: str) -> dict:
         ("linear_perceptron", {"test/mse", "test/rmse", "test/mae", "test/r2"}),
         ("sunspots_gru", {"test/rmse", "test/baseline_rmse", "test/skill"}),
         ("waves_gru", {"test/acc", "test/f1_macro"}),
+        ("digits_autoencoder", {"test/mse", "test/pca_mse", "test/mse_vs_pca"}),
     ],
 )
 def test_presets_run_every_stage(project: Path, preset: str, keys: set):
@@ -44,8 +45,23 @@ def test_presets_run_every_stage(project: Path, preset: str, keys: set):
     assert keys <= set(metrics)
     plots = {path.name for path in (project / "reports/plots").iterdir()}
     assert "learning_curves.png" in plots
-    if "test/mse" in keys:
+    if "test/rmse" in keys:
         assert {"predictions.csv", "predicted_vs_actual.png"} <= plots
+    if "test/pca_mse" in keys:
+        assert "reconstructions.png" in plots
+
+
+def test_fine_tuning_starts_from_an_earlier_run(project: Path):
+    pipeline(project, "experiment=digits_pretrain", "trainer.max_epochs=1")
+    source = json.loads((project / "models/run.json").read_text())["run_id"]
+    finetune = ["experiment=digits_finetune", "trainer.max_epochs=1"]
+    pipeline(project, *finetune, f"transfer.source={source}", "transfer.freeze=body")
+    run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    logged = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}").get_run(run_id)
+    assert logged.data.params["transfer.source"] == source
+    # The CNN's output layer is its 20th part: it starts fresh, the rest is copied and frozen.
+    assert logged.data.tags["dlpipe.transfer_fresh"] == "19.bias,19.weight"
+    assert int(logged.data.tags["dlpipe.transfer_frozen"]) > 0
 
 
 def test_user_table_trains_and_evaluates(project: Path):

@@ -10,6 +10,7 @@ from dvc.utils.hydra import compose_and_dump
 
 from dlpipe import config
 from dlpipe.errors import ConfigError
+from dlpipe.models import model_task
 from dlpipe.optim import build_optimizer, build_schedule
 from dlpipe.paths import PROJECT
 from dlpipe.train import build_model, build_trainer
@@ -41,7 +42,8 @@ def test_every_option_composes_validates_and_builds(make_cfg, model, optim, trai
     logits = net(torch.randn(4, 1, 8, 8))
     logits.sum().backward()
     optimiser.step()
-    assert logits.shape == (4, 10)
+    reconstructs = model_task(model, "classification") == "reconstruction"
+    assert logits.shape == ((4, 1, 8, 8) if reconstructs else (4, 10))
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
@@ -122,10 +124,10 @@ def test_gpu_trainer_is_cpu_settings_with_bf16_on_gpu(make_cfg):
     [
         ("optim.lr=0", "optim.lr must be a positive number, got 0"),
         ("optim.lr=-0.1", "optim.lr must be a positive number, got -0.1"),
-        ("model.name=vgg", "unknown model 'vgg': choose one of cnn, gru, lstm, mlp, perceptron"),
+        ("model.name=vgg", "unknown model 'vgg': choose one of autoencoder, cnn, gru, lstm, mlp"),
         ("data.name=mnist", "unknown data 'mnist': choose one of digits, images, linear"),
         ("data=table", "data.path is required for data 'table': set data.path=..."),
-        ("+data.noise=0.5", "data.noise is not a setting of data 'digits': it takes none"),
+        ("+data.noise=0.5", "data.noise is not a setting of data 'digits': it takes keep"),
         ("data.normalise=maybe", "data.normalise must be true or false, got 'maybe'"),
         ("optim.name=lbfgs", "unknown optim 'lbfgs': choose one of adam, adamw, rmsprop, sgd"),
         ("schedule.name=linear", "unknown schedule 'linear': choose one of none, step"),
@@ -191,22 +193,22 @@ def test_every_preset_composes_and_runs_a_fast_dev_run(make_cfg, preset):
 
     from dlpipe.data.arrays import ArrayLoader
     from dlpipe.data.sources import load_source
-    from dlpipe.train import build_task
+    from dlpipe.train import build_task, task_of
 
     cfg = make_cfg(f"experiment={preset}")
     config.validate_training(cfg)
     header = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text().splitlines()[1]
     assert header.startswith("# python pipelines/") and f"experiment={preset}" in header
     raw = load_source(config.to_dict(cfg.data))
-    config.check_monitors(cfg, raw.task)
     meta = {
         "task": raw.task,
         "input_shape": list(raw.x.shape[1:]),
         "num_outputs": raw.num_outputs,
         "classes": raw.classes,
     }
+    config.check_monitors(cfg, task_of(cfg, meta))
     batches = ArrayLoader(torch.tensor(raw.x[:64]), torch.tensor(raw.y[:64]), 16)
-    task = build_task(cfg, meta, steps_per_epoch=len(batches))
+    task = build_task(cfg, meta, build_model(cfg, meta), steps_per_epoch=len(batches))
     trainer = pl.Trainer(
         fast_dev_run=2, logger=False, enable_progress_bar=False, enable_model_summary=False
     )

@@ -5,13 +5,26 @@ import torch
 
 from dlpipe.errors import ConfigError
 from dlpipe.gradcheck import check_gradients
-from dlpipe.models import build_model, list_models, register
+from dlpipe.models import build_model, list_models, model_task, register
 from dlpipe.models.init import initialise
 
-FAMILIES = ["cnn", "gru", "lstm", "mlp", "perceptron", "resnet", "rnn", "transformer"]
+FAMILIES = [
+    "autoencoder",
+    "cnn",
+    "gru",
+    "lstm",
+    "mlp",
+    "perceptron",
+    "resnet",
+    "rnn",
+    "transformer",
+]
 # Images as the digits are, and sequences (steps, features) as a time series is.
 SHAPES = {"image": (1, 8, 8), "sequence": (12, 3)}
-READS_SEQUENCES = {"gru", "lstm", "mlp", "perceptron", "rnn", "transformer"}
+READS_SEQUENCES = {"autoencoder", "gru", "lstm", "mlp", "perceptron", "rnn", "transformer"}
+CLASSIFIERS = [
+    name for name in list_models() if model_task(name, "classification") == "classification"
+]
 
 
 def test_registry_lists_every_family():
@@ -37,7 +50,8 @@ def test_forward_and_backward_shapes(name, kind):
     model = build_model(name, SHAPES[kind], 5)
     x = torch.randn(6, *SHAPES[kind], requires_grad=True)
     out = model(x)
-    assert out.shape == (6, 5)
+    reconstructs = model_task(name, "classification") == "reconstruction"
+    assert out.shape == ((6, *SHAPES[kind]) if reconstructs else (6, 5))
     out.sum().backward()
     assert x.grad.shape == x.shape
     assert all(p.grad is not None for p in model.parameters()), "a weight gets no gradient"
@@ -49,8 +63,8 @@ def test_gradients_match_finite_differences(name):
     assert results and all(result.passed for result in results), results
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_each_model_learns_a_tiny_batch(name):
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_each_classifier_learns_a_tiny_batch(name):
     # A few steps on 16 fixed samples must fit them: forward, backward and the update all work.
     torch.manual_seed(0)
     x, y = torch.randn(16, 1, 8, 8), torch.arange(16) % 4
@@ -155,3 +169,19 @@ def test_init_is_applied_from_the_model_settings():
     assert default[1].weight.std().item() != pytest.approx(0.02, rel=0.05)
     with pytest.raises(ConfigError, match=r"unknown model.init 'he'"):
         build_model("mlp", (256,), 4, init="he")
+
+
+def test_autoencoder_learns_to_rebuild_its_input_through_its_embedding():
+    torch.manual_seed(0)
+    x = torch.randn(32, 1, 8, 8)
+    model = build_model("autoencoder", (1, 8, 8), 10, hidden=[32], latent=4)
+    assert model.encode(x).shape == (32, 4)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(100):
+        optimiser.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), x)
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.8

@@ -125,3 +125,15 @@ def test_changed_data_settings_are_named_against_the_prepared_data(make_cfg, tmp
     config.check_prepared_matches(make_cfg("data=sunspots", "data.batch_size=4"), meta)
     with pytest.raises(ConfigError, match=r"data\.window is 12 but data/prepared was made with 24"):
         config.check_prepared_matches(make_cfg("data=sunspots", "data.window=12"), meta)
+
+
+def test_a_few_labelled_digits_of_some_classes(make_cfg, tmp_path: Path):
+    cfg = make_cfg("data.keep=[5,6,7,8,9]", "data.train_per_class=10")
+    meta = prepare(cfg.data, tmp_path)
+    assert meta["classes"] == ["5", "6", "7", "8", "9"] and meta["num_outputs"] == 5
+    y_train = load_prepared(tmp_path).splits["train"][1]
+    assert np.bincount(y_train.numpy()).tolist() == [10] * 5
+    # Validation and test stay whole: about 15% each of the ~900 images of five digits.
+    assert meta["sizes"]["val"] == meta["sizes"]["test"] == 135
+    with pytest.raises(ConfigError, match=r"data.train_per_class must be a positive number"):
+        prepare(make_cfg("data=linear", "+data.train_per_class=5").data, tmp_path / "linear")

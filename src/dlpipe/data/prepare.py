@@ -59,6 +59,17 @@ def _split_by_time(raw: RawData, val: float, test: float) -> dict[str, tuple]:
     return {name: (raw.x[a:b], raw.y[a:b]) for name, (a, b) in bounds.items()}
 
 
+def limit_training(splits: dict[str, tuple], per_class: int) -> dict[str, tuple]:
+    """Keep the first `per_class` training samples of each class: a small labelled set.
+
+    Validation and test splits stay whole, so the small set is judged as the full one is.
+    """
+    x, y = splits["train"]
+    keep = np.concatenate([np.flatnonzero(y == label)[:per_class] for label in np.unique(y)])
+    keep.sort()
+    return {**splits, "train": (x[keep], y[keep])}
+
+
 def _feature_axes(x: np.ndarray) -> tuple[int, ...]:
     """Axes to average over: all but the channels of images, all but the features otherwise."""
     return (0, 2, 3) if x.ndim == 4 else tuple(range(x.ndim - 1))
@@ -105,6 +116,14 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
     raw = load_source(settings)
     cut = data_cfg.split
     splits = split(raw, cut.val, cut.test, cut.seed)
+    per_class = settings.get("train_per_class")
+    if per_class is not None:
+        if raw.task != "classification" or not isinstance(per_class, int) or per_class < 1:
+            raise ConfigError(
+                "data.train_per_class must be a positive number of samples, and the data "
+                f"must be for classification; got {per_class!r} for {raw.task} data"
+            )
+        splits = limit_training(splits, per_class)
     stats = statistics(splits, raw.task) if data_cfg.normalise else {}
     if stats:
         splits = standardise(splits, stats)

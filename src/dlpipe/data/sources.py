@@ -11,21 +11,25 @@ from collections.abc import Callable
 import numpy as np
 
 from dlpipe.data import arrays_file, images, series, synthetic, tables
-from dlpipe.data.raw import RawData
+from dlpipe.data.raw import RawData, class_indices
 from dlpipe.errors import ConfigError
 
 # Settings of every data config: read by the prepare stage and the loaders, not the source.
-COMMON = ("name", "split", "batch_size", "normalise")
+COMMON = ("name", "split", "batch_size", "normalise", "train_per_class")
 
 
-def digits() -> RawData:
-    """scikit-learn's bundled 8x8 handwritten digits: 1797 images, 10 classes."""
+def digits(keep: list | None = None) -> RawData:
+    """scikit-learn's bundled 8x8 handwritten digits: 1797 images, 10 classes; only the
+    digits in `keep`, when given."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = bunch.images.astype(np.float32)[:, None, :, :]  # (n, channel, height, width)
-    classes = [str(c) for c in bunch.target_names]
-    return RawData(x=x, y=bunch.target.astype(np.int64), task="classification", classes=classes)
+    chosen = np.isin(bunch.target, keep) if keep else np.ones(len(bunch.target), dtype=bool)
+    if not chosen.any():
+        raise ConfigError(f"data.keep={keep} holds no digit: list some of 0 to 9")
+    x = bunch.images.astype(np.float32)[chosen, None, :, :]  # (n, channel, height, width)
+    y, classes = class_indices(bunch.target[chosen])
+    return RawData(x=x, y=y, task="classification", classes=classes)
 
 
 SOURCES: dict[str, Callable[..., RawData]] = {

@@ -1,6 +1,7 @@
 """Plain nn.Module families and their registry. Importing this package registers them all."""
 
 from dlpipe.models import (  # noqa: F401  (registration side effect)
+    autoencoder,
     cnn,
     mlp,
     perceptron,
@@ -8,6 +9,12 @@ from dlpipe.models import (  # noqa: F401  (registration side effect)
     resnet,
     transformer,
 )
-from dlpipe.models.registry import build_model, check_model_name, list_models, register
+from dlpipe.models.registry import (
+    build_model,
+    check_model_name,
+    list_models,
+    model_task,
+    register,
+)
 
-__all__ = ["build_model", "check_model_name", "list_models", "register"]
+__all__ = ["build_model", "check_model_name", "list_models", "model_task", "register"]

@@ -14,16 +14,27 @@ from dlpipe.errors import ConfigError
 
 Builder = Callable[..., nn.Module]
 _BUILDERS: dict[str, Builder] = {}
+# Models that define their own task whatever the data's (an autoencoder reconstructs).
+_TASKS: dict[str, str] = {}
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
+def register(name: str, task: str | None = None) -> Callable[[Builder], Builder]:
+    """Register a builder under `name`; `task` when the model sets its own task."""
+
     def add(builder: Builder) -> Builder:
         if name in _BUILDERS:
             raise ValueError(f"model '{name}' is registered twice")
         _BUILDERS[name] = builder
+        if task:
+            _TASKS[name] = task
         return builder
 
     return add
+
+
+def model_task(name: str, data_task: str) -> str:
+    """The task a model trains for on data of `data_task`: its own, or the data's."""
+    return _TASKS.get(name, data_task)
 
 
 def list_models() -> list[str]:
