@@ -1,6 +1,6 @@
 """Quality of the presets: each conf/experiment/ preset trained and evaluated as a user runs it.
 
-    python benchmarks/quality.py                          # every preset, about 10 minutes
+    python benchmarks/quality.py                          # every preset, about 15 minutes
     python benchmarks/quality.py --presets digits_lstm    # one
 
 Each preset runs prepare, train and evaluate in a throw-away copy of the project; the
@@ -77,6 +77,21 @@ def transfer_gain(project: Path, preset: "Preset", seeds: tuple[int, ...] = (1, 
     return (sum(results["fine-tuned"]) - sum(results["scratch"])) / len(seeds)
 
 
+def gan_judged(project: Path, preset: "Preset") -> float:
+    """The GAN's samples as a digits CNN labels them: its mean highest probability, or 0
+    when the samples cover fewer than 8 of the 10 classes."""
+    from dlpipe.files import read_json
+
+    run_stages(project, "experiment=digits_cnn")
+    classifier = read_json(project / "models/run.json")["run_id"]
+    metrics = run_stages(
+        project, f"experiment={preset.experiment}", f"evaluate.classifier={classifier}"
+    )
+    covered = metrics["test/classes_covered"]
+    print(f"  classes covered: {covered:.0f} of 10", flush=True)
+    return metrics["test/confidence"] if covered >= 8 else 0.0
+
+
 @dataclass(frozen=True)
 class Preset:
     experiment: str
@@ -100,6 +115,7 @@ PRESETS = [
     Preset("digits_transformer", "transformer", "digits", "test/acc", 0.96),
     Preset("digits_lstm", "lstm", "digits", "test/acc", 0.95),
     Preset("digits_autoencoder", "autoencoder", "digits", "test/mse_vs_pca", 1.0, False),
+    Preset("digits_gan", "gan", "digits", "confidence, >= 8 classes", 0.8, True, gan_judged),
     Preset("digits_finetune", "cnn", "digits", "acc gain over scratch", 0.005, True, transfer_gain),
     Preset(
         "linear_perceptron",

@@ -6,6 +6,7 @@ need them, never at the top of this module.
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from dlpipe import __version__
@@ -38,7 +39,6 @@ def gradcheck(args: argparse.Namespace) -> int:
     from dlpipe import config
     from dlpipe.data.sources import load_source
     from dlpipe.errors import DlpipeError
-    from dlpipe.gradcheck import check_gradients
     from dlpipe.models import build_model
 
     cfg = _compose(args.overrides)
@@ -55,7 +55,7 @@ def gradcheck(args: argparse.Namespace) -> int:
         f"gradcheck of model '{cfg.model.name}' in float64 on {args.batch} "
         f"{cfg.data.name} inputs shaped {tuple(input_shape)}:"
     )
-    results = check_gradients(model, input_shape, batch=args.batch)
+    results = _check(cfg.model.name, model, input_shape, args.batch)
     for result in results:
         verdict = "pass" if result.passed else "FAIL"
         line = f"  {verdict}  {result.group:<32} {result.parameters:>9,} weights  {result.detail}"
@@ -66,6 +66,21 @@ def gradcheck(args: argparse.Namespace) -> int:
         return EXIT_FAILED_CHECK
     print(f"all {len(results)} parameter groups pass")
     return 0
+
+
+def _check(name: str, model, input_shape, batch: int) -> list:
+    """Gradcheck results per parameter group; a GAN's generator (fed noise) and
+    discriminator (fed data) are checked each on its own input."""
+    from dlpipe.gradcheck import check_gradients
+    from dlpipe.models import model_task
+
+    if model_task(name, "classification") != "generation":
+        return check_gradients(model, input_shape, batch=batch)
+    return [
+        replace(result, group=f"{part}.{result.group}")
+        for part, shape in (("generator", (model.latent,)), ("discriminator", input_shape))
+        for result in check_gradients(getattr(model, part), shape, batch=batch)
+    ]
 
 
 def parser() -> argparse.ArgumentParser:

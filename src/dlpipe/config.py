@@ -19,6 +19,8 @@ MONITORS = {
     "regression": ("val/loss", "val/mae"),
     "forecasting": ("val/loss", "val/mae"),
     "reconstruction": ("val/loss",),
+    # The generator's loss; a GAN keeps its last epoch rather than the best of this.
+    "generation": ("val/loss", "val/d_acc"),
 }
 ALL_MONITORS = tuple(dict.fromkeys(m for monitors in MONITORS.values() for m in monitors))
 

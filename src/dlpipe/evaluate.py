@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from dlpipe import files, plots, tracking
+from dlpipe import files, generation, plots, tracking
 from dlpipe import metrics as task_metrics
 from dlpipe.data.arrays import load_prepared
 from dlpipe.errors import DataError, TrackingError
@@ -46,8 +46,14 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
             "retrain (`dvc repro`) before evaluating"
         )
     model = load_model(record)
-    outputs = predict(model, data.splits["test"][0], cfg.data.batch_size)
-    metrics, written = _score(record, data, outputs, out.plots)
+    if record["task"] == "generation":
+        classifier = generation.classifier_of(client, cfg.evaluate.classifier, data.meta)
+        metrics, written = generation.score_samples(
+            model, data.splits["test"][0], cfg.evaluate.samples, cfg.seed, classifier, out.plots
+        )
+    else:
+        outputs = predict(model, data.splits["test"][0], cfg.data.batch_size)
+        metrics, written = _score(record, data, outputs, out.plots)
     files.write_json(out.metrics_file, metrics)
     written += plots.learning_curves(files.read_json(out.history_file), out.plots)
     tracking.log_metrics(client, record["run_id"], metrics)

@@ -116,3 +116,20 @@ def reconstructions(x: np.ndarray, rebuilt: np.ndarray, folder: Path, count: int
     panels[1][0].set_title("reconstruction", loc="left", fontsize=8)
     _save(figure, folder / "reconstructions.png")
     return [folder / "reconstructions.png"]
+
+
+def samples(generated: np.ndarray, folder: Path, count: int = 16) -> list[Path]:
+    """samples.png: the first `count` generated samples, images as images (first channel)."""
+    columns = 8
+    rows = -(-min(count, len(generated)) // columns)
+    figure, panels = plt.subplots(rows, columns, figsize=(1.2 * columns, 1.2 * rows), squeeze=False)
+    for index, panel in enumerate(panels.ravel()):
+        panel.set_axis_off()
+        if index < min(count, len(generated)):
+            sample = generated[index]
+            if sample.ndim == 3:
+                panel.imshow(sample[0], cmap="gray")
+            else:
+                panel.plot(sample.ravel())
+    _save(figure, folder / "samples.png")
+    return [folder / "samples.png"]

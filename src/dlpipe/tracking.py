@@ -32,6 +32,8 @@ _HOST_TAG, _PID_TAG, _PID_START_TAG = "dlpipe.host", "dlpipe.pid", "dlpipe.pid_s
 
 # The sqlite store announces its schema migrations at INFO on first use.
 logging.getLogger("alembic").setLevel(logging.WARNING)
+# Artifacts fetched here (checkpoints, configs) are small: a progress bar is only noise.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve_uri(setting: str | None) -> str:

@@ -71,7 +71,7 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
         fit.trainer.fit(fit.task, fit.train_loader, fit.val_loader)
         files.write_json(out.history_file, fit.logger.epochs())
         monitor = cfg.trainer.checkpoint_monitor
-        score = float(fit.trainer.checkpoint_callback.best_model_score)
+        score = _best_score(fit.trainer, monitor)
         log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}")
         # The score a sweep ranks its jobs by, and what an Optuna trial returns.
         tracking.log_metrics(client, run_id, {f"best/{monitor}": score})
@@ -108,13 +108,22 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     task = build_task(cfg, data.meta, model, len(train_loader))
     logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
     trial, search_callbacks = _search_trial(cfg)
-    trainer = build_trainer(cfg, logger, len(train_loader), out, search_callbacks)
+    trainer = build_trainer(
+        cfg, logger, len(train_loader), out, search_callbacks, task_of(cfg, data.meta)
+    )
     tags = {
         **lineage_tags(config.config_hash(cfg), data.meta["hash"]),
         "dlpipe.torch_threads": str(threads),
         **transfer_tags,
     }
     return _Fit(data, task, train_loader, val_loader, logger, trainer, trial, tags)
+
+
+def _best_score(trainer, monitor: str) -> float:
+    """The checkpointed epoch's `monitor`: the best one's, or the last one's when the
+    checkpoint is simply the last epoch (a GAN)."""
+    best = trainer.checkpoint_callback.best_model_score
+    return float(best if best is not None else trainer.callback_metrics[monitor])
 
 
 def _search_trial(cfg: DictConfig) -> tuple[object, tuple]:
@@ -208,6 +217,12 @@ def build_task(cfg: DictConfig, meta: dict, model, steps_per_epoch: int):
     }
     build_schedule(build_optimizer(model.parameters(), **optim), **schedule)
     task = task_of(cfg, meta)
+    if task == "generation":
+        from dlpipe.tasks.adversarial import AdversarialTask
+
+        if schedule["name"] != "none" or schedule["warmup_epochs"]:
+            raise ConfigError("model 'gan' trains at a constant rate: set schedule=none")
+        return AdversarialTask(model, optim)
     if task == "classification":
         step = getattr(model, "output", None) == "step"
         objective = objectives.classification(len(meta["classes"]), step)
@@ -229,7 +244,12 @@ def loaders(cfg: DictConfig, data: PreparedData) -> tuple[ArrayLoader, ArrayLoad
 
 
 def build_trainer(
-    cfg: DictConfig, logger, steps_per_epoch: int, out: Outputs, extra_callbacks: tuple = ()
+    cfg: DictConfig,
+    logger,
+    steps_per_epoch: int,
+    out: Outputs,
+    extra_callbacks: tuple = (),
+    task: str = "classification",
 ):
     """The Lightning Trainer a dlpipe training runs with; settings it refuses are config errors."""
     import lightning.pytorch as pl
@@ -246,7 +266,7 @@ def build_trainer(
             gradient_clip_val=t.gradient_clip_val,
             gradient_clip_algorithm=t.gradient_clip_algorithm,
             logger=logger,
-            callbacks=[*_callbacks(t, out), *extra_callbacks],
+            callbacks=[*_callbacks(t, out, task), *extra_callbacks],
             enable_progress_bar=sys.stderr.isatty(),
             deterministic=True,
             default_root_dir=out.models,
@@ -258,18 +278,27 @@ def build_trainer(
         raise ConfigError(f"trainer settings refused: {tracking.one_line(exc)}") from exc
 
 
-def _callbacks(t: DictConfig, out: Outputs) -> list:
+def _callbacks(t: DictConfig, out: Outputs, task: str) -> list:
+    """Checkpointing of the best epoch, and early stopping.
+
+    A GAN's losses say little about its samples and do not settle: it keeps its last
+    epoch as best.ckpt and trains all its epochs.
+    """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+    generating = task == "generation"
+    checkpoint = ModelCheckpoint(
+        dirpath=out.models,
+        filename="best",
+        monitor=None if generating else t.checkpoint_monitor,
+        mode=t.checkpoint_mode,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    if generating:
+        return [checkpoint]
     return [
-        ModelCheckpoint(
-            dirpath=out.models,
-            filename="best",
-            monitor=t.checkpoint_monitor,
-            mode=t.checkpoint_mode,
-            save_last=True,
-            enable_version_counter=False,
-        ),
+        checkpoint,
         EarlyStopping(
             monitor=t.early_stopping.monitor,
             mode=t.early_stopping.mode,

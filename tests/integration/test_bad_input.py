@@ -29,7 +29,7 @@ def assert_one_line_error(done, *fragments: str) -> str:
 def test_unknown_model_and_data_list_the_valid_ones(project: Path):
     for choice in ("model=vgg", "+model=vgg"):
         assert_one_line_error(
-            stage(project, "train", choice), "unknown model 'vgg'", "cnn, gru, lstm, mlp"
+            stage(project, "train", choice), "unknown model 'vgg'", "cnn, gan, gru, lstm, mlp"
         )
     assert_one_line_error(stage(project, "prepare", "data=mnist"), "unknown data 'mnist'", "digits")
     assert not (project / "data" / "prepared").exists()

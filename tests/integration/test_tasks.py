@@ -86,3 +86,21 @@ def test_model_that_does_not_fit_the_data_names_both_shapes(project: Path):
         "error: model 'cnn' expects images shaped (channels, height, width), but the data has "
         "samples shaped (3,): choose a model for this data (e.g. model=mlp)"
     )
+
+
+def test_gan_samples_are_judged_by_a_classifier(project: Path):
+    pipeline(project, "trainer.max_epochs=2")  # a digits classifier
+    classifier = json.loads((project / "models/run.json").read_text())["run_id"]
+    gan = ["experiment=digits_gan", "trainer.max_epochs=2"]
+    assert set(pipeline(project, *gan)) == {"test/d_acc"}
+    assert "samples.png" in {path.name for path in (project / "reports/plots").iterdir()}
+
+    judged = [sys.executable, "pipelines/evaluate.py", *gan]
+    run([*judged, f"evaluate.classifier={classifier}"], project)
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert 0.1 <= metrics["test/confidence"] <= 1 and 1 <= metrics["test/classes_covered"] <= 10
+
+    done = run([*judged, f"evaluate.classifier={'0' * 32}"], project, check=False)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: evaluate.classifier={'0' * 32} is not a run in sqlite:")

@@ -39,11 +39,12 @@ def test_every_option_composes_validates_and_builds(make_cfg, model, optim, trai
     net = build_model(cfg, {"input_shape": [1, 8, 8], "num_outputs": 10})
     optimiser = build_optimizer(net.parameters(), **config.to_dict(cfg.optim))
     before = [p.detach().clone() for p in net.parameters()]
-    logits = net(torch.randn(4, 1, 8, 8))
+    generates = model_task(model, "classification") == "generation"
+    logits = net(torch.randn(4, net.latent) if generates else torch.randn(4, 1, 8, 8))
     logits.sum().backward()
     optimiser.step()
-    reconstructs = model_task(model, "classification") == "reconstruction"
-    assert logits.shape == ((4, 1, 8, 8) if reconstructs else (4, 10))
+    images = model_task(model, "classification") in ("reconstruction", "generation")
+    assert logits.shape == ((4, 1, 8, 8) if images else (4, 10))
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
@@ -124,7 +125,7 @@ def test_gpu_trainer_is_cpu_settings_with_bf16_on_gpu(make_cfg):
     [
         ("optim.lr=0", "optim.lr must be a positive number, got 0"),
         ("optim.lr=-0.1", "optim.lr must be a positive number, got -0.1"),
-        ("model.name=vgg", "unknown model 'vgg': choose one of autoencoder, cnn, gru, lstm, mlp"),
+        ("model.name=vgg", "unknown model 'vgg': choose one of autoencoder, cnn, gan, gru, lstm"),
         ("data.name=mnist", "unknown data 'mnist': choose one of digits, images, linear"),
         ("data=table", "data.path is required for data 'table': set data.path=..."),
         ("+data.noise=0.5", "data.noise is not a setting of data 'digits': it takes keep"),

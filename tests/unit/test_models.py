@@ -1,5 +1,7 @@
 """The model registry and every family in it: shapes, gradients, learning, bad inputs."""
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from dlpipe.models.init import initialise
 FAMILIES = [
     "autoencoder",
     "cnn",
+    "gan",
     "gru",
     "lstm",
     "mlp",
@@ -36,10 +39,14 @@ def test_registering_a_name_twice_is_refused():
         register("mlp")(lambda input_shape, num_outputs: torch.nn.Identity())
 
 
+# A GAN's forward pass turns noise into samples; it is tested on its own below.
+MAPPERS = [name for name in list_models() if model_task(name, "classification") != "generation"]
+
+
 def cases() -> list[tuple[str, str]]:
     return [
         (name, kind)
-        for name in list_models()
+        for name in MAPPERS
         for kind in SHAPES
         if kind == "image" or name in READS_SEQUENCES
     ]
@@ -57,10 +64,23 @@ def test_forward_and_backward_shapes(name, kind):
     assert all(p.grad is not None for p in model.parameters()), "a weight gets no gradient"
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", MAPPERS)
 def test_gradients_match_finite_differences(name):
     results = check_gradients(build_model(name, SHAPES["image"], 3), SHAPES["image"], batch=2)
     assert results and all(result.passed for result in results), results
+
+
+def fit(model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], steps: int) -> list[float]:
+    """`steps` Adam steps on the loss `loss_of` computes; the loss before each step."""
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return losses
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -69,14 +89,7 @@ def test_each_classifier_learns_a_tiny_batch(name):
     torch.manual_seed(0)
     x, y = torch.randn(16, 1, 8, 8), torch.arange(16) % 4
     model = build_model(name, (1, 8, 8), 4)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(60):
-        optimiser.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = fit(model, lambda: torch.nn.functional.cross_entropy(model(x), y), steps=60)
     model.eval()
     assert losses[-1] < losses[0] / 4
     assert (model(x).argmax(1) == y).float().mean() == 1.0
@@ -176,12 +189,15 @@ def test_autoencoder_learns_to_rebuild_its_input_through_its_embedding():
     x = torch.randn(32, 1, 8, 8)
     model = build_model("autoencoder", (1, 8, 8), 10, hidden=[32], latent=4)
     assert model.encode(x).shape == (32, 4)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(100):
-        optimiser.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), x)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = fit(model, lambda: torch.nn.functional.mse_loss(model(x), x), steps=100)
     assert losses[-1] < losses[0] * 0.8
+
+
+def test_gan_draws_samples_its_discriminator_scores():
+    model = build_model("gan", (1, 8, 8), 10, latent=8, hidden=[16, 32])
+    samples = model.sample(5, torch.Generator().manual_seed(0))
+    assert samples.shape == (5, 1, 8, 8)
+    assert model.discriminator(samples).shape == (5, 1)
+    for part, shape in ((model.generator, (8,)), (model.discriminator, (1, 8, 8))):
+        results = check_gradients(part, shape, batch=2)
+        assert results and all(result.passed for result in results)

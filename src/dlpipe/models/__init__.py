@@ -3,6 +3,7 @@
 from dlpipe.models import (  # noqa: F401  (registration side effect)
     autoencoder,
     cnn,
+    gan,
     mlp,
     perceptron,
     recurrent,
