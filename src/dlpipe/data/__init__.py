@@ -1,1 +1,1 @@
-"""Data: built-in sources, the prepare stage and in-memory batching."""
+"""Data: built-in sources and user files, the prepare stage and in-memory batching."""
