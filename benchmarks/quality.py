@@ -92,6 +92,15 @@ def gan_judged(project: Path, preset: "Preset") -> float:
     return metrics["test/confidence"] if covered >= 8 else 0.0
 
 
+def located_digit_accuracy(project: Path, preset: "Preset") -> float:
+    """The multi-task preset's digit accuracy, or 0 when its position error is above half a
+    pixel: both heads must reach their bar."""
+    metrics = run_stages(project, f"experiment={preset.experiment}")
+    error = metrics["test/position/mae"]
+    print(f"  test/position/mae: {error:.3f} px", flush=True)
+    return metrics["test/digit/acc"] if error <= 0.5 else 0.0
+
+
 @dataclass(frozen=True)
 class Preset:
     experiment: str
@@ -117,6 +126,15 @@ PRESETS = [
     Preset("digits_autoencoder", "autoencoder", "digits", "test/mse_vs_pca", 1.0, False),
     Preset("digits_gan", "gan", "digits", "confidence, >= 8 classes", 0.8, True, gan_judged),
     Preset("digits_finetune", "cnn", "digits", "acc gain over scratch", 0.005, True, transfer_gain),
+    Preset(
+        "located_digits_cnn",
+        "cnn, 2 heads",
+        "located",
+        "digit acc, position mae <= 0.5",
+        0.97,
+        True,
+        located_digit_accuracy,
+    ),
     Preset(
         "linear_perceptron",
         "perceptron",

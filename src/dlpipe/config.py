@@ -5,6 +5,7 @@ Each check raises ConfigError with the full key path, the bad value and what is 
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,17 @@ MONITORS = {
     "generation": ("val/loss", "val/d_acc"),
 }
 ALL_MONITORS = tuple(dict.fromkeys(m for monitors in MONITORS.values() for m in monitors))
+# Multi-task data also logs each head's loss and metric: val/<head>/loss, val/digit/acc.
+HEAD_MONITOR = re.compile(r"^val/[^/]+/(loss|acc|mae)$")
+HEAD_METRICS = {"classification": ("loss", "acc"), "regression": ("loss", "mae")}
+
+
+def monitors(task: str, heads: list[dict] | None = None) -> tuple[str, ...]:
+    """The validation metrics a training of `task` logs (with multi-task data's `heads`)."""
+    if task != "multitask":
+        return MONITORS[task]
+    per_head = (f"val/{h['name']}/{m}" for h in heads for m in HEAD_METRICS[h["task"]])
+    return ("val/loss", *per_head)
 
 
 def to_dict(cfg: DictConfig) -> dict:
@@ -107,7 +119,8 @@ def validate_training(cfg: DictConfig) -> None:
         lambda v: isinstance(v, int) and v >= 0,
     )
     for key in ("trainer.checkpoint_monitor", "trainer.early_stopping.monitor"):
-        _choice(cfg, key, ALL_MONITORS)
+        if not HEAD_MONITOR.match(str(_require(cfg, key))):
+            _choice(cfg, key, ALL_MONITORS)
     for key in ("trainer.checkpoint_mode", "trainer.early_stopping.mode"):
         _choice(cfg, key, ("min", "max"))
     freeze = OmegaConf.select(cfg, "transfer.freeze", default="none")
@@ -133,9 +146,9 @@ def check_prepared_matches(cfg: DictConfig, meta: dict) -> None:
             )
 
 
-def check_monitors(cfg: DictConfig, task: str) -> None:
+def check_monitors(cfg: DictConfig, task: str, heads: list[dict] | None = None) -> None:
     """Checkpointing and early stopping must watch a metric the data's task logs."""
-    allowed = MONITORS[task]
+    allowed = monitors(task, heads)
     for key in ("trainer.checkpoint_monitor", "trainer.early_stopping.monitor"):
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -143,3 +156,28 @@ def check_monitors(cfg: DictConfig, task: str) -> None:
                 f"{key}={value} is not logged for {task} data: use one of "
                 f"{', '.join(allowed)}, e.g. {key}=val/loss {key.replace('monitor', 'mode')}=min"
             )
+
+
+def head_weights(cfg: DictConfig, heads: list[dict] | None) -> dict[str, float]:
+    """Each head's weight in a multi-task loss: multitask.weights, 1 for a head not listed."""
+    given = to_dict(cfg.multitask.weights) if OmegaConf.select(cfg, "multitask.weights") else {}
+    if not heads:
+        if given:
+            raise ConfigError(
+                f"multitask.weights={given} needs data with several targets "
+                f"(e.g. data=located_digits); data '{cfg.data.name}' has one: remove them"
+            )
+        return {}
+    names = [head["name"] for head in heads]
+    for name, weight in given.items():
+        if name not in names:
+            raise ConfigError(
+                f"multitask.weights.{name}: data '{cfg.data.name}' has no target '{name}': "
+                f"weigh {', '.join(names)}"
+            )
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+            raise ConfigError(f"multitask.weights.{name} must be a number >= 0, got {weight!r}")
+    weights = {name: float(given.get(name, 1.0)) for name in names}
+    if not any(weights.values()):
+        raise ConfigError(f"multitask.weights are all 0: give some of {', '.join(names)} weight")
+    return weights

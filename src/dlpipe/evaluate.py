@@ -5,6 +5,7 @@ It attaches to the run named in models/run.json; it never opens a second run for
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -73,6 +74,8 @@ def _score(record: dict, data, outputs: torch.Tensor, folder: Path) -> tuple[dic
         return metrics, plots.confusion(
             y.numpy(), predicted, matrix.numpy(), record["classes"], folder
         )
+    if task == "multitask":
+        return _score_heads(record["heads"], outputs, y, data.meta["stats"], folder)
     if task == "reconstruction":
         latent = record["model"]["latent"]
         metrics = task_metrics.reconstruction(outputs, x, data.splits["train"][0], latent)
@@ -84,6 +87,38 @@ def _score(record: dict, data, outputs: torch.Tensor, folder: Path) -> tuple[dic
         metrics = task_metrics.regression(outputs, y, stats)
     actual, estimate = task_metrics.unscale(y, stats), task_metrics.unscale(outputs, stats)
     return metrics, plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), folder)
+
+
+def _score_heads(
+    heads: list[dict], outputs: torch.Tensor, y: torch.Tensor, stats: dict, folder: Path
+) -> tuple[dict, list[Path]]:
+    """Each head's test metrics, named test/<head>/<metric>, and its plots, named <head>_*."""
+    from dlpipe.data.raw import head_slices
+    from dlpipe.tasks.objectives import head_target
+
+    outputs_of, columns_of = head_slices(heads, "outputs"), head_slices(heads, "columns")
+    metrics, written = {}, []
+    for head in heads:
+        name, columns = head["name"], columns_of[head["name"]]
+        scores, target = outputs[:, outputs_of[name]], head_target(y, columns, head["task"])
+        if head["task"] == "classification":
+            found, matrix = task_metrics.classification(scores, target, len(head["classes"]))
+            predicted = task_metrics.predicted_classes(scores).numpy()
+            written += plots.confusion(
+                target.numpy(), predicted, matrix.numpy(), head["classes"], folder, name
+            )
+        else:
+            scale = {
+                key: np.asarray(value)[..., columns]
+                for key, value in stats.items()
+                if key.startswith("y_")
+            }
+            found = task_metrics.regression(scores, target, scale)
+            actual = task_metrics.unscale(target, scale)
+            estimate = task_metrics.unscale(scores, scale)
+            written += plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), folder, name)
+        metrics.update({key.replace("test/", f"test/{name}/"): v for key, v in found.items()})
+    return metrics, written
 
 
 def _read_run_record(out: Outputs) -> dict:
@@ -119,10 +154,14 @@ def _check_run_exists(client, run_id: str, out: Outputs) -> None:
 
 def load_model(record: dict) -> torch.nn.Module:
     """Rebuild the model from its recorded settings and load the best weights (no pickled code)."""
-    from dlpipe.models import build_model
+    from dlpipe.models import build_for_data
 
-    model = build_model(
-        input_shape=record["input_shape"], num_outputs=record["num_outputs"], **record["model"]
+    model = build_for_data(
+        record["model"],
+        record["input_shape"],
+        record["num_outputs"],
+        record.get("heads"),
+        record.get("shared"),
     )
     path = record["best_checkpoint"]
     try:

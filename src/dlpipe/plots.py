@@ -12,7 +12,6 @@ import numpy as np
 from dlpipe import files
 
 CURVE_KINDS = ("loss", "acc", "mae")
-CURVE_KEYS = tuple(f"{stage}/{kind}" for kind in CURVE_KINDS for stage in ("train", "val"))
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -28,12 +27,23 @@ def _save(figure: plt.Figure, path: Path) -> None:
     plt.close(figure)
 
 
+def _named(folder: Path, name: str, head: str | None) -> Path:
+    """folder/name, or folder/<head>_name for one head of a multi-task model."""
+    return folder / (f"{head}_{name}" if head else name)
+
+
 def confusion(
-    actual: np.ndarray, predicted: np.ndarray, matrix: np.ndarray, classes: list[str], folder: Path
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    matrix: np.ndarray,
+    classes: list[str],
+    folder: Path,
+    head: str | None = None,
 ) -> list[Path]:
     """confusion.csv (one row per test sample, DVC's confusion template) and confusion.png."""
     rows = [[classes[a], classes[p]] for a, p in zip(actual, predicted, strict=True)]
-    write_csv(folder / "confusion.csv", ["actual", "predicted"], rows)
+    table, image_file = _named(folder, "confusion.csv", head), _named(folder, "confusion.png", head)
+    write_csv(table, ["actual", "predicted"], rows)
     figure, axes = plt.subplots(figsize=(5, 4.5))
     image = axes.imshow(matrix, cmap="Blues")
     axes.set(
@@ -43,7 +53,7 @@ def confusion(
         yticklabels=classes,
         xlabel="predicted",
         ylabel="actual",
-        title="Confusion matrix",
+        title=f"Confusion matrix{f' of {head}' if head else ''}",
     )
     for (row, col), count in np.ndenumerate(matrix):
         axes.text(
@@ -56,14 +66,14 @@ def confusion(
             color="white" if count > matrix.max() / 2 else "black",
         )
     figure.colorbar(image, ax=axes)
-    _save(figure, folder / "confusion.png")
-    return [folder / "confusion.csv", folder / "confusion.png"]
+    _save(figure, image_file)
+    return [table, image_file]
 
 
 def learning_curves(history: list[dict], folder: Path) -> list[Path]:
     """learning_curves.csv (one row per epoch) and learning_curves.png (loss, and accuracy or
-    mean absolute error)."""
-    keys = [key for key in CURVE_KEYS if any(key in row for row in history)]
+    mean absolute error, of each head of a multi-task model too)."""
+    keys = _curve_keys(history)
     rows = [[row["epoch"], *(row.get(key, "") for key in keys)] for row in history]
     write_csv(folder / "learning_curves.csv", ["epoch", *keys], rows)
     kinds = [kind for kind in CURVE_KINDS if any(key.endswith(kind) for key in keys)]
@@ -78,14 +88,31 @@ def learning_curves(history: list[dict], folder: Path) -> list[Path]:
     return [folder / "learning_curves.csv", folder / "learning_curves.png"]
 
 
-def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, folder: Path) -> list[Path]:
+def _curve_keys(history: list[dict]) -> list[str]:
+    """train/ and val/ losses, accuracies and errors (val/loss, val/digit/acc), by kind."""
+    logged = dict.fromkeys(key for row in history for key in row)
+    keys = [
+        key
+        for key in logged
+        if key.split("/")[0] in ("train", "val") and key.rsplit("/", 1)[-1] in CURVE_KINDS
+    ]
+    return sorted(keys, key=lambda key: (CURVE_KINDS.index(key.rsplit("/", 1)[-1]), key))
+
+
+def predicted_vs_actual(
+    actual: np.ndarray, predicted: np.ndarray, folder: Path, head: str | None = None
+) -> list[Path]:
     """predictions.csv (one row per test sample and output) and predicted_vs_actual.png."""
     rows = [
         [sample, output, a, p]
         for sample, (row_a, row_p) in enumerate(zip(actual, predicted, strict=True))
         for output, (a, p) in enumerate(zip(row_a, row_p, strict=True))
     ]
-    write_csv(folder / "predictions.csv", ["sample", "output", "actual", "predicted"], rows)
+    table, image_file = (
+        _named(folder, "predictions.csv", head),
+        _named(folder, "predicted_vs_actual.png", head),
+    )
+    write_csv(table, ["sample", "output", "actual", "predicted"], rows)
     figure, (scatter, series) = plt.subplots(1, 2, figsize=(9, 3.5))
     low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
     scatter.scatter(actual.ravel(), predicted.ravel(), s=8, alpha=0.6)
@@ -95,8 +122,8 @@ def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, folder: Path)
     series.plot(predicted[:, 0], label="predicted")
     series.set(xlabel="test sample", ylabel="value", title="First output, in test order")
     series.legend()
-    _save(figure, folder / "predicted_vs_actual.png")
-    return [folder / "predictions.csv", folder / "predicted_vs_actual.png"]
+    _save(figure, image_file)
+    return [table, image_file]
 
 
 def reconstructions(x: np.ndarray, rebuilt: np.ndarray, folder: Path, count: int = 8) -> list[Path]:

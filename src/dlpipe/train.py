@@ -99,7 +99,7 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     config.validate_training(cfg)
     data = load_prepared(PREPARED_DIR, ("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
-    config.check_monitors(cfg, task_of(cfg, data.meta))
+    config.check_monitors(cfg, task_of(cfg, data.meta), data.meta.get("heads"))
     threads = _share_cpus()
     _seed(cfg.seed)
     train_loader, val_loader = loaders(cfg, data)
@@ -178,10 +178,12 @@ def build_model(cfg: DictConfig, meta: dict):
     """The configured model, shaped for the prepared data."""
     from dlpipe import models
 
-    return models.build_model(
-        input_shape=meta["input_shape"],
-        num_outputs=meta["num_outputs"],
-        **config.to_dict(cfg.model),
+    return models.build_for_data(
+        config.to_dict(cfg.model),
+        meta["input_shape"],
+        meta["num_outputs"],
+        meta.get("heads"),
+        cfg.multitask.shared,
     )
 
 
@@ -217,6 +219,7 @@ def build_task(cfg: DictConfig, meta: dict, model, steps_per_epoch: int):
     }
     build_schedule(build_optimizer(model.parameters(), **optim), **schedule)
     task = task_of(cfg, meta)
+    weights = config.head_weights(cfg, meta.get("heads"))
     if task == "generation":
         from dlpipe.tasks.adversarial import AdversarialTask
 
@@ -228,6 +231,8 @@ def build_task(cfg: DictConfig, meta: dict, model, steps_per_epoch: int):
         objective = objectives.classification(len(meta["classes"]), step)
     elif task == "reconstruction":
         objective = objectives.reconstruction()
+    elif task == "multitask":
+        objective = objectives.multitask(meta["heads"], weights)
     else:
         objective = objectives.regression()
     return Task(model, objective, optim, schedule)
@@ -327,6 +332,8 @@ def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Out
         "input_shape": meta["input_shape"],
         "num_outputs": meta["num_outputs"],
         "classes": meta["classes"],
+        "heads": meta.get("heads"),
+        "shared": cfg.multitask.shared,
         "data_hash": meta["hash"],
         "best_checkpoint": str(out.best_ckpt),
         "best_checkpoint_sha256": files.sha256(out.best_ckpt),

@@ -51,6 +51,29 @@ def test_presets_run_every_stage(project: Path, preset: str, keys: set):
         assert "reconstructions.png" in plots
 
 
+def test_multitask_heads_are_scored_and_monitored_each(project: Path):
+    monitor = ["trainer.checkpoint_monitor=val/digit/acc", "trainer.checkpoint_mode=max"]
+    metrics = pipeline(project, "experiment=located_digits_cnn", "trainer.max_epochs=3", *monitor)
+    assert {
+        "test/digit/acc",
+        "test/digit/f1_macro",
+        "test/position/mae",
+        "test/position/r2",
+    } <= set(metrics)
+    assert 0 <= metrics["test/position/mae"] < 8  # pixels on a 16-pixel canvas
+    run_record = json.loads((project / "models/run.json").read_text())
+    logged = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}").get_run(
+        run_record["run_id"]
+    )
+    assert logged.data.params["multitask.weights.position"] == "1.0"
+    assert logged.data.metrics["best/val/digit/acc"] == run_record["best_score"]
+    assert {"val/digit/acc", "val/position/mae", "train/position/loss"} <= set(logged.data.metrics)
+    plots = {path.name for path in (project / "reports/plots").iterdir()}
+    assert {"digit_confusion.png", "position_predicted_vs_actual.png"} <= plots
+    curves = (project / "reports/plots/learning_curves.csv").read_text().splitlines()[0]
+    assert "val/digit/acc" in curves.split(",")
+
+
 def test_fine_tuning_starts_from_an_earlier_run(project: Path):
     pipeline(project, "experiment=digits_pretrain", "trainer.max_epochs=1")
     source = json.loads((project / "models/run.json").read_text())["run_id"]

@@ -206,8 +206,9 @@ def test_every_preset_composes_and_runs_a_fast_dev_run(make_cfg, preset):
         "input_shape": list(raw.x.shape[1:]),
         "num_outputs": raw.num_outputs,
         "classes": raw.classes,
+        "heads": raw.heads,
     }
-    config.check_monitors(cfg, task_of(cfg, meta))
+    config.check_monitors(cfg, task_of(cfg, meta), raw.heads)
     batches = ArrayLoader(torch.tensor(raw.x[:64]), torch.tensor(raw.y[:64]), 16)
     task = build_task(cfg, meta, build_model(cfg, meta), steps_per_epoch=len(batches))
     trainer = pl.Trainer(

@@ -4,8 +4,9 @@ Classification is split stratified, regression at random, forecasting by time (i
 windows overlap, so shuffling them across splits would leak test values into training).
 
 Layout written to the output directory:
-    train.npz, val.npz, test.npz   arrays `x` (float32) and `y` (int64 labels or float32)
-    meta.json                      task, shapes, classes, statistics, the data settings
+    train.npz, val.npz, test.npz   arrays `x` (float32) and `y` (int64 labels or float32;
+                                   multi-task: each head's columns side by side)
+    meta.json                      task, shapes, classes, heads, statistics, the data settings
                                    and a content hash
 """
 
@@ -18,7 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from dlpipe import files
 from dlpipe.config import to_dict
-from dlpipe.data.raw import RawData
+from dlpipe.data.raw import RawData, head_slices
 from dlpipe.data.sources import load_source
 from dlpipe.errors import ConfigError
 
@@ -29,24 +30,32 @@ def split(raw: RawData, val: float, test: float, seed: int) -> dict[str, tuple]:
     """Train/val/test split; `val` and `test` are fractions of the whole set."""
     if raw.task == "forecasting":
         return _split_by_time(raw, val, test)
-    stratify = raw.task == "classification"
+    labels = _class_column(raw)
     try:
         x_rest, x_test, y_rest, y_test = train_test_split(
-            raw.x, raw.y, test_size=test, stratify=raw.y if stratify else None, random_state=seed
+            raw.x, raw.y, test_size=test, stratify=labels(raw.y), random_state=seed
         )
         x_train, x_val, y_train, y_val = train_test_split(
-            x_rest,
-            y_rest,
-            test_size=val / (1 - test),
-            stratify=y_rest if stratify else None,
-            random_state=seed,
+            x_rest, y_rest, test_size=val / (1 - test), stratify=labels(y_rest), random_state=seed
         )
     except ValueError as exc:  # a split too small to hold every class once
         raise ConfigError(
             f"data.split (val={val}, test={test}) cannot split {len(raw.y)} samples"
-            f"{f' of {len(raw.classes)} classes' if stratify else ''}: raise the fractions ({exc})"
+            f"{f' of {len(raw.classes)} classes' if raw.classes else ''}: raise the fractions "
+            f"({exc})"
         ) from exc
     return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+
+
+def _class_column(raw: RawData):
+    """What to stratify a split by: the labels, or a multi-task set's first class target."""
+    if raw.task == "classification":
+        return lambda y: y
+    for head in raw.heads or ():
+        if head["task"] == "classification":
+            column = head_slices(raw.heads, "columns")[head["name"]].start
+            return lambda y: y[:, column]
+    return lambda y: None
 
 
 def _split_by_time(raw: RawData, val: float, test: float) -> dict[str, tuple]:
@@ -75,13 +84,20 @@ def _feature_axes(x: np.ndarray) -> tuple[int, ...]:
     return (0, 2, 3) if x.ndim == 4 else tuple(range(x.ndim - 1))
 
 
-def statistics(splits: dict[str, tuple], task: str) -> dict[str, list]:
+def statistics(splits: dict[str, tuple], raw: RawData) -> dict[str, list]:
     """Means and standard deviations of the training split's inputs (and regression targets)."""
     x, y = splits["train"]
     axes = _feature_axes(x)
     stats = {"x_mean": x.mean(axis=axes, keepdims=True), "x_std": x.std(axis=axes, keepdims=True)}
+    task = raw.task
     if task == "regression":
         stats.update(y_mean=y.mean(axis=0, keepdims=True), y_std=y.std(axis=0, keepdims=True))
+    elif task == "multitask":  # regression targets only: class indices stay as they are
+        values = np.concatenate(
+            [np.full(head["columns"], head["task"] == "regression") for head in raw.heads]
+        )
+        mean, std = y.mean(axis=0, keepdims=True), y.std(axis=0, keepdims=True)
+        stats.update(y_mean=np.where(values, mean, 0.0), y_std=np.where(values, std, 1.0))
     elif task == "forecasting":  # the target is the series' first feature, on its scale
         stats.update(y_mean=stats["x_mean"][..., :1], y_std=stats["x_std"][..., :1])
     # A constant feature has nothing to scale: leave it as it is.
@@ -124,7 +140,7 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
                 f"must be for classification; got {per_class!r} for {raw.task} data"
             )
         splits = limit_training(splits, per_class)
-    stats = statistics(splits, raw.task) if data_cfg.normalise else {}
+    stats = statistics(splits, raw) if data_cfg.normalise else {}
     if stats:
         splits = standardise(splits, stats)
     meta = {
@@ -134,6 +150,7 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
         "input_shape": list(raw.x.shape[1:]),
         "num_outputs": raw.num_outputs,
         "classes": raw.classes,
+        "heads": raw.heads,
         "sizes": {name: len(splits[name][1]) for name in SPLITS},
         "stats": {key: value.astype(float).tolist() for key, value in stats.items()},
         "hash": content_hash(splits),

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dlpipe.data import arrays_file, images, series, synthetic, tables
+from dlpipe.data import arrays_file, images, located, series, synthetic, tables
 from dlpipe.data.raw import RawData, class_indices
 from dlpipe.errors import ConfigError
 
@@ -34,6 +34,7 @@ def digits(keep: list | None = None) -> RawData:
 
 SOURCES: dict[str, Callable[..., RawData]] = {
     "digits": digits,
+    "located_digits": located.located_digits,
     "linear": synthetic.linear,
     "weather": synthetic.weather,
     "waves": synthetic.waves,

@@ -1,4 +1,4 @@
-"""User tables: CSV or Parquet files of feature columns and one target column.
+"""User tables: CSV or Parquet files of feature columns and one or more target columns.
 
 Categorical feature columns (listed in `data.categorical`, or holding no number at all)
 are one-hot encoded. Every other feature column must be numeric and finite; the first
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlpipe.data.raw import RawData, class_indices
+from dlpipe.data.raw import HEAD_TASKS, RawData, Target, class_indices, multitask
 from dlpipe.errors import ConfigError, DataError
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
@@ -81,23 +81,49 @@ def _features(frame: pd.DataFrame, path: Path, categorical: list[str]) -> np.nda
 
 
 def table(
-    path: str, target: str, task: str = "classification", categorical: list | None = None
+    path: str,
+    target: str | list,
+    task: str | list = "classification",
+    categorical: list | None = None,
 ) -> RawData:
-    """The table at `path`: `target` is predicted from every other column."""
-    if task not in ("classification", "regression"):
-        raise ConfigError(f"data.task must be classification or regression, got {task!r}")
+    """The table at `path`: `target` is predicted from every other column.
+
+    Several target columns (a list, with a task each or one for all) make multi-task data:
+    a head per target on one shared body.
+    """
+    targets = list(target) if isinstance(target, list) else [target]
+    tasks = list(task) if isinstance(task, list) else [task] * len(targets)
+    if len(tasks) != len(targets):
+        raise ConfigError(
+            f"data.task lists {len(tasks)} tasks for {len(targets)} targets: give one per "
+            "data.target, or a single task for all"
+        )
+    for each in tasks:
+        if each not in HEAD_TASKS:
+            raise ConfigError(f"data.task must be classification or regression, got {each!r}")
     file = Path(path)
     frame = read_frame(file)
     listed = list(categorical or [])
-    require_columns(frame, [target, *listed], file, "data.target and data.categorical")
-    x = _features(frame.drop(columns=[target]), file, listed)
+    require_columns(frame, [*targets, *listed], file, "data.target and data.categorical")
+    x = _features(frame.drop(columns=targets), file, listed)
+    found = [
+        _target(frame, column, kind, file) for column, kind in zip(targets, tasks, strict=True)
+    ]
+    if len(found) > 1:
+        return multitask(x, found)
+    (only,) = found
+    y = only.values if only.classes else only.values[:, None]
+    return RawData(x=x, y=y, task=only.task, classes=only.classes)
+
+
+def _target(frame: pd.DataFrame, column: str, task: str, file: Path) -> Target:
+    """Column `column` as regression values, or as class indices with the class names."""
     if task == "regression":
-        y = numeric_column(frame, target, file).astype(np.float32)[:, None]
-        return RawData(x=x, y=y, task=task)
-    labels = frame[target]
+        return Target(column, numeric_column(frame, column, file).astype(np.float32))
+    labels = frame[column]
     if labels.isna().any():
         row = int(np.flatnonzero(labels.isna().to_numpy())[0])
-        raise DataError(f"data file {file}, column '{target}', row {row + 1}: the label is empty")
+        raise DataError(f"data file {file}, column '{column}', row {row + 1}: the label is empty")
     numeric = pd.api.types.is_numeric_dtype(labels)
     y, classes = class_indices(labels.to_numpy() if numeric else labels.astype(str).to_numpy())
-    return RawData(x=x, y=y, task=task, classes=classes)
+    return Target(column, y, classes)

@@ -10,6 +10,7 @@ from dlpipe.models import (  # noqa: F401  (registration side effect)
     resnet,
     transformer,
 )
+from dlpipe.models.multitask import build_for_data
 from dlpipe.models.registry import (
     build_model,
     check_model_name,
@@ -18,4 +19,11 @@ from dlpipe.models.registry import (
     register,
 )
 
-__all__ = ["build_model", "check_model_name", "list_models", "model_task", "register"]
+__all__ = [
+    "build_for_data",
+    "build_model",
+    "check_model_name",
+    "list_models",
+    "model_task",
+    "register",
+]

@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 from torchmetrics.functional import accuracy
 
+from dlpipe.data.raw import head_slices
 from dlpipe.metrics import predicted_classes
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -79,4 +80,49 @@ def reconstruction() -> Objective:
         loss=lambda rebuilt, x, y: F.mse_loss(rebuilt, x),
         keep=lambda rebuilt, x, y: (),
         metrics=lambda: {},
+    )
+
+
+def head_target(y: torch.Tensor, columns: slice, task: str) -> torch.Tensor:
+    """One head's targets from a multi-task y: class indices, or values (n, k)."""
+    return y[:, columns.start].long() if task == "classification" else y[:, columns]
+
+
+def head_objective(head: dict) -> Objective:
+    if head["task"] == "classification":
+        return classification(len(head["classes"]))
+    return regression()
+
+
+def multitask(heads: list[dict], weights: dict[str, float]) -> Objective:
+    """The weighted sum of each head's loss; per epoch, every head's loss and metrics,
+    named <head>/<metric> (e.g. digit/acc, position/mae)."""
+    outputs_of, columns_of = head_slices(heads, "outputs"), head_slices(heads, "columns")
+    parts = [
+        (head["name"], outputs_of[head["name"]], columns_of[head["name"]], head["task"])
+        for head in heads
+    ]
+    objectives = {head["name"]: head_objective(head) for head in heads}
+
+    def head_losses(outputs: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            name: objectives[name].loss(outputs[:, out], None, head_target(y, cols, task))
+            for name, out, cols, task in parts
+        }
+
+    def weighted_loss(outputs: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sum(weights[name] * loss for name, loss in head_losses(outputs, y).items())
+
+    def epoch_metrics(outputs: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        metrics = {f"{name}/loss": loss for name, loss in head_losses(outputs, y).items()}
+        for name, out, cols, task in parts:
+            objective, target = objectives[name], head_target(y, cols, task)
+            kept = objective.keep(outputs[:, out], None, target)
+            metrics.update({f"{name}/{key}": v for key, v in objective.metrics(*kept).items()})
+        return metrics
+
+    return Objective(
+        loss=weighted_loss,
+        keep=lambda outputs, x, y: (outputs, y),
+        metrics=epoch_metrics,
     )

@@ -1,0 +1,32 @@
+"""Classification with localisation: which digit, and where it is on a larger canvas.
+
+The classic multi-task demo: one network answers two questions about an image, a class
+and a position, from one shared body.
+"""
+
+import numpy as np
+
+from dlpipe.data.raw import RawData, Target, class_indices, multitask
+from dlpipe.errors import ConfigError
+
+DIGIT_SIDE = 8
+
+
+def located_digits(canvas: int = 16, seed: int = 0) -> RawData:
+    """scikit-learn's 1797 digits, each placed at a random spot of a `canvas`-sided square.
+
+    Targets: `digit` (10 classes) and `position`, the digit's centre (row, column) in pixels.
+    """
+    from sklearn.datasets import load_digits
+
+    if not isinstance(canvas, int) or canvas < DIGIT_SIDE:
+        raise ConfigError(f"data.canvas must be a whole number of pixels >= 8, got {canvas!r}")
+    bunch = load_digits()
+    count = len(bunch.target)
+    corners = np.random.default_rng(seed).integers(0, canvas - DIGIT_SIDE + 1, size=(count, 2))
+    x = np.zeros((count, 1, canvas, canvas), dtype=np.float32)
+    for sample, (row, col) in enumerate(corners):
+        x[sample, 0, row : row + DIGIT_SIDE, col : col + DIGIT_SIDE] = bunch.images[sample]
+    labels, classes = class_indices(bunch.target)
+    centres = (corners + (DIGIT_SIDE - 1) / 2).astype(np.float32)
+    return multitask(x, [Target("digit", labels, classes), Target("position", centres)])
