@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dlpipe.data import arrays_file, images, series, synthetic, tables
-from dlpipe.data.sources import list_sources, load_source, source_settings
+from dlpipe.data.sources import digits, list_sources, load_source, source_settings
 from dlpipe.errors import ConfigError, DataError
 from tests.conftest import CONF_DIR
 
@@ -16,6 +16,17 @@ from tests.conftest import CONF_DIR
 def test_every_source_has_a_config():
     configs = sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))
     assert list_sources() == configs
+
+
+def test_digits_on_a_canvas_are_the_same_digits_moved():
+    plain, placed = digits(keep=[3, 5]), digits(keep=[3, 5], canvas=12, seed=1)
+    assert placed.x.shape == (len(plain.x), 1, 12, 12) and placed.classes == ["3", "5"]
+    assert placed.y.tolist() == plain.y.tolist()
+    # Same ink, somewhere on the canvas, at spots that vary between images.
+    assert np.allclose(placed.x.sum(axis=(1, 2, 3)), plain.x.sum(axis=(1, 2, 3)))
+    assert len({tuple(np.argwhere(image[0])[0]) for image in placed.x[:20]}) > 1
+    with pytest.raises(ConfigError, match=r"data\.canvas must be a whole number of pixels >= 8"):
+        digits(canvas=4)
 
 
 def test_linear_is_three_x_plus_one_with_noise():

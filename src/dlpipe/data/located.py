@@ -19,14 +19,21 @@ def located_digits(canvas: int = 16, seed: int = 0) -> RawData:
     """
     from sklearn.datasets import load_digits
 
-    if not isinstance(canvas, int) or canvas < DIGIT_SIDE:
-        raise ConfigError(f"data.canvas must be a whole number of pixels >= 8, got {canvas!r}")
     bunch = load_digits()
-    count = len(bunch.target)
-    corners = np.random.default_rng(seed).integers(0, canvas - DIGIT_SIDE + 1, size=(count, 2))
-    x = np.zeros((count, 1, canvas, canvas), dtype=np.float32)
-    for sample, (row, col) in enumerate(corners):
-        x[sample, 0, row : row + DIGIT_SIDE, col : col + DIGIT_SIDE] = bunch.images[sample]
+    x, corners = place(bunch.images, canvas, seed)
     labels, classes = class_indices(bunch.target)
     centres = (corners + (DIGIT_SIDE - 1) / 2).astype(np.float32)
     return multitask(x, [Target("digit", labels, classes), Target("position", centres)])
+
+
+def place(images: np.ndarray, canvas: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """8x8 `images` each at a random spot of a blank `canvas`-sided square: the canvases
+    (n, 1, canvas, canvas) and the top-left corners (n, 2) they were put at."""
+    if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < DIGIT_SIDE:
+        raise ConfigError(f"data.canvas must be a whole number of pixels >= 8, got {canvas!r}")
+    count = len(images)
+    corners = np.random.default_rng(seed).integers(0, canvas - DIGIT_SIDE + 1, size=(count, 2))
+    x = np.zeros((count, 1, canvas, canvas), dtype=np.float32)
+    for sample, (row, col) in enumerate(corners):
+        x[sample, 0, row : row + DIGIT_SIDE, col : col + DIGIT_SIDE] = images[sample]
+    return x, corners

@@ -18,16 +18,20 @@ from dlpipe.errors import ConfigError
 COMMON = ("name", "split", "batch_size", "normalise", "train_per_class")
 
 
-def digits(keep: list | None = None) -> RawData:
+def digits(keep: list | None = None, canvas: int | None = None, seed: int = 0) -> RawData:
     """scikit-learn's bundled 8x8 handwritten digits: 1797 images, 10 classes; only the
-    digits in `keep`, when given."""
+    digits in `keep`, when given; each placed at a random spot (drawn from `seed`) of a
+    larger `canvas`-sided square, when given."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     chosen = np.isin(bunch.target, keep) if keep else np.ones(len(bunch.target), dtype=bool)
     if not chosen.any():
         raise ConfigError(f"data.keep={keep} holds no digit: list some of 0 to 9")
-    x = bunch.images.astype(np.float32)[chosen, None, :, :]  # (n, channel, height, width)
+    if canvas is None:
+        x = bunch.images.astype(np.float32)[chosen, None, :, :]  # (n, channel, height, width)
+    else:
+        x = located.place(bunch.images, canvas, seed)[0][chosen]
     y, classes = class_indices(bunch.target[chosen])
     return RawData(x=x, y=y, task="classification", classes=classes)
 
