@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,10 @@ def start_until(cmd: list[str], cwd: Path, marker: str) -> subprocess.Popen:
             return process
     process.wait()
     raise AssertionError(f"{cmd} ended (exit {process.returncode}) before printing {marker!r}")
+
+
+def free_port() -> int:
+    """A port nothing on 127.0.0.1 listens on (for a server to take, or to find unreachable)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -24,11 +24,17 @@ class MlflowEpochLogger(Logger):
         self.echo, self.max_epochs = echo, max_epochs
         self.client: MlflowClient | None = None
         self.run_id: str | None = None
+        self.logged: dict[str, int] = {}
         self.history: dict[int, dict[str, float]] = {}
         self._epoch_started = time.perf_counter()
 
-    def attach(self, client: MlflowClient, run_id: str) -> None:
+    def attach(
+        self, client: MlflowClient, run_id: str, logged: dict[str, int] | None = None
+    ) -> None:
+        """Log into `run_id`, leaving out each metric's steps up to `logged[metric]`: those
+        a resumed training repeats, which the run already holds."""
         self.client, self.run_id = client, run_id
+        self.logged = logged or {}
 
     @property
     def name(self) -> str:
@@ -45,7 +51,8 @@ class MlflowEpochLogger(Logger):
         values = dict(metrics)
         epoch = int(values.pop("epoch", step or 0))
         self.history.setdefault(epoch, {}).update(values)
-        tracking.log_metrics(self.client, self.run_id, values, epoch)
+        fresh = {key: v for key, v in values.items() if epoch > self.logged.get(key, -1)}
+        tracking.log_metrics(self.client, self.run_id, fresh, epoch)
         # An epoch's train metrics are logged last, after its validation.
         if self.echo and any(key.startswith("train/") for key in values):
             self._echo(epoch)

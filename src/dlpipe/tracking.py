@@ -188,6 +188,21 @@ def log_metrics(client: MlflowClient, run_id: str, values: dict[str, float], ste
     client.log_batch(run_id, metrics=metrics)
 
 
+def last_steps(client: MlflowClient, run_id: str) -> dict[str, int]:
+    """Each metric's last logged step (epoch) in the run."""
+    keys = client.get_run(run_id).data.metrics
+    return {key: max(m.step for m in client.get_metric_history(run_id, key)) for key in keys}
+
+
+def epoch_history(client: MlflowClient, run_id: str) -> list[dict[str, float]]:
+    """The run's metrics per epoch, as models/history.json holds them: one row per epoch."""
+    rows: dict[int, dict[str, float]] = {}
+    for key in client.get_run(run_id).data.metrics:
+        for metric in client.get_metric_history(run_id, key):
+            rows.setdefault(metric.step, {})[key] = metric.value
+    return [{"epoch": epoch, **rows[epoch]} for epoch in sorted(rows)]
+
+
 def get_client(uri: str) -> MlflowClient:
     """A client on a store that answered one cheap request, or a TrackingError naming `uri`."""
     check_reachable(uri)

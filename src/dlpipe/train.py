@@ -67,17 +67,26 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     with tracking.closing_run(client, run_id, stopped_early=_pruned_type(fit.trial)):
         tracking.log_params(client, run_id, config.flatten(config.to_dict(cfg)))
         client.log_text(run_id, OmegaConf.to_yaml(cfg), "config.yaml")
-        fit.logger.attach(client, run_id)
-        fit.trainer.fit(fit.task, fit.train_loader, fit.val_loader)
-        files.write_json(out.history_file, fit.logger.epochs())
+        score, history = _fit(cfg, fit, client, run_id, out)
+        files.write_json(out.history_file, history)
         monitor = cfg.trainer.checkpoint_monitor
-        score = _best_score(fit.trainer, monitor)
         log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}")
         # The score a sweep ranks its jobs by, and what an Optuna trial returns.
         tracking.log_metrics(client, run_id, {f"best/{monitor}": score})
         client.log_artifact(run_id, str(out.best_ckpt), "checkpoints")
         files.write_json(out.run_file, _run_record(cfg, fit.data.meta, run_id, score, out))
     return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)
+
+
+def _fit(cfg: DictConfig, fit: _Fit, client, run_id: str, out: Outputs) -> tuple[float, list]:
+    """Train here or on the Ray cluster; the best score and the per-epoch history."""
+    if cfg.cluster.name == "ray":
+        from dlpipe import ray_train
+
+        return ray_train.fit(cfg, fit.task, fit.data, client, run_id, out)
+    fit.logger.attach(client, run_id)
+    fit.trainer.fit(fit.task, fit.train_loader, fit.val_loader)
+    return _best_score(fit.trainer, cfg.trainer.checkpoint_monitor), fit.logger.epochs()
 
 
 def _sweep_tags(client, cfg: DictConfig, job: SweepJob) -> dict[str, str]:
@@ -101,22 +110,40 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     config.check_prepared_matches(cfg, data.meta)
     config.check_monitors(cfg, task_of(cfg, data.meta), data.meta.get("heads"))
     threads = _share_cpus()
-    _seed(cfg.seed)
+    where = _reach_cluster(cfg)
+    seed_all(cfg.seed)
     train_loader, val_loader = loaders(cfg, data)
     model = build_model(cfg, data.meta)
     transfer_tags = _transfer(cfg, model)
     task = build_task(cfg, data.meta, model, len(train_loader))
     logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
     trial, search_callbacks = _search_trial(cfg)
-    trainer = build_trainer(
-        cfg, logger, len(train_loader), out, search_callbacks, task_of(cfg, data.meta)
-    )
+    # On Ray, each worker builds its own Trainer (see ray_train).
+    trainer = None
+    if where is None:
+        task_name = task_of(cfg, data.meta)
+        trainer = build_trainer(cfg, logger, len(train_loader), out, search_callbacks, task_name)
     tags = {
         **lineage_tags(config.config_hash(cfg), data.meta["hash"]),
         "dlpipe.torch_threads": str(threads),
         **transfer_tags,
     }
     return _Fit(data, task, train_loader, val_loader, logger, trainer, trial, tags)
+
+
+def _reach_cluster(cfg: DictConfig) -> str | None:
+    """With cluster=ray: join or start the cluster, before any run opens; say which."""
+    if cfg.cluster.name != "ray":
+        return None
+    from dlpipe import cluster
+
+    if OmegaConf.select(cfg, "search.trial") is not None:
+        raise ConfigError("an Optuna search prunes trials in their own process: use cluster=local")
+    if cfg.model.name == "gan":
+        raise ConfigError("model 'gan' trains in one process: use cluster=local")
+    where = cluster.connect(cfg.cluster.address, cfg.cluster.connect_timeout)
+    log.info(f"training on {where} with {cfg.cluster.num_workers} workers")
+    return where
 
 
 def _best_score(trainer, monitor: str) -> float:
@@ -167,7 +194,7 @@ def _share_cpus() -> int:
     return torch.get_num_threads()
 
 
-def _seed(seed: int) -> None:
+def seed_all(seed: int) -> None:
     """Seed Python, NumPy and torch before the model exists: its initial weights depend on it."""
     from lightning.fabric.utilities.seed import seed_everything
 
@@ -260,7 +287,7 @@ def build_trainer(
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    _quiet_lightning()
+    quiet_lightning()
     t = cfg.trainer
     try:
         return pl.Trainer(
@@ -312,7 +339,7 @@ def _callbacks(t: DictConfig, out: Outputs, task: str) -> list:
     ]
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     """Drop what Lightning prints on every run but says nothing about this one."""
     # Device availability lines and product tips.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)

@@ -2,13 +2,12 @@
 
 import json
 import shutil
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_project, run
+from tests.conftest import free_port, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -59,9 +58,7 @@ def test_missing_prepared_data_names_the_file_and_the_fix(project: Path):
     ],
 )
 def test_bad_settings_stop_before_any_run(prepared_project: Path, override, fragment):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     done = stage(prepared_project, "train", override.format(port=port))
     assert_one_line_error(done, fragment.format(port=port))
     # Nothing got as far as opening a run: no store was even created, no model written.

@@ -1,6 +1,5 @@
 """Training and evaluation against a real `mlflow server` on 127.0.0.1, as a team shares one."""
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,15 +10,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import BIN_DIR, git_env, run
+from tests.conftest import BIN_DIR, free_port, git_env, run
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

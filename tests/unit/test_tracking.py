@@ -1,7 +1,6 @@
 """MLflow runs end with the right status whatever happens, against a real sqlite store."""
 
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from mlflow import MlflowClient
 
 from dlpipe import tracking
 from dlpipe.errors import TrackingError
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -51,9 +51,7 @@ def test_ctrl_c_marks_run_killed(client):
 
 
 def test_unreachable_server_fails_fast_naming_it():
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     with pytest.raises(TrackingError, match=f"tracking server {uri} is unreachable"):
         tracking.get_client(uri)

@@ -48,7 +48,9 @@ class ArrayLoader:
     """Iterate (x, y) batches of in-memory tensors; shuffled per epoch from a seed when asked.
 
     Epoch k uses the permutation drawn from `seed + k`, so batch order does not depend on
-    how many loaders or random draws came before.
+    how many loaders or random draws came before. With `shard=(rank, count)`, one of
+    `count` data-parallel workers gets every count-th sample of that permutation; shards
+    are padded from the start to one length, so that every worker takes as many steps.
     """
 
     def __init__(
@@ -58,23 +60,36 @@ class ArrayLoader:
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ):
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.rank, self.shards = shard
         self.epoch = 0
 
+    def _shard_size(self) -> int:
+        return -(-len(self.y) // self.shards)
+
     def __len__(self) -> int:
-        return -(-len(self.y) // self.batch_size)
+        return -(-self._shard_size() // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        x, y = self.x, self.y
-        if self.shuffle:
-            order = torch.randperm(
-                len(y), generator=torch.Generator().manual_seed(self.seed + self.epoch)
-            )
-            x, y = x[order], y[order]
+        order = self._order()
         self.epoch += 1
+        x, y = (self.x, self.y) if order is None else (self.x[order], self.y[order])
         for start in range(0, len(y), self.batch_size):
             yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+
+    def _order(self) -> torch.Tensor | None:
+        """This epoch's sample indices for this shard; None: all samples, in order."""
+        if not self.shuffle and self.shards == 1:
+            return None  # no copy of the data
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(len(self.y), generator=generator)
+        else:
+            order = torch.arange(len(self.y))
+        padded = order.repeat(2)[: self._shard_size() * self.shards]
+        return padded[self.rank :: self.shards]

@@ -43,11 +43,14 @@ class Task(pl.LightningModule):
         losses, sizes, *kept = zip(*self._seen[stage], strict=True)
         self._seen[stage] = []
         losses, sizes = torch.stack(losses), torch.stack(sizes)
-        self.log(f"{stage}/loss", (losses * sizes).sum() / sizes.sum())
+        # Data-parallel workers each train on a shard: their train metrics are averaged.
+        # (Every worker validates on the whole validation split: those agree already.)
+        sync = self.trainer.world_size > 1
+        self.log(f"{stage}/loss", (losses * sizes).sum() / sizes.sum(), sync_dist=sync)
         for name, value in self.objective.metrics(*(torch.cat(k) for k in kept)).items():
-            self.log(f"{stage}/{name}", value)
+            self.log(f"{stage}/{name}", value, sync_dist=sync)
         if stage == "train":
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=sync)
         self._check_finite(losses, stage)
 
     def _check_finite(self, losses: torch.Tensor, stage: str) -> None:

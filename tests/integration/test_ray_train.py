@@ -1,0 +1,164 @@
+"""Training under Ray Train on a real Ray cluster started here, as a user would run it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import BIN_DIR, free_port, git_env, make_project, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def head() -> str:
+    """A Ray cluster of 2 CPUs on 127.0.0.1 (`ray start --head`), stopped afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(BIN_DIR / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+        ],
+        env=git_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        _wait_for_port(port, process)
+        yield address
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # --block: ending it stops the cluster
+        process.wait(timeout=60)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "ray start --head exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"no Ray head on port {port} after {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("ray") / "project")
+    run([sys.executable, "pipelines/prepare.py"], project)
+    return project
+
+
+def _client(project: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def _runs(client: MlflowClient, where: str) -> list:
+    experiment = client.get_experiment_by_name("dlpipe")
+    return client.search_runs([experiment.experiment_id], where) if experiment else []
+
+
+def _running_run(client: MlflowClient, seconds: float = 120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        running = _runs(client, "attributes.status = 'RUNNING'")
+        if running:
+            return running[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no RUNNING run after {seconds} s")
+
+
+def _epochs_logged(client: MlflowClient, run_id: str) -> int:
+    return len(client.get_metric_history(run_id, "val/acc"))
+
+
+def _train_worker() -> psutil.Process:
+    """One of the Ray Train worker processes now running."""
+    for process in psutil.process_iter(["cmdline"]):
+        if any("RayTrainWorker" in part for part in process.info["cmdline"] or ()):
+            return process
+    raise AssertionError("no RayTrainWorker process")
+
+
+def test_worker_killed_mid_run_resumes_from_checkpoint_into_the_same_run(project, head):
+    epochs = 8
+    command = [
+        sys.executable,
+        "pipelines/train.py",
+        "cluster=ray",
+        f"cluster.address={head}",
+        "cluster.num_workers=2",
+        "cluster.max_failures=1",
+        f"trainer.max_epochs={epochs}",
+        f"trainer.early_stopping.patience={epochs}",
+    ]
+    training = subprocess.Popen(
+        command, cwd=project, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    client = _client(project)
+    run_id = _running_run(client).info.run_id
+    deadline = time.monotonic() + 180
+    while _epochs_logged(client, run_id) < 2:
+        assert training.poll() is None and time.monotonic() < deadline, training.stdout.read()
+        time.sleep(0.2)
+    _train_worker().kill()  # SIGKILL: no clean-up, as when a node is lost
+    output = training.communicate(timeout=300)[0].decode()
+    assert training.returncode == 0, output
+    assert "RETRY" in output  # Ray restarted the worker group once
+
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED"
+    assert finished.data.params["cluster.num_workers"] == "2"
+    for key in ("val/acc", "val/loss", "train/loss"):
+        steps = [metric.step for metric in client.get_metric_history(run_id, key)]
+        assert sorted(steps) == list(range(epochs)), key  # every epoch once: none lost or twice
+    record = json.loads((project / "models/run.json").read_text())
+    assert record["run_id"] == run_id
+    history = json.loads((project / "models/history.json").read_text())
+    assert [row["epoch"] for row in history] == list(range(epochs))
+    assert record["best_score"] == max(row["val/acc"] for row in history)
+
+    run([sys.executable, "pipelines/evaluate.py"], project)
+    assert client.get_run(run_id).data.metrics["test/acc"] > 0.9
+
+
+def test_unreachable_cluster_fails_fast_without_a_run(project):
+    port = free_port()
+    started = time.monotonic()
+    done = run(
+        [
+            sys.executable,
+            "pipelines/train.py",
+            "cluster=ray",
+            f"cluster.address=127.0.0.1:{port}",
+            "cluster.connect_timeout=2",
+        ],
+        project,
+        check=False,
+    )
+    assert done.returncode == 2 and time.monotonic() - started < 60
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(
+        f"error: cluster.address=127.0.0.1:{port}: no Ray cluster answers at 127.0.0.1:{port} "
+        "within 2 s"
+    )
+    assert "ray start --head" in line
+    assert _runs(_client(project), f"params.`cluster.address` = '127.0.0.1:{port}'") == []

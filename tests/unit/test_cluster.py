@@ -1,0 +1,60 @@
+"""Cluster settings: Ray Train's scaling and each worker's Trainer, from conf/cluster and
+conf/trainer; reaching a cluster's head."""
+
+import time
+
+import pytest
+
+from dlpipe import cluster
+from dlpipe.errors import ConfigError
+from dlpipe.ray_train import scaling_config, trainer_settings
+from dlpipe.train import _reach_cluster
+from tests.conftest import free_port
+
+
+def test_cpu_workers_by_default(make_cfg):
+    cfg = make_cfg("cluster=ray")
+    scaling = scaling_config(cfg.cluster)
+    assert (scaling.num_workers, scaling.use_gpu) == (2, False)
+    assert scaling.resources_per_worker == {"CPU": 1}
+    settings = trainer_settings(cfg, steps_per_epoch=40)
+    assert settings["accelerator"] == "cpu" and settings["precision"] == "32-true"
+    assert settings["log_every_n_steps"] == 40 and settings["enable_checkpointing"] is False
+
+
+def test_gpu_cluster_gives_each_worker_a_gpu_and_bf16(make_cfg):
+    cfg = make_cfg("trainer=gpu", "cluster=ray", "cluster.use_gpu=true", "cluster.num_workers=8")
+    scaling = scaling_config(cfg.cluster)
+    assert (scaling.num_workers, scaling.use_gpu) == (8, True)
+    assert scaling.resources_per_worker == {"CPU": 1, "GPU": 1}
+    settings = trainer_settings(cfg, steps_per_epoch=10)
+    assert settings["accelerator"] == "gpu" and settings["precision"] == "bf16-mixed"
+    assert settings["devices"] == "auto"  # Ray gives each worker its own device
+
+
+def test_address_comes_from_the_config_then_the_environment(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert cluster.cluster_address(None) is None
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    assert cluster.cluster_address(None) == "head:6379"
+    assert cluster.cluster_address("ray://other:10001") == "ray://other:10001"
+
+
+def test_unreachable_head_is_named_within_the_timeout():
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"no Ray cluster answers at 127\.0\.0\.1:{port} within"):
+        cluster.check_reachable(f"ray://127.0.0.1:{port}", timeout=1)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["experiment=digits_gan"], "model 'gan' trains in one process: use cluster=local"),
+        (["+search.trial=3"], "an Optuna search prunes trials in their own process"),
+    ],
+)
+def test_what_cannot_run_on_ray_is_refused_before_connecting(make_cfg, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        _reach_cluster(make_cfg("cluster=ray", "cluster.address=nowhere:1", *overrides))
