@@ -110,7 +110,11 @@ def _run(trainer, max_failures: int):
     try:
         return trainer.fit()
     except TrainingFailedError as exc:
-        failures = getattr(exc, "worker_failures", None) or {}
+        # A worker's own exception, unwrapped from Ray's task error when it is one.
+        failures = {
+            rank: getattr(error, "cause", None) or error
+            for rank, error in (getattr(exc, "worker_failures", None) or {}).items()
+        }
         for error in failures.values():
             if isinstance(error, DlpipeError):
                 raise error from exc
@@ -140,12 +144,12 @@ def _work(loop: dict) -> None:
         prepare_trainer,
     )
 
-    from dlpipe.train import quiet_lightning, seed_all
+    from dlpipe.train import quiet_lightning, seed_all, worker_threads
 
     cfg = OmegaConf.create(loop["cfg"])
     context = ray.train.get_context()
     rank, workers = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(max(1, int(cfg.cluster.resources_per_worker.get("CPU", 1))))
+    torch.set_num_threads(worker_threads(cfg))
     seed_all(cfg.seed)
     quiet_lightning()
     (x_train, y_train), (x_val, y_val) = ray.get(loop["train"]), ray.get(loop["val"])

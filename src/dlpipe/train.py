@@ -125,10 +125,16 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
         trainer = build_trainer(cfg, logger, len(train_loader), out, search_callbacks, task_name)
     tags = {
         **lineage_tags(config.config_hash(cfg), data.meta["hash"]),
-        "dlpipe.torch_threads": str(threads),
+        # Under Ray Train, the workers' threads (see ray_train), not the driver's.
+        "dlpipe.torch_threads": str(worker_threads(cfg) if where else threads),
         **transfer_tags,
     }
     return _Fit(data, task, train_loader, val_loader, logger, trainer, trial, tags)
+
+
+def worker_threads(cfg: DictConfig) -> int:
+    """Torch threads of a Ray Train worker: the CPUs it reserves."""
+    return max(1, int(cfg.cluster.resources_per_worker.get("CPU", 1)))
 
 
 def _reach_cluster(cfg: DictConfig) -> str | None:

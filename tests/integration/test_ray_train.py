@@ -122,11 +122,13 @@ def test_worker_killed_mid_run_resumes_from_checkpoint_into_the_same_run(project
     _train_worker().kill()  # SIGKILL: no clean-up, as when a node is lost
     output = training.communicate(timeout=300)[0].decode()
     assert training.returncode == 0, output
-    assert "RETRY" in output  # Ray restarted the worker group once
+    assert "RETRY" in output  # Ray restarted the worker group once,
+    assert "resumes from" in output  # and it went on from the checkpoint
 
     finished = client.get_run(run_id)
     assert finished.info.status == "FINISHED"
     assert finished.data.params["cluster.num_workers"] == "2"
+    assert finished.data.tags["dlpipe.torch_threads"] == "1"  # each worker's, one CPU each
     for key in ("val/acc", "val/loss", "train/loss"):
         steps = [metric.step for metric in client.get_metric_history(run_id, key)]
         assert sorted(steps) == list(range(epochs)), key  # every epoch once: none lost or twice

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from dlpipe import cluster
-from dlpipe.errors import ConfigError
-from dlpipe.ray_train import scaling_config, trainer_settings
+from dlpipe.errors import ConfigError, TrainingError
+from dlpipe.ray_train import _run, scaling_config, trainer_settings
 from dlpipe.train import _reach_cluster
 from tests.conftest import free_port
 
@@ -58,3 +58,25 @@ def test_unreachable_head_is_named_within_the_timeout():
 def test_what_cannot_run_on_ray_is_refused_before_connecting(make_cfg, overrides, message):
     with pytest.raises(ConfigError, match=message):
         _reach_cluster(make_cfg("cluster=ray", "cluster.address=nowhere:1", *overrides))
+
+
+class _FailingTrainer:
+    def __init__(self, failures: dict):
+        self.failures = failures
+
+    def fit(self):
+        from ray.train import WorkerGroupError
+
+        raise WorkerGroupError("one worker failed", self.failures)
+
+
+def test_a_workers_own_error_is_what_the_run_fails_with():
+    nan = TrainingError("val/loss became nan in epoch 3: training diverged")
+    with pytest.raises(TrainingError, match=r"^val/loss became nan in epoch 3"):
+        _run(_FailingTrainer({1: nan}), max_failures=1)
+    with pytest.raises(
+        TrainingError,
+        match=r"Ray Train failed after 2 restart\(s\) \(cluster\.max_failures\): "
+        r"worker 0: RuntimeError: out of memory",
+    ):
+        _run(_FailingTrainer({0: RuntimeError("out of memory")}), max_failures=2)
