@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe import tracking
+from dlpipe import secrets, tracking
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class SweepJob:
 
 def child_tags(client: MlflowClient, experiment: str, job: SweepJob) -> dict:
     """Tags that make a job's run a child of its sweep's parent run in the MLflow UI."""
-    tags = {OVERRIDES_TAG: shlex.join(job.overrides)}
+    tags = {OVERRIDES_TAG: shlex.join(map(secrets.mask_override, job.overrides))}
     parent = find_parent(client, experiment, job.sweep_dir)
     if parent:
         tags["mlflow.parentRunId"] = parent
@@ -99,7 +99,8 @@ class MlflowSweepCallback(Callback):
             _check_search(config)
             tags["optuna.study"] = study
         self.parent = tracking.open_run(self.client, config.tracking.experiment, tags)
-        tracking.log_params(self.client, self.parent, {"sweep.overrides": shlex.join(overrides)})
+        shown = shlex.join(map(secrets.mask_override, overrides))
+        tracking.log_params(self.client, self.parent, {"sweep.overrides": shown})
         log.info(f"sweep parent run {self.parent}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe import config, files, tracking
+from dlpipe import config, files, secrets, tracking
 from dlpipe.data.arrays import ArrayLoader, PreparedData, load_prepared
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.lineage import lineage_tags
@@ -63,10 +63,12 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     for stale in (out.run_file, out.history_file):
         stale.unlink(missing_ok=True)
     run_id = tracking.open_run(client, experiment, {**fit.tags, **sweep_tags})
-    log.info(f"MLflow run {run_id} in experiment '{experiment}' at {client.tracking_uri}")
+    where = secrets.mask_text(client.tracking_uri)
+    log.info(f"MLflow run {run_id} in experiment '{experiment}' at {where}")
     with tracking.closing_run(client, run_id, stopped_early=_pruned_type(fit.trial)):
-        tracking.log_params(client, run_id, config.flatten(config.to_dict(cfg)))
-        client.log_text(run_id, OmegaConf.to_yaml(cfg), "config.yaml")
+        shown = secrets.mask(config.to_dict(cfg))
+        tracking.log_params(client, run_id, config.flatten(shown))
+        client.log_text(run_id, OmegaConf.to_yaml(shown), "config.yaml")
         score, history = _fit(cfg, fit, client, run_id, out)
         files.write_json(out.history_file, history)
         monitor = cfg.trainer.checkpoint_monitor

@@ -9,6 +9,7 @@ import os
 import pty
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -143,13 +144,20 @@ def test_direct_run_takes_any_override(project, repro):
             "model=cnn",
             "optim.lr=3e-3",
             "trainer.max_epochs=2",
+            "+tracking.api_key=abc-123-secret",
         ],
         project,
     )
     latest = all_runs(project)[-1]
     assert latest.data.params["optim.lr"] == "0.003"
     assert latest.data.params["trainer.max_epochs"] == "2"
-    assert len(client_for(project).get_metric_history(latest.info.run_id, "val/acc")) == 2
+    client = client_for(project)
+    assert len(client.get_metric_history(latest.info.run_id, "val/acc")) == 2
+    # A value under a secret-looking name is masked in the params and the config artifact.
+    assert latest.data.params["tracking.api_key"] == "***"
+    with tempfile.TemporaryDirectory() as folder:
+        logged = client.download_artifacts(latest.info.run_id, "config.yaml", folder)
+        assert "abc-123-secret" not in Path(logged).read_text()
 
 
 def test_terminal_gets_a_progress_bar_instead_of_lines(project, repro):
