@@ -43,19 +43,15 @@ def scaling_config(cluster: DictConfig):
 
 def trainer_settings(cfg: DictConfig, steps_per_epoch: int) -> dict:
     """The Lightning Trainer settings of a worker, from conf/trainer (strategy aside)."""
-    t = cfg.trainer
+    from dlpipe.train import fit_settings
+
     return {
+        **fit_settings(cfg.trainer, steps_per_epoch),
         "accelerator": "gpu" if cfg.cluster.use_gpu else "cpu",
         "devices": "auto",
-        "precision": t.precision,
-        "max_epochs": t.max_epochs,
-        "gradient_clip_val": t.gradient_clip_val,
-        "gradient_clip_algorithm": t.gradient_clip_algorithm,
-        "deterministic": True,
         "enable_checkpointing": False,  # Ray keeps the checkpoints
         "enable_progress_bar": False,
         "enable_model_summary": False,
-        "log_every_n_steps": steps_per_epoch,
     }
 
 
@@ -136,7 +132,6 @@ def _work(loop: dict) -> None:
     import lightning.pytorch as pl
     import ray
     import ray.train
-    from lightning.pytorch.callbacks import EarlyStopping
     from ray.train.lightning import (
         RayDDPStrategy,
         RayLightningEnvironment,
@@ -144,7 +139,7 @@ def _work(loop: dict) -> None:
         prepare_trainer,
     )
 
-    from dlpipe.train import quiet_lightning, seed_all, worker_threads
+    from dlpipe.train import early_stopping, quiet_lightning, seed_all, worker_threads
 
     cfg = OmegaConf.create(loop["cfg"])
     context = ray.train.get_context()
@@ -158,7 +153,6 @@ def _work(loop: dict) -> None:
         x_train, y_train, batch, shuffle=True, seed=cfg.seed, shard=(rank, workers)
     )
     resumed = ray.train.get_checkpoint()
-    early = cfg.trainer.early_stopping
     trainer = prepare_trainer(
         pl.Trainer(
             **trainer_settings(cfg, len(train_loader)),
@@ -166,7 +160,7 @@ def _work(loop: dict) -> None:
             plugins=[RayLightningEnvironment()],
             callbacks=[
                 EpochOrder(train_loader),
-                EarlyStopping(monitor=early.monitor, mode=early.mode, patience=early.patience),
+                early_stopping(cfg.trainer),
                 RayTrainReportCallback(),
             ],
             logger=_run_logger(loop, cfg, resumed is not None) if rank == 0 else False,

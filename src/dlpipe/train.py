@@ -299,23 +299,40 @@ def build_trainer(
     t = cfg.trainer
     try:
         return pl.Trainer(
+            **fit_settings(t, steps_per_epoch),
             accelerator=t.accelerator,
             devices=t.devices,
-            precision=t.precision,
-            max_epochs=t.max_epochs,
-            gradient_clip_val=t.gradient_clip_val,
-            gradient_clip_algorithm=t.gradient_clip_algorithm,
             logger=logger,
             callbacks=[*_callbacks(t, out, task), *extra_callbacks],
             enable_progress_bar=sys.stderr.isatty(),
-            deterministic=True,
             default_root_dir=out.models,
-            # Metrics are logged per epoch: gathering step metrics for the logger every step
-            # would cost a small model a tenth of its throughput for nothing.
-            log_every_n_steps=steps_per_epoch,
         )
     except (MisconfigurationException, ValueError, TypeError) as exc:
         raise ConfigError(f"trainer settings refused: {tracking.one_line(exc)}") from exc
+
+
+def fit_settings(t: DictConfig, steps_per_epoch: int) -> dict:
+    """Trainer settings from conf/trainer that do not depend on where training runs."""
+    return {
+        "precision": t.precision,
+        "max_epochs": t.max_epochs,
+        "gradient_clip_val": t.gradient_clip_val,
+        "gradient_clip_algorithm": t.gradient_clip_algorithm,
+        "deterministic": True,
+        # Metrics are logged per epoch: gathering step metrics for the logger every step
+        # would cost a small model a tenth of its throughput for nothing.
+        "log_every_n_steps": steps_per_epoch,
+    }
+
+
+def early_stopping(t: DictConfig):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    return EarlyStopping(
+        monitor=t.early_stopping.monitor,
+        mode=t.early_stopping.mode,
+        patience=t.early_stopping.patience,
+    )
 
 
 def _callbacks(t: DictConfig, out: Outputs, task: str) -> list:
@@ -324,7 +341,7 @@ def _callbacks(t: DictConfig, out: Outputs, task: str) -> list:
     A GAN's losses say little about its samples and do not settle: it keeps its last
     epoch as best.ckpt and trains all its epochs.
     """
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     generating = task == "generation"
     checkpoint = ModelCheckpoint(
@@ -337,14 +354,7 @@ def _callbacks(t: DictConfig, out: Outputs, task: str) -> list:
     )
     if generating:
         return [checkpoint]
-    return [
-        checkpoint,
-        EarlyStopping(
-            monitor=t.early_stopping.monitor,
-            mode=t.early_stopping.mode,
-            patience=t.early_stopping.patience,
-        ),
-    ]
+    return [checkpoint, early_stopping(t)]
 
 
 def quiet_lightning() -> None:
