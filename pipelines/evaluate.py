@@ -6,15 +6,18 @@ import hydra
 from omegaconf import DictConfig
 
 from dlpipe.app import TRUSTED, launch, user_errors
+from dlpipe.schema import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", execution_whitelist=TRUSTED)
 def main(cfg: DictConfig) -> None:
-    from dlpipe.evaluate import evaluate
-
     with user_errors():
+        validate(cfg)
+        # Imported once the config holds: torch and MLflow take longer to load than that.
+        from dlpipe.evaluate import evaluate
+
         metrics = evaluate(cfg)
     print(" ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
 

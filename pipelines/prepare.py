@@ -6,18 +6,19 @@ import hydra
 from omegaconf import DictConfig
 
 from dlpipe.app import TRUSTED, launch, user_errors
+from dlpipe.paths import PREPARED_DIR
+from dlpipe.schema import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", execution_whitelist=TRUSTED)
 def main(cfg: DictConfig) -> None:
-    from dlpipe.config import validate_data
-    from dlpipe.data.prepare import prepare
-    from dlpipe.paths import PREPARED_DIR
-
     with user_errors():
-        validate_data(cfg)
+        validate(cfg)
+        # Imported once the config holds: the data libraries take longer to load than that.
+        from dlpipe.data.prepare import prepare
+
         meta = prepare(cfg.data, PREPARED_DIR)
     print(f"prepared {meta['name']}: {meta['sizes']} -> {PREPARED_DIR}/")
 

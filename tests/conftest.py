@@ -2,9 +2,14 @@
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,10 +83,58 @@ def project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "project")
 
 
-def start_until(cmd: list[str], cwd: Path, marker: str) -> subprocess.Popen:
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory) -> Path:
+    """A project prepared and trained for one epoch, shared by the tests of one module."""
+    project = make_project(tmp_path_factory.mktemp("trained") / "project")
+    for script in ("prepare", "train"):
+        run([sys.executable, f"pipelines/{script}.py", "trainer.max_epochs=1"], project)
+    return project
+
+
+def stage(project: Path, name: str, *overrides: str) -> subprocess.CompletedProcess:
+    """Run pipelines/<name>.py in `project`, whatever its exit code."""
+    return run([sys.executable, f"pipelines/{name}.py", *overrides], project, check=False)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The stage stopped with exit code 2 and one `error:` line holding every fragment."""
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def file_contents(folder: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@contextmanager
+def restored(*folders: Path) -> Iterator[None]:
+    """Put back every file of `folders` as it was, for the next test, once the block ends."""
+    saved = {path: content for folder in folders for path, content in file_contents(folder).items()}
+    try:
+        yield
+    finally:
+        for folder in folders:
+            for path in set(file_contents(folder)) - set(saved):
+                path.unlink()
+        for path, content in saved.items():
+            path.write_bytes(content)
+
+
+def start_until(cmd: list[str], cwd: Path, marker: str, **popen) -> subprocess.Popen:
     """Start `cmd` and return once a line of its output contains `marker` (to interrupt it)."""
     process = subprocess.Popen(
-        cmd, cwd=cwd, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd,
+        cwd=cwd,
+        env=git_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
     )
     for line in process.stdout:
         if marker in line:
@@ -95,3 +148,69 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1, its sqlite store and artifacts under `folder`.
+
+    `stop()` kills it as a crash would, `start()` brings it back on the same port with the
+    same store. It runs in a process group of its own, as `mlflow server` serves from a
+    child process (uvicorn) that killing the parent alone would leave behind.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.uri = f"http://127.0.0.1:{free_port()}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> None:
+        cmd = [
+            BIN_DIR / "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            self.uri.rsplit(":", 1)[1],
+            "--backend-store-uri",
+            f"sqlite:///{self.folder / 'server.db'}",
+            "--artifacts-destination",
+            str(self.folder / "artifacts"),
+            "--workers",
+            "1",
+        ]
+        # Without its job runner (seven huey processes, for GenAI jobs no training uses).
+        env = {**git_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.process = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            assert self.process.poll() is None, f"mlflow server exited {self.process.returncode}"
+            assert time.monotonic() < deadline, f"mlflow server not up within {timeout} s"
+            time.sleep(0.3)
+
+    def answers(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.uri}/health", timeout=2).close()
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
+    server = MlflowServer(tmp_path / "mlflow-server")
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.stop()

@@ -79,7 +79,56 @@ def job_outputs() -> tuple[Outputs, "SweepJob | None"]:
     return Outputs(Path(hydra.runtime.output_dir)), job
 
 
+def compose_checked(conf_dir: Path, overrides: list[str]):
+    """`conf_dir`'s config composed with `overrides` and checked against its schema, or
+    one line saying what is wrong: an unknown group option, a key the config does not
+    have, a value the schema refuses."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from dlpipe.schema import validate
+
+    check_group_choices(overrides, conf_dir)
+    try:
+        with initialize_config_dir(str(conf_dir)):
+            cfg = compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        fail(_composition_error(exc, conf_dir, overrides))
+    with user_errors():
+        validate(cfg)
+    return cfg
+
+
+_NOT_IN_CONFIG = re.compile(r"Could not override '(?P<key>[^']+)'")
+
+
+def _composition_error(exc: Exception, conf_dir: Path, overrides: list[str]) -> str:
+    """Hydra's several lines as one; for a key the config lacks, the keys it has there."""
+    found = _NOT_IN_CONFIG.search(str(exc))
+    if not found:
+        return f"cannot compose the config with {' '.join(overrides)}: {str(exc).splitlines()[0]}"
+    key = found["key"]
+    parent, _, _ = key.rpartition(".")
+    rest = [arg for arg in overrides if not arg.startswith(f"{key}=")]
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(conf_dir)):
+        cfg = compose("config", overrides=rest)
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    where = parent or "the config"
+    return f"{key} is not a setting of {where}: it takes {', '.join(sorted(node))}"
+
+
 def launch(main: Callable[[], None], conf_dir: Path) -> None:
-    """Start a Hydra app after checking its group choices against `conf_dir`."""
-    check_group_choices(sys.argv[1:], conf_dir)
+    """Start a Hydra app after checking its command line against `conf_dir`.
+
+    Hydra's own messages span several lines; a plain run (no Hydra flags such as `-m` or
+    `--config-dir`) is composed here first, so that a mistake in it is one line.
+    """
+    argv = sys.argv[1:]
+    check_group_choices(argv, conf_dir)
+    if not any(arg.startswith("-") for arg in argv):
+        compose_checked(conf_dir, argv)
     main()

@@ -16,34 +16,26 @@ EXIT_FAILED_CHECK = 1
 
 
 def _compose(overrides: list[str]):
-    """The project's config (conf/ under the working directory) with `overrides`."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from dlpipe.app import check_group_choices
+    """The project's config (conf/ under the working directory) with `overrides`, checked
+    against its schema."""
+    from dlpipe.app import compose_checked
 
     conf_dir = Path.cwd() / "conf"
     if not (conf_dir / "config.yaml").is_file():
         fail(f"no conf/config.yaml in {Path.cwd()}: run dlpipe from the project's folder")
-    check_group_choices(overrides, conf_dir)
-    try:
-        with initialize_config_dir(str(conf_dir)):
-            return compose("config", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        fail(f"cannot compose the config with {' '.join(overrides)}: {str(exc).splitlines()[0]}")
+    return compose_checked(conf_dir, overrides)
 
 
 def gradcheck(args: argparse.Namespace) -> int:
     """Check the configured model's gradients against finite differences, group by group."""
+    cfg = _compose(args.overrides)
+    # Imported once the config holds: torch takes longer to load than the check.
     from dlpipe import config
     from dlpipe.data.sources import load_source
     from dlpipe.errors import DlpipeError
     from dlpipe.models import build_model
 
-    cfg = _compose(args.overrides)
     try:
-        config.validate_training(cfg)
         raw = load_source(config.to_dict(cfg.data))
         input_shape = raw.x.shape[1:]
         model = build_model(
@@ -83,6 +75,26 @@ def _check(name: str, model, input_shape, batch: int) -> list:
     ]
 
 
+def runs(args: argparse.Namespace) -> int:
+    """List the experiment's recent runs; with --stale, first mark FAILED the runs left
+    RUNNING by a process that died (a kill -9, a lost machine)."""
+    from dlpipe import runs as listing
+    from dlpipe import tracking
+    from dlpipe.errors import TrackingError
+
+    cfg = _compose(args.overrides)
+    try:
+        client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
+    except TrackingError as exc:
+        fail(str(exc))
+    experiment = cfg.tracking.experiment
+    if args.stale:
+        failed = listing.fail_stale(client, experiment)
+        print(f"{len(failed)} stale run(s) marked FAILED{': ' if failed else ''}{' '.join(failed)}")
+    print(listing.table(listing.recent(client, experiment, args.limit)))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dlpipe", description=__doc__.splitlines()[0])
     top.add_argument("--version", action="version", version=f"dlpipe {__version__}")
@@ -95,6 +107,17 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("overrides", nargs="*", help="config overrides, e.g. model=resnet")
     check.add_argument("--batch", type=int, default=4, help="inputs in the batch (default 4)")
     check.set_defaults(run=gradcheck)
+    listed = commands.add_parser(
+        "runs",
+        help="list the experiment's runs; --stale fails dead RUNNING ones",
+        description=runs.__doc__,
+    )
+    listed.add_argument("overrides", nargs="*", help="config overrides, e.g. tracking.uri=...")
+    listed.add_argument(
+        "--stale", action="store_true", help="mark FAILED the RUNNING runs whose process died"
+    )
+    listed.add_argument("--limit", type=int, default=20, help="runs to list (default 20)")
+    listed.set_defaults(run=runs)
     return top
 
 

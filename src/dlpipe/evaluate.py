@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from dlpipe import files, generation, plots, tracking
+from dlpipe import checkpoints, files, generation, plots, tracking
 from dlpipe import metrics as task_metrics
 from dlpipe.data.arrays import load_prepared
 from dlpipe.errors import DataError, TrackingError
@@ -36,6 +36,10 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
     written, so a failed evaluation leaves the previous reports in place.
     """
     record = _read_run_record(out)
+    # A checkpoint that is missing, truncated or another model's is named as such before
+    # its checksum, which would only say that it changed.
+    model = load_model(record)
+    _check_saved_by_run(record)
     client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
     _check_run_exists(client, record["run_id"], out)
     # Reconstruction is compared with PCA fitted on the training split.
@@ -46,7 +50,8 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
             f"{PREPARED_DIR} changed since run {record['run_id']} was trained: "
             "retrain (`dvc repro`) before evaluating"
         )
-    model = load_model(record)
+    for folder in (out.reports, out.plots):
+        files.clear_partial(folder)
     if record["task"] == "generation":
         classifier = generation.classifier_of(client, cfg.evaluate.classifier, data.meta)
         metrics, written = generation.score_samples(
@@ -122,7 +127,7 @@ def _score_heads(
 
 
 def _read_run_record(out: Outputs) -> dict:
-    for needed in (out.run_file, out.history_file, out.best_ckpt):
+    for needed in (out.run_file, out.history_file):
         if not Path(needed).exists():
             raise DataError(f"{needed} is missing: {_RUN_TRAIN}")
     try:
@@ -132,12 +137,16 @@ def _read_run_record(out: Outputs) -> dict:
         raise DataError(f"{out.run_file} is unreadable ({exc}): {_RUN_TRAIN}") from exc
     if missing:
         raise DataError(f"{out.run_file} lacks {', '.join(missing)}: {_RUN_TRAIN}")
+    return record
+
+
+def _check_saved_by_run(record: dict) -> None:
+    """The best checkpoint must be the very file the run saved, not another of the same model."""
     if files.sha256(record["best_checkpoint"]) != record["best_checkpoint_sha256"]:
         raise DataError(
             f"{record['best_checkpoint']} is not the checkpoint run {record['run_id']} saved: "
             f"{_RUN_TRAIN}"
         )
-    return record
 
 
 def _check_run_exists(client, run_id: str, out: Outputs) -> None:
@@ -163,21 +172,7 @@ def load_model(record: dict) -> torch.nn.Module:
         record.get("heads"),
         record.get("shared"),
     )
-    path = record["best_checkpoint"]
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        weights = checkpoint["state_dict"]
-        model.load_state_dict(
-            {
-                key.removeprefix("model."): value
-                for key, value in weights.items()
-                if key.startswith("model.")
-            }
-        )
-    except Exception as exc:  # truncated, foreign or not a checkpoint at all
-        raise DataError(
-            f"checkpoint {path} is unusable ({tracking.one_line(exc)}): {_RUN_TRAIN}"
-        ) from exc
+    checkpoints.load_into(model, record["best_checkpoint"], _RUN_TRAIN)
     return model.eval()
 
 

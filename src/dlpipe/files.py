@@ -55,3 +55,10 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def clear_partial(folder: Path) -> None:
+    """Remove the temporary files of writes killed midway in `folder`, so that no partial
+    file stays beside the outputs (or is cached by DVC with them)."""
+    for leftover in Path(folder).glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)

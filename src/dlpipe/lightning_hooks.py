@@ -65,7 +65,3 @@ class MlflowEpochLogger(Logger):
             time.perf_counter(),
         )
         log.info(f"epoch {epoch + 1}/{self.max_epochs} {shown} ({seconds:.1f}s)")
-
-    def epochs(self) -> list[dict[str, float]]:
-        """One row per epoch: {"epoch": k, "train/loss": ..., "val/acc": ...}."""
-        return [{"epoch": epoch, **self.history[epoch]} for epoch in sorted(self.history)]

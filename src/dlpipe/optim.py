@@ -11,6 +11,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from dlpipe.errors import ConfigError
+from dlpipe.schema import groups
 
 OPTIMIZERS = {
     "sgd": torch.optim.SGD,
@@ -18,7 +19,7 @@ OPTIMIZERS = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
 }
-SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle")
+SCHEDULES = tuple(groups.SCHEDULES)
 
 
 def check_optimizer_name(name: str) -> None:

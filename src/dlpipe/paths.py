@@ -24,6 +24,15 @@ class Outputs:
         return self.models / "best.ckpt"
 
     @property
+    def last_ckpt(self) -> Path:
+        return self.models / "last.ckpt"
+
+    @property
+    def resume_file(self) -> Path:
+        """The interrupted training's run id, beside its checkpoints (see dlpipe.resume)."""
+        return self.models / "resume.json"
+
+    @property
     def run_file(self) -> Path:
         return self.models / "run.json"
 

@@ -17,13 +17,13 @@ import shutil
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from dlpipe import config, files, tracking
 from dlpipe.data.arrays import ArrayLoader, PreparedData
 from dlpipe.errors import DlpipeError, TrainingError
 from dlpipe.paths import Outputs
+from dlpipe.resume import EpochOrder, RandomState
 
 log = logging.getLogger(__name__)
 _CHECKPOINT = "checkpoint.ckpt"  # RayTrainReportCallback's file name in a checkpoint
@@ -55,11 +55,9 @@ def trainer_settings(cfg: DictConfig, steps_per_epoch: int) -> dict:
     }
 
 
-def fit(
-    cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Outputs
-) -> tuple[float, list[dict]]:
+def fit(cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Outputs) -> float:
     """Train `task` on the cluster; write models/best.ckpt and last.ckpt; return the best
-    score of trainer.checkpoint_monitor and the per-epoch history."""
+    score of trainer.checkpoint_monitor."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
@@ -93,10 +91,10 @@ def fit(
     pick = max if mode == "max" else min
     best, metrics = pick(result.best_checkpoints, key=lambda pair: pair[1][monitor])
     _copy(best, out.best_ckpt)
-    _copy(result.checkpoint, out.models / "last.ckpt")
+    _copy(result.checkpoint, out.last_ckpt)
     if "://" not in str(result.path):  # checkpoints on this machine: copied, so drop them
         shutil.rmtree(result.path, ignore_errors=True)
-    return float(metrics[monitor]), tracking.epoch_history(client, run_id)
+    return float(metrics[monitor])
 
 
 def _run(trainer, max_failures: int):
@@ -160,6 +158,7 @@ def _work(loop: dict) -> None:
             plugins=[RayLightningEnvironment()],
             callbacks=[
                 EpochOrder(train_loader),
+                RandomState(),
                 early_stopping(cfg.trainer),
                 RayTrainReportCallback(),
             ],
@@ -181,17 +180,7 @@ def _run_logger(loop: dict, cfg: DictConfig, resumed: bool):
     from dlpipe.lightning_hooks import MlflowEpochLogger
 
     logger = MlflowEpochLogger(echo=True, max_epochs=cfg.trainer.max_epochs)
-    client = tracking.get_client(loop["tracking_uri"])
+    client = tracking.get_client(loop["tracking_uri"], cfg.tracking.retry_seconds)
     logged = tracking.last_steps(client, loop["run_id"]) if resumed else {}
     logger.attach(client, loop["run_id"], logged)
     return logger
-
-
-class EpochOrder(Callback):
-    """Shuffle epoch k's batches with the permutation of epoch k, also after a resume."""
-
-    def __init__(self, loader: ArrayLoader):
-        self.loader = loader
-
-    def on_train_epoch_start(self, trainer, module) -> None:
-        self.loader.epoch = trainer.current_epoch

@@ -9,7 +9,14 @@ config reads `${oc.env:AWS_SECRET_ACCESS_KEY}`).
 
 import os
 import re
+from pathlib import Path
 from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from dlpipe import files
 
 MASK = "***"
 _SECRET_WORDS = ("password", "passwd", "token", "secret", "key")
@@ -64,3 +71,42 @@ def mask_override(override: str) -> str:
     if sep and looks_secret(key.lstrip("+~")):
         return f"{key}={MASK}"
     return mask_text(override)
+
+
+class MaskHydraRecord(Callback):
+    """Mask secrets in the config Hydra keeps in each job's `.hydra/` folder (and a sweep's
+    `multirun.yaml`): as given on the command line, `+tracking.api_key=...` would stay there."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.output_subdir is None:
+            return
+        record = Path(config.hydra.runtime.output_dir) / config.hydra.output_subdir
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            _mask_yaml_file(record / name)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _mask_yaml_file(Path(config.hydra.sweep.dir) / "multirun.yaml")
+
+
+def _mask_yaml_file(path: Path) -> None:
+    if not path.is_file():
+        return
+    tree = _mask_overrides(mask(yaml.safe_load(path.read_text(encoding="utf-8"))))
+    files.write_text(path, yaml.safe_dump(tree, sort_keys=False))
+
+
+def _mask_overrides(tree: Any) -> Any:
+    """Hydra's record of the command line: lists of `key=value` overrides, and the
+    job's `override_dirname`, `key=value` pairs joined by commas."""
+    if isinstance(tree, list) and all(isinstance(item, str) for item in tree):
+        return [mask_override(item) for item in tree]
+    if isinstance(tree, dict):
+        return {
+            key: (
+                ",".join(mask_override(pair) for pair in value.split(","))
+                if key == "override_dirname" and isinstance(value, str)
+                else _mask_overrides(value)
+            )
+            for key, value in tree.items()
+        }
+    return tree

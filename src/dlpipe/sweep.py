@@ -12,13 +12,17 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
-from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe import secrets, tracking
+from dlpipe import secrets
+
+# Hydra builds its callbacks as every stage starts, before the config is checked: MLflow,
+# which takes seconds to load, is imported where a sweep uses it (dlpipe.tracking too).
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +34,10 @@ def _key(sweep_dir: str) -> str:
     return str(Path(sweep_dir).resolve())
 
 
-def find_parent(client: MlflowClient, experiment: str, sweep_dir: str) -> str | None:
+def find_parent(client: "MlflowClient", experiment: str, sweep_dir: str) -> str | None:
     """The parent run of the sweep writing to `sweep_dir`, if one was opened."""
+    from dlpipe import tracking
+
     found = client.search_runs(
         [tracking.experiment_id(client, experiment)],
         filter_string=f"tags.`{SWEEP_DIR_TAG}` = '{_key(sweep_dir)}'",
@@ -48,7 +54,7 @@ class SweepJob:
     overrides: list[str]
 
 
-def child_tags(client: MlflowClient, experiment: str, job: SweepJob) -> dict:
+def child_tags(client: "MlflowClient", experiment: str, job: SweepJob) -> dict:
     """Tags that make a job's run a child of its sweep's parent run in the MLflow UI."""
     tags = {OVERRIDES_TAG: shlex.join(map(secrets.mask_override, job.overrides))}
     parent = find_parent(client, experiment, job.sweep_dir)
@@ -86,6 +92,8 @@ class MlflowSweepCallback(Callback):
         self.parent: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from dlpipe import tracking
+
         self.client = tracking.get_client(tracking.resolve_uri(config.tracking.uri))
         overrides = list(config.hydra.overrides.task)
         tags = {
@@ -106,6 +114,8 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.parent:
             return
+        from dlpipe import tracking
+
         monitor, mode = config.trainer.checkpoint_monitor, config.trainer.checkpoint_mode
         children = self.client.search_runs(
             [tracking.experiment_id(self.client, config.tracking.experiment)],
@@ -130,6 +140,7 @@ class MlflowSweepCallback(Callback):
         """A search's trial counts, best parameters and Optuna plots, on the parent run."""
         if not OmegaConf.select(config, "search.study"):
             return
+        from dlpipe import tracking
         from dlpipe.search import study_counts
 
         counts = study_counts(config.search.storage, config.search.study)
@@ -140,6 +151,8 @@ class MlflowSweepCallback(Callback):
                 self.client.log_artifact(self.parent, str(path), "search")
 
     def _record_best(self, best, metric: str, overrides: list[str]) -> None:
+        from dlpipe import tracking
+
         value = best.data.metrics[metric]
         tracking.log_metrics(self.client, self.parent, {metric: value})
         chosen = dict(item.split("=", 1) for item in shlex.split(best.data.tags[OVERRIDES_TAG]))

@@ -4,21 +4,32 @@ Every training is one MLflow run. The tracking URI is always passed explicitly: 
 fall back to their own default (a `./mlruns` file store) would otherwise split the record.
 """
 
+import fcntl
 import logging
 import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from mlflow.environment_variables import (
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_TIMEOUT,
+)
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-from dlpipe.errors import TrackingError
+from dlpipe import secrets
+from dlpipe.errors import ConfigError, TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +39,17 @@ _PARAMS_PER_BATCH = 100
 _MAX_PARAM_LENGTH = 6000
 FAILURE_TAG = "dlpipe.failure"
 # Which process holds a run open: a RUNNING run whose process is gone was killed.
-_HOST_TAG, _PID_TAG, _PID_START_TAG = "dlpipe.host", "dlpipe.pid", "dlpipe.pid_started"
+_HOST_TAG, PID_TAG, _PID_START_TAG = "dlpipe.host", "dlpipe.pid", "dlpipe.pid_started"
+
+# How long a training rides out a tracking server that does not answer (tracking.retry_seconds).
+DEFAULT_RETRY_SECONDS = 30.0
+# MLflow refuses more retries than this (its _MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT).
+_MAX_RETRIES = 10
+# urllib3, which retries for MLflow, never sleeps longer than this between two tries.
+_MAX_BACKOFF_SECONDS = 120
+# A request with no answer in this time is given up and retried. MLflow's own 120 s would let
+# a server host that vanished without refusing connections stall a training for 20 minutes.
+_REQUEST_TIMEOUT_SECONDS = 10
 
 # The sqlite store announces its schema migrations at INFO on first use.
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -56,12 +77,12 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, naming the URI, when the store is unusable; MLflow itself retries for minutes."""
     if uri.startswith(("http://", "https://")):
         try:
-            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+            urllib.request.urlopen(f"{_without_login(uri)}/health", timeout=timeout).close()
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(
-                f"tracking server {uri} is unreachable ({reason}): start it or set "
-                "tracking.uri / MLFLOW_TRACKING_URI to a running server"
+                f"tracking server {secrets.mask_text(uri)} is unreachable ({reason}): start it "
+                "or set tracking.uri / MLFLOW_TRACKING_URI to a running server"
             ) from exc
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
@@ -71,9 +92,24 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             )
 
 
+def _without_login(uri: str) -> str:
+    """`https://user:pw@host:port/path` -> `https://host:port/path`: the health check needs
+    no login (MLflow's client sends one from the URI itself)."""
+    parts = urllib.parse.urlsplit(uri.rstrip("/"))
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created if new (here, or by a process starting with us)."""
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def open_run(client: MlflowClient, experiment: str, tags: dict[str, str]) -> str:
@@ -87,19 +123,28 @@ def open_run(client: MlflowClient, experiment: str, tags: dict[str, str]) -> str
     return client.create_run(experiment_id_, tags={**tags, **_owner_tags()}).info.run_id
 
 
+def reopen_run(client: MlflowClient, run_id: str) -> None:
+    """Set an interrupted run RUNNING again, owned by this process; close it with `closing_run`."""
+    if FAILURE_TAG in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, FAILURE_TAG)
+    for key, value in _owner_tags().items():
+        client.set_tag(run_id, key, value)
+    client.update_run(run_id, status="RUNNING")
+
+
 def _owner_tags() -> dict[str, str]:
     me = psutil.Process()
     return {
         _HOST_TAG: socket.gethostname(),
-        _PID_TAG: str(me.pid),
+        PID_TAG: str(me.pid),
         _PID_START_TAG: f"{me.create_time():.2f}",
     }
 
 
-def _owner_alive(tags: dict[str, str]) -> bool:
+def owner_alive(tags: dict[str, str]) -> bool:
     """Whether the process that opened a run still runs (not just a later one with its pid)."""
     try:
-        started = psutil.Process(int(tags[_PID_TAG])).create_time()
+        started = psutil.Process(int(tags[PID_TAG])).create_time()
     except psutil.NoSuchProcess:
         return False
     return f"{started:.2f}" == tags[_PID_START_TAG]
@@ -117,9 +162,9 @@ def fail_orphans(client: MlflowClient, experiment_id_: str) -> list[str]:
         filter_string=f"attributes.status = 'RUNNING' and tags.`{_HOST_TAG}` = '{host}'",
         max_results=50000,
     )
-    orphans = [run for run in running if not _owner_alive(run.data.tags)]
+    orphans = [run for run in running if not owner_alive(run.data.tags)]
     for run in orphans:
-        pid = run.data.tags[_PID_TAG]
+        pid = run.data.tags[PID_TAG]
         client.set_tag(
             run.info.run_id, FAILURE_TAG, f"its process ({pid} on {host}) ended without closing it"
         )
@@ -151,7 +196,8 @@ def closing_run(
     """End the run FINISHED, or FAILED (reason tagged) on error, KILLED on Ctrl-C: never RUNNING.
 
     An exception of a `stopped_early` type (a pruned search trial) ends it FINISHED with
-    the tag `dlpipe.pruned`, and is raised on.
+    the tag `dlpipe.pruned`, and is raised on. A tracking server that stopped answering for
+    longer than the retries last raises a TrackingError naming it (see `lost_server`).
     """
     try:
         yield
@@ -164,12 +210,72 @@ def closing_run(
         client.set_terminated(run_id, "KILLED")
         raise
     except BaseException as exc:
+        if gave_up_on_server(exc):
+            raise lost_server(client, run_id) from exc
         try:
             client.set_tag(run_id, FAILURE_TAG, one_line(exc))
         finally:
             client.set_terminated(run_id, "FAILED")
         raise
-    client.set_terminated(run_id, "FINISHED")
+    try:
+        client.set_terminated(run_id, "FINISHED")
+    except MlflowException as exc:
+        if gave_up_on_server(exc):
+            raise lost_server(client, run_id, close=False) from exc
+        raise
+
+
+def gave_up_on_server(exc: BaseException) -> bool:
+    """Whether `exc` comes from MLflow giving up on an HTTP request after all its retries
+    (no connection, a dropped one, no answer in time, 5xx answers), not from an answer."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, requests.exceptions.RequestException):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def lost_server(client: MlflowClient, run_id: str, close: bool = True) -> TrackingError:
+    """The error that stops a training whose tracking server is gone, once `close` has
+    tried (once, without another round of retries) to end its run FAILED."""
+    where = secrets.mask_text(client.tracking_uri)
+    reason = (
+        f"tracking server {where} stopped answering: no answer after retrying for "
+        f"{retrying_seconds():.0f} s (tracking.retry_seconds)"
+    )
+    closed = False
+    if close:
+        try:
+            with _single_try():
+                client.set_tag(run_id, FAILURE_TAG, reason)
+                client.set_terminated(run_id, "FAILED")
+            closed = True
+        except MlflowException:
+            pass  # still gone: said below
+    status = (
+        f"run {run_id} is FAILED"
+        if closed
+        else f"run {run_id} stays RUNNING there until the next training on this host marks "
+        "it FAILED or resumes it (`dlpipe runs --stale` marks it now)"
+    )
+    return TrackingError(f"{reason}; {status}. Check the server, then train again")
+
+
+@contextmanager
+def _single_try() -> Iterator[None]:
+    """MLflow requests without retries, for closing a run on a server that just outlasted
+    them: another full round per request would only delay the error."""
+    saved = os.environ.get(MLFLOW_HTTP_REQUEST_MAX_RETRIES.name)
+    os.environ[MLFLOW_HTTP_REQUEST_MAX_RETRIES.name] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[MLFLOW_HTTP_REQUEST_MAX_RETRIES.name]
+        else:
+            os.environ[MLFLOW_HTTP_REQUEST_MAX_RETRIES.name] = saved
 
 
 def record_failure(
@@ -203,15 +309,82 @@ def epoch_history(client: MlflowClient, run_id: str) -> list[dict[str, float]]:
     return [{"epoch": epoch, **rows[epoch]} for epoch in sorted(rows)]
 
 
-def get_client(uri: str) -> MlflowClient:
-    """A client on a store that answered one cheap request, or a TrackingError naming `uri`."""
+def get_client(uri: str, retry_seconds: float = DEFAULT_RETRY_SECONDS) -> MlflowClient:
+    """A client on a store that answered one cheap request, or a TrackingError naming `uri`.
+
+    From then on, a request to a server that does not answer is retried for `retry_seconds`
+    (see `retry_policy`), and a new sqlite store is created by one process at a time.
+    """
+    use_retry_policy(retry_seconds)
     check_reachable(uri)
     try:
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)
+        with _creating_store(uri):
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
     except Exception as exc:  # unknown scheme, refused store, bad database: all the same to a user
         raise TrackingError(
-            f"tracking store {uri} cannot be used ({one_line(exc)}): set tracking.uri or "
-            "MLFLOW_TRACKING_URI to a server (http://host:port) or sqlite:///path/mlflow.db"
+            f"tracking store {secrets.mask_text(uri)} cannot be used ({one_line(exc)}): set "
+            "tracking.uri or MLFLOW_TRACKING_URI to a server (http://host:port) or "
+            "sqlite:///path/mlflow.db"
         ) from exc
     return client
+
+
+def retry_schedule(retries: int, factor: int = 1) -> list[float]:
+    """The sleeps before each of MLflow's retries of a request (urllib3's backoff): the
+    first retry at once, then factor * 2^k seconds, each at most 2 minutes."""
+    return [0.0] + [float(min(_MAX_BACKOFF_SECONDS, factor * 2**k)) for k in range(1, retries)]
+
+
+def retry_policy(seconds: float) -> dict[str, str]:
+    """MLflow's HTTP retry settings that keep retrying a failed request for `seconds` or a
+    little longer (the backoff doubles, so by up to twice as long).
+
+    MLflow retries refused and dropped connections, unanswered requests and 408/429/5xx
+    answers, for every request (a repeated metric batch is stored once). Backoff factor 1,
+    the smallest whole one it takes, waits 0, 2, 4, 8, 16 s: 5 retries span 30 s.
+    """
+    for retries in range(1, _MAX_RETRIES + 1):
+        if sum(retry_schedule(retries)) >= seconds:
+            return {
+                MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: str(retries),
+                MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name: "1",
+            }
+    longest = sum(retry_schedule(_MAX_RETRIES))
+    raise ConfigError(f"tracking.retry_seconds must be in [0, {longest:g}], got {seconds:g}")
+
+
+def use_retry_policy(seconds: float) -> None:
+    """Apply `retry_policy(seconds)` to every MLflow client of this process and its children
+    (MLflow reads these variables at each request). A MLFLOW_HTTP_REQUEST_TIMEOUT already
+    set, for large artifacts over a slow link, is kept."""
+    os.environ.update(retry_policy(seconds))
+    os.environ.setdefault(MLFLOW_HTTP_REQUEST_TIMEOUT.name, str(_REQUEST_TIMEOUT_SECONDS))
+
+
+def retrying_seconds() -> float:
+    """How long MLflow retries a request under the retry settings in force."""
+    retries = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
+    return sum(retry_schedule(retries, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()))
+
+
+@contextmanager
+def _creating_store(uri: str) -> Iterator[None]:
+    """Open a new sqlite store one process at a time: MLflow creates its tables without a
+    lock, and processes starting together on it fail in each other's migrations. An existing
+    store is opened at once (opening takes seconds, which would add up in a queue)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///")).resolve()
+    # The lock is on the store's folder, which exists (see check_reachable): no lock file
+    # is left behind.
+    folder = os.open(database.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        # Whoever wrote the file did so holding this lock, and has let go of it: it is whole.
+        if database.is_file() and database.stat().st_size > 0:
+            fcntl.flock(folder, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(folder)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe import config, files, secrets, tracking
+from dlpipe import config, files, schema, secrets, tracking
 from dlpipe.data.arrays import ArrayLoader, PreparedData, load_prepared
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.lineage import lineage_tags
@@ -56,39 +56,80 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
         if job:
             _record_failed_job(cfg, job, exc)
         raise
-    client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
-    experiment = cfg.tracking.experiment
-    sweep_tags = _sweep_tags(client, cfg, job) if job else {}
-    # A record left by an interrupted run must never describe the checkpoints made next.
-    for stale in (out.run_file, out.history_file):
-        stale.unlink(missing_ok=True)
-    run_id = tracking.open_run(client, experiment, {**fit.tags, **sweep_tags})
+    from dlpipe import resume
+
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    client = tracking.get_client(uri, cfg.tracking.retry_seconds)
+    resumed = _resumption(cfg, client, out, fit.tags)
+    files.clear_partial(out.models)
+    run_id = resumed.run_id if resumed else _open_run(cfg, client, fit.tags, job, out)
     where = secrets.mask_text(client.tracking_uri)
-    log.info(f"MLflow run {run_id} in experiment '{experiment}' at {where}")
+    log.info(f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {where}")
     with tracking.closing_run(client, run_id, stopped_early=_pruned_type(fit.trial)):
-        shown = secrets.mask(config.to_dict(cfg))
-        tracking.log_params(client, run_id, config.flatten(shown))
-        client.log_text(run_id, OmegaConf.to_yaml(shown), "config.yaml")
-        score, history = _fit(cfg, fit, client, run_id, out)
-        files.write_json(out.history_file, history)
+        score = _fit(cfg, fit, client, run_id, out, resumed)
+        files.write_json(out.history_file, tracking.epoch_history(client, run_id))
         monitor = cfg.trainer.checkpoint_monitor
         log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}")
         # The score a sweep ranks its jobs by, and what an Optuna trial returns.
         tracking.log_metrics(client, run_id, {f"best/{monitor}": score})
         client.log_artifact(run_id, str(out.best_ckpt), "checkpoints")
         files.write_json(out.run_file, _run_record(cfg, fit.data.meta, run_id, score, out))
+    resume.clear_record(out)
     return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)
 
 
-def _fit(cfg: DictConfig, fit: _Fit, client, run_id: str, out: Outputs) -> tuple[float, list]:
-    """Train here or on the Ray cluster; the best score and the per-epoch history."""
+def _open_run(cfg: DictConfig, client, tags: dict, job: SweepJob | None, out: Outputs) -> str:
+    """A new run holding the config, its id kept beside the checkpoints to come."""
+    from dlpipe import resume
+
+    sweep_tags = _sweep_tags(client, cfg, job) if job else {}
+    # A record left by an interrupted run must never describe the checkpoints made next.
+    for stale in (out.run_file, out.history_file):
+        stale.unlink(missing_ok=True)
+    run_id = tracking.open_run(client, cfg.tracking.experiment, {**tags, **sweep_tags})
+    resume.write_record(out, run_id, tags["dlpipe.config_hash"], tags["dlpipe.data_hash"])
+    shown = secrets.mask(config.to_dict(cfg))
+    tracking.log_params(client, run_id, config.flatten(shown))
+    client.log_text(run_id, OmegaConf.to_yaml(shown), "config.yaml")
+    return run_id
+
+
+def _resumption(cfg: DictConfig, client, out: Outputs, tags: dict):
+    """The interrupted training to continue (resume=true), reopened; None to start anew."""
+    from dlpipe import resume
+
+    if not cfg.resume or cfg.cluster.name == "ray":
+        return None
+    found = resume.find(client, out, tags["dlpipe.config_hash"], tags["dlpipe.data_hash"])
+    if found:
+        tracking.reopen_run(client, found.run_id)
+        log.info(
+            f"resuming run {found.run_id} from {found.checkpoint} after epoch "
+            f"{found.epochs_done} (resume=false starts anew)"
+        )
+    return found
+
+
+def _fit(cfg: DictConfig, fit: _Fit, client, run_id: str, out: Outputs, resumed) -> float:
+    """Train here (continuing `resumed`, if any) or on the Ray cluster; the best score."""
     if cfg.cluster.name == "ray":
         from dlpipe import ray_train
 
         return ray_train.fit(cfg, fit.task, fit.data, client, run_id, out)
-    fit.logger.attach(client, run_id)
-    fit.trainer.fit(fit.task, fit.train_loader, fit.val_loader)
-    return _best_score(fit.trainer, cfg.trainer.checkpoint_monitor), fit.logger.epochs()
+    if resumed is None:
+        fit.logger.attach(client, run_id)
+        fit.trainer.fit(fit.task, fit.train_loader, fit.val_loader)
+    else:
+        # Epochs the run already holds are not logged twice.
+        fit.logger.attach(client, run_id, tracking.last_steps(client, run_id))
+        fit.trainer.fit(
+            fit.task,
+            fit.train_loader,
+            fit.val_loader,
+            ckpt_path=resumed.checkpoint,
+            weights_only=True,
+        )
+    return _best_score(fit.trainer, cfg.trainer.checkpoint_monitor)
 
 
 def _sweep_tags(client, cfg: DictConfig, job: SweepJob) -> dict[str, str]:
@@ -98,7 +139,8 @@ def _sweep_tags(client, cfg: DictConfig, job: SweepJob) -> dict[str, str]:
 def _record_failed_job(cfg: DictConfig, job: SweepJob, exc: BaseException) -> None:
     """Leave a FAILED child run saying why a sweep's job failed before its training began."""
     try:
-        client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
+        uri = tracking.resolve_uri(cfg.tracking.uri)
+        client = tracking.get_client(uri, cfg.tracking.retry_seconds)
     except TrackingError:
         return  # the store itself is what failed: there is nowhere to record it
     tracking.record_failure(client, cfg.tracking.experiment, _sweep_tags(client, cfg, job), exc)
@@ -107,7 +149,8 @@ def _record_failed_job(cfg: DictConfig, job: SweepJob, exc: BaseException) -> No
 def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     from dlpipe.lightning_hooks import MlflowEpochLogger
 
-    config.validate_training(cfg)
+    # Again here: train() is also called as a library function (tests, sweeps).
+    schema.validate(cfg)
     data = load_prepared(PREPARED_DIR, ("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
     config.check_monitors(cfg, task_of(cfg, data.meta), data.meta.get("heads"))
@@ -120,11 +163,11 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     task = build_task(cfg, data.meta, model, len(train_loader))
     logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
     trial, search_callbacks = _search_trial(cfg)
-    # On Ray, each worker builds its own Trainer (see ray_train).
-    trainer = None
-    if where is None:
-        task_name = task_of(cfg, data.meta)
-        trainer = build_trainer(cfg, logger, len(train_loader), out, search_callbacks, task_name)
+    trainer = (
+        None
+        if where
+        else _local_trainer(cfg, data.meta, logger, train_loader, out, search_callbacks)
+    )
     tags = {
         **lineage_tags(config.config_hash(cfg), data.meta["hash"]),
         # Under Ray Train, the workers' threads (see ray_train), not the driver's.
@@ -132,6 +175,15 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
         **transfer_tags,
     }
     return _Fit(data, task, train_loader, val_loader, logger, trainer, trial, tags)
+
+
+def _local_trainer(cfg: DictConfig, meta: dict, logger, train_loader, out: Outputs, extra: tuple):
+    """The Trainer of a training in this process (on Ray, each worker builds its own: see
+    ray_train), with what a resumed training needs to go on as an uninterrupted one would."""
+    from dlpipe.resume import EpochOrder, RandomState
+
+    callbacks = (EpochOrder(train_loader), RandomState(), *extra)
+    return build_trainer(cfg, logger, len(train_loader), out, callbacks, task_of(cfg, meta))
 
 
 def worker_threads(cfg: DictConfig) -> int:
@@ -295,6 +347,8 @@ def build_trainer(
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from dlpipe.resume import AtomicCheckpointIO
+
     quiet_lightning()
     t = cfg.trainer
     try:
@@ -304,6 +358,7 @@ def build_trainer(
             devices=t.devices,
             logger=logger,
             callbacks=[*_callbacks(t, out, task), *extra_callbacks],
+            plugins=[AtomicCheckpointIO()],
             enable_progress_bar=sys.stderr.isatty(),
             default_root_dir=out.models,
         )

@@ -11,14 +11,14 @@ import re
 import tempfile
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from dlpipe import tracking
+from dlpipe import checkpoints, tracking
 from dlpipe.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_FIX_SOURCE = "set transfer.source to the checkpoint or run id of a finished training"
 
 
 def checkpoint_path(source: str, tracking_uri: str, folder: Path) -> Path:
@@ -58,17 +58,12 @@ def head_names(model: nn.Module) -> set[str]:
 def load_weights(model: nn.Module, path: Path) -> list[str]:
     """Copy the weights of the checkpoint at `path` into `model`, all but its output layer,
     where names and shapes match; return the names of the weights left fresh."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as exc:  # truncated, foreign or not a checkpoint at all
-        raise DataError(f"checkpoint {path} is unusable: {tracking.one_line(exc)}") from exc
+    saved = checkpoints.model_weights(checkpoints.load_checkpoint(path, _FIX_SOURCE))
     own, head = model.state_dict(), head_names(model)
     taken = {
-        name: saved[f"model.{name}"]
+        name: saved[name]
         for name, value in own.items()
-        if name not in head
-        and f"model.{name}" in saved
-        and saved[f"model.{name}"].shape == value.shape
+        if name not in head and name in saved and saved[name].shape == value.shape
     }
     if not taken:
         raise DataError(

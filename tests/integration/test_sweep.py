@@ -105,7 +105,7 @@ def test_failing_jobs_are_failed_children_and_the_sweep_goes_on(tmp_path: Path):
         status, reason = failures[f"optim=sgd optim.lr={lr} data.batch_size=0 trainer.max_epochs=1"]
         assert (status, reason) == (
             "FAILED",
-            "ConfigError: data.batch_size must be a positive integer, got 0",
+            "ConfigError: data.batch_size must be an integer > 0, got 0",
         )
     assert parent.info.status == "FINISHED"
     counts = {key: parent.data.metrics[f"sweep/{key}"] for key in ("jobs", "finished", "failed")}

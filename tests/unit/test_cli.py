@@ -36,7 +36,7 @@ def test_gradcheck_reports_each_parameter_group(model):
     "args,message",
     [
         (("model=vgg",), "error: unknown model 'vgg': choose one of"),
-        (("model.init=he",), "error: unknown model.init 'he': choose one of default"),
+        (("model.init=he",), "error: model.init must be one of default, xavier"),
         (("model.hidden",), "error: cannot compose the config with model.hidden"),
     ],
 )

@@ -104,7 +104,18 @@ def test_parquet_regression_table(tmp_path: Path):
             "label",
             r"column 'a', row 2: an empty or missing",
         ),
-        ({"a": [1, 2, 3], "label": ["x", None, "y"]}, "label", r"column 'label', row 2: the label"),
+        (
+            {"a": [1, 2, 3], "label": ["x", None, "y"]},
+            "label",
+            r"column 'label', row 2: the label is an empty or missing value; fix or drop that row",
+        ),
+        ({"a": [1, 2, 3], "label": [0, 1, np.inf]}, "label", r"row 3: the label is inf"),
+        (
+            {"a": [1, 2, 3], "b": ["red", None, "blue"], "label": [0, 1, 0]},
+            "label",
+            r"column 'b', row 2: the category is an empty or missing value",
+        ),
+        ({"a": [1, np.inf], "label": [0, 1]}, "label", r"column 'a', row 2: inf is not a finite"),
     ],
 )
 def test_bad_table_names_file_column_and_row(tmp_path: Path, rows, target, message):
@@ -117,8 +128,11 @@ def test_missing_or_empty_table_is_named(tmp_path: Path):
     with pytest.raises(DataError, match=r"nowhere.csv does not exist: set data.path"):
         tables.table(str(tmp_path / "nowhere.csv"), target="y")
     (tmp_path / "empty.csv").write_text("a,y\n")
-    with pytest.raises(DataError, match=r"empty.csv holds no rows"):
+    with pytest.raises(DataError, match=r"empty.csv holds no rows: add a header row and data"):
         tables.table(str(tmp_path / "empty.csv"), target="y")
+    (tmp_path / "blank.csv").write_text("")
+    with pytest.raises(DataError, match=r"blank.csv is empty: add a header row and data rows"):
+        tables.table(str(tmp_path / "blank.csv"), target="y")
 
 
 def write_images(folder: Path) -> None:
@@ -159,6 +173,15 @@ def test_bad_npz_is_named(tmp_path: Path):
     x[2, 1] = np.nan
     np.savez(path, x=x, y=np.zeros(4))
     with pytest.raises(DataError, match=r"x of sample 2 holds NaN or inf"):
+        arrays_file.npz(str(path))
+    np.savez(path, x=np.ones((3, 2)), y=np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(DataError, match=r"points.npz: y of sample 1 holds NaN or inf"):
+        arrays_file.npz(str(path))
+    np.savez(path, x=np.ones((0, 2)), y=np.zeros(0))
+    with pytest.raises(DataError, match=r"points.npz holds no samples"):
+        arrays_file.npz(str(path))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DataError, match=r"points.npz cannot be read as .npz"):
         arrays_file.npz(str(path))
 
 

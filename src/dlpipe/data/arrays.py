@@ -4,6 +4,7 @@ Slicing whole tensors avoids the per-sample Dataset + collate path, which domina
 step time for small models.
 """
 
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from dlpipe import files
+from dlpipe.data.checks import RERUN_PREPARE, check_meta, check_split
 from dlpipe.data.prepare import SPLITS
 from dlpipe.errors import DataError
 
@@ -25,13 +27,33 @@ class PreparedData:
 
 
 def load_prepared(directory: Path, names: tuple[str, ...] = SPLITS) -> PreparedData:
-    """Load meta.json and the requested splits, naming any missing file and how to make it."""
+    """Load meta.json and the requested splits, each checked against meta.json.
+
+    Raises:
+        DataError: naming a missing, unreadable or damaged file and how to make it anew
+            (see data.checks).
+    """
     directory = Path(directory)
-    meta_file = directory / "meta.json"
-    if not meta_file.exists():
-        raise DataError(f"prepared data file {meta_file} is missing: {_RUN_PREPARE}")
-    splits = {name: _load_split(directory / f"{name}.npz") for name in names}
-    return PreparedData(meta=files.read_json(meta_file), splits=splits)
+    meta = _load_meta(directory / "meta.json")
+    splits = {}
+    for name in names:
+        path = directory / f"{name}.npz"
+        splits[name] = _load_split(path)
+        check_split(path, *splits[name], meta)
+    return PreparedData(meta=meta, splits=splits)
+
+
+def _load_meta(path: Path) -> dict:
+    if not path.exists():
+        raise DataError(f"prepared data file {path} is missing: {_RUN_PREPARE}")
+    try:
+        meta = files.read_json(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"prepared data file {path} is unreadable ({exc}): {RERUN_PREPARE}"
+        ) from exc
+    check_meta(meta, path)
+    return meta
 
 
 def _load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,8 +62,11 @@ def _load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         with np.load(path) as arrays:
             return torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"prepared data file {path} is unreadable ({exc}): {_RUN_PREPARE}") from exc
+    # A truncated file is no zip archive (BadZipFile) or ends early (EOFError).
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"prepared data file {path} is unreadable ({exc}): {RERUN_PREPARE}"
+        ) from exc
 
 
 class ArrayLoader:

@@ -1,5 +1,6 @@
 """User arrays: an .npz file holding `x` (samples first) and `y` (labels or targets)."""
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,12 @@ def _array(arrays, name: str, file: Path) -> np.ndarray:
     return arrays[name]
 
 
+def _check_finite(values: np.ndarray, name: str, file: Path) -> None:
+    bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+    if len(bad):
+        raise DataError(f"data file {file}: {name} of sample {bad[0]} holds NaN or inf")
+
+
 def npz(path: str, task: str = "classification") -> RawData:
     """Arrays `x` and `y` of the .npz file at `path`, for classification or regression."""
     if task not in ("classification", "regression"):
@@ -26,18 +33,17 @@ def npz(path: str, task: str = "classification") -> RawData:
     try:
         with np.load(file, allow_pickle=False) as arrays:
             x, y = _array(arrays, "x", file), _array(arrays, "y", file)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # the last two: truncated
         raise DataError(f"data file {file} cannot be read as .npz: {exc}") from exc
-    if len(x) != len(y) or len(x) == 0:
+    if len(x) == len(y) == 0:
+        raise DataError(f"data file {file} holds no samples: set data.path to a file that does")
+    if len(x) != len(y):
         raise DataError(f"data file {file}: x has {len(x)} samples and y {len(y)}; they must match")
     x = x.astype(np.float32)
-    bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
-    if len(bad):
-        raise DataError(f"data file {file}: x of sample {bad[0]} holds NaN or inf")
+    _check_finite(x, "x", file)
+    if np.issubdtype(y.dtype, np.number):  # a NaN label would become a class of its own
+        _check_finite(y, "y", file)
     if task == "regression":
-        y = y.reshape(len(y), -1).astype(np.float32)
-        if not np.isfinite(y).all():
-            raise DataError(f"data file {file}: y holds NaN or inf")
-        return RawData(x=x, y=y, task=task)
+        return RawData(x=x, y=y.reshape(len(y), -1).astype(np.float32), task=task)
     indices, classes = class_indices(y)
     return RawData(x=x, y=indices, task=task, classes=classes)

@@ -155,6 +155,7 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
         "stats": {key: value.astype(float).tolist() for key, value in stats.items()},
         "hash": content_hash(splits),
     }
+    files.clear_partial(out_dir)
     for name in SPLITS:
         x, y = splits[name]
         with files.atomic_path(out_dir / f"{name}.npz") as tmp, open(tmp, "wb") as handle:

@@ -5,6 +5,7 @@ A source is a function of its own settings, the keys of its conf/data/<name>.yam
 the ones every data config has (COMMON), returning RawData.
 """
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 
@@ -13,9 +14,10 @@ import numpy as np
 from dlpipe.data import arrays_file, images, located, series, synthetic, tables
 from dlpipe.data.raw import RawData, class_indices
 from dlpipe.errors import ConfigError
+from dlpipe.schema.data import Data
 
 # Settings of every data config: read by the prepare stage and the loaders, not the source.
-COMMON = ("name", "split", "batch_size", "normalise", "train_per_class")
+COMMON = tuple(field.name for field in dataclasses.fields(Data))
 
 
 def digits(keep: list | None = None, canvas: int | None = None, seed: int = 0) -> RawData:

@@ -1,8 +1,9 @@
 """User tables: CSV or Parquet files of feature columns and one or more target columns.
 
 Categorical feature columns (listed in `data.categorical`, or holding no number at all)
-are one-hot encoded. Every other feature column must be numeric and finite; the first
-value that is not is named with its file, column and row.
+are one-hot encoded. Every other feature column must be numeric and finite, and no
+category or label may be missing; the first value that breaks this is named with its
+file, column and row.
 """
 
 from pathlib import Path
@@ -14,6 +15,8 @@ from dlpipe.data.raw import HEAD_TASKS, RawData, Target, class_indices, multitas
 from dlpipe.errors import ConfigError, DataError
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+_FILL_OR_REPLACE = "add a header row and data rows, or set data.path to another file"
+_FIX_ROW = "fix or drop that row"
 
 
 def read_frame(path: Path) -> pd.DataFrame:
@@ -25,10 +28,12 @@ def read_frame(path: Path) -> pd.DataFrame:
         raise DataError(f"data file {path} is not CSV or Parquet: use one of {', '.join(READERS)}")
     try:
         frame = reader(path)
+    except pd.errors.EmptyDataError as exc:  # not even a header row
+        raise DataError(f"data file {path} is empty: {_FILL_OR_REPLACE}") from exc
     except Exception as exc:  # a parser's own error types vary by format and engine
         raise DataError(f"data file {path} cannot be read: {str(exc).splitlines()[0]}") from exc
     if frame.empty:
-        raise DataError(f"data file {path} holds no rows")
+        raise DataError(f"data file {path} holds no rows: {_FILL_OR_REPLACE}")
     return frame
 
 
@@ -49,9 +54,23 @@ def numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
         row = int(bad[0])
         raise DataError(
             f"data file {path}, column '{column}', row {row + 1}: {_shown(frame[column].iloc[row])}"
-            " is not a finite number; fix or drop that row"
+            f" is not a finite number; {_FIX_ROW}"
         )
     return values
+
+
+def _check_no_missing(frame: pd.DataFrame, column: str, path: Path, what: str) -> None:
+    """A category or label must be given: a missing one would silently become a class 'nan'."""
+    values = frame[column]
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(values):  # an infinite label is no class either
+        missing = missing | ~np.isfinite(values.to_numpy(dtype=np.float64))
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise DataError(
+            f"data file {path}, column '{column}', row {row + 1}: the {what} is "
+            f"{_shown(values.iloc[row])}; {_FIX_ROW}"
+        )
 
 
 def _shown(cell: object) -> str:
@@ -73,6 +92,7 @@ def _features(frame: pd.DataFrame, path: Path, categorical: list[str]) -> np.nda
     columns = []
     for name in frame.columns:
         if _is_categorical(frame[name], categorical):
+            _check_no_missing(frame, name, path, "category")
             codes = pd.get_dummies(frame[name].astype(str), prefix=str(name), dtype=np.float64)
             columns.append(codes.to_numpy())
         else:
@@ -120,10 +140,8 @@ def _target(frame: pd.DataFrame, column: str, task: str, file: Path) -> Target:
     """Column `column` as regression values, or as class indices with the class names."""
     if task == "regression":
         return Target(column, numeric_column(frame, column, file).astype(np.float32))
+    _check_no_missing(frame, column, file, "label")
     labels = frame[column]
-    if labels.isna().any():
-        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
-        raise DataError(f"data file {file}, column '{column}', row {row + 1}: the label is empty")
     numeric = pd.api.types.is_numeric_dtype(labels)
     y, classes = class_indices(labels.to_numpy() if numeric else labels.astype(str).to_numpy())
     return Target(column, y, classes)

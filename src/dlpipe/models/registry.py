@@ -46,6 +46,13 @@ def check_model_name(name: str) -> None:
         raise ConfigError(f"unknown model '{name}': choose one of {', '.join(list_models())}")
 
 
+def model_settings(name: str) -> set[str]:
+    """The settings model `name` takes (conf/model/<name>.yaml): its builder's own and init."""
+    check_model_name(name)
+    own = set(inspect.signature(_BUILDERS[name]).parameters) - {"input_shape", "num_outputs"}
+    return own | {"init"}
+
+
 def build_model(
     name: str, input_shape: Sequence[int], num_outputs: int, init: str = "default", **params
 ) -> nn.Module:
@@ -55,18 +62,16 @@ def build_model(
     """
     from dlpipe.models.init import check_init_name, initialise
 
-    check_model_name(name)
+    accepted = model_settings(name)
     check_init_name(init)
-    builder = _BUILDERS[name]
-    accepted = set(inspect.signature(builder).parameters) - {"input_shape", "num_outputs"}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ConfigError(
             f"model.{unknown[0]} is not a setting of model '{name}': "
-            f"use one of {', '.join(sorted(accepted | {'init'}))}"
+            f"use one of {', '.join(sorted(accepted))}"
         )
     try:
-        model = builder(input_shape=tuple(input_shape), num_outputs=num_outputs, **params)
+        model = _BUILDERS[name](input_shape=tuple(input_shape), num_outputs=num_outputs, **params)
     except (TypeError, ValueError) as exc:  # e.g. model.hidden=abc
         raise ConfigError(f"model '{name}' refuses its settings {params}: {exc}") from exc
     return initialise(model, init)

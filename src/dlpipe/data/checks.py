@@ -1,0 +1,114 @@
+"""Prepared data, checked as it is loaded: a damaged or hand-edited split is named with its
+file and what is wrong, before a training or an evaluation uses it.
+
+Each check is one vectorised pass over a split's tensors, cheap next to a single epoch.
+The prepare stage checks the source data, so rerunning it is the fix for each of them.
+"""
+
+from pathlib import Path
+
+import torch
+
+from dlpipe.data.raw import head_slices
+from dlpipe.errors import DataError
+
+RERUN_PREPARE = "rerun the prepare stage: `dvc repro prepare` or `python pipelines/prepare.py`"
+# What the checks, training and evaluation read from meta.json.
+META_KEYS = ("task", "input_shape", "num_outputs", "classes", "hash")
+
+
+def check_meta(meta: object, path: Path) -> None:
+    """meta.json must be an object holding every key of META_KEYS."""
+    missing = [key for key in META_KEYS if key not in meta] if isinstance(meta, dict) else META_KEYS
+    if missing:
+        raise DataError(f"prepared data file {path} lacks {', '.join(missing)}: {RERUN_PREPARE}")
+
+
+def check_split(path: Path, x: torch.Tensor, y: torch.Tensor, meta: dict) -> None:
+    """One split's inputs `x` and targets `y` must fit each other and meta.json.
+
+    Raises:
+        DataError: the split is empty, x and y differ in length, a sample or target has
+            another shape than meta.json says, a value is NaN or infinite, or a class
+            label is not one of the data's classes.
+    """
+    problem = (
+        _sizes(x, y)
+        or _shapes(x, y, meta)
+        or _non_finite(x, "x")
+        or _non_finite(y, "y")
+        or _bad_labels(y, meta)
+    )
+    if problem:
+        raise DataError(f"prepared data file {path}: {problem}: {RERUN_PREPARE}")
+
+
+def _sizes(x: torch.Tensor, y: torch.Tensor) -> str:
+    if x.ndim == 0 or y.ndim == 0:
+        return "x and y must hold one row per sample"
+    if len(x) == 0 or len(y) == 0:
+        return f"it holds no samples (x has {len(x)}, y {len(y)})"
+    if len(x) != len(y):
+        return f"x holds {len(x)} samples and y {len(y)}; they must match"
+    return ""
+
+
+def _shapes(x: torch.Tensor, y: torch.Tensor, meta: dict) -> str:
+    inputs, targets = tuple(x.shape[1:]), tuple(y.shape[1:])
+    if inputs != tuple(meta["input_shape"]):
+        return f"samples are shaped {inputs}, but meta.json's input_shape is {meta['input_shape']}"
+    if meta["task"] == "classification":
+        if targets != ():
+            return f"targets are shaped {targets}, but classification needs one class index"
+        return ""
+    expected = _values_shape(meta)
+    if targets != expected:
+        return f"targets are shaped {targets}, but {meta['task']} data needs {expected}"
+    return ""
+
+
+def _values_shape(meta: dict) -> tuple[int]:
+    """A sample's row of target values; multi-task: each head's columns side by side."""
+    if meta["task"] == "multitask":
+        return (sum(head["columns"] for head in meta["heads"]),)
+    return (meta["num_outputs"],)
+
+
+def _non_finite(values: torch.Tensor, name: str) -> str:
+    if not values.is_floating_point():
+        return ""  # integers cannot be NaN or infinite
+    bad = ~torch.isfinite(values.reshape(len(values), -1)).all(dim=1)
+    if not bad.any():
+        return ""
+    return f"{name} of sample {int(bad.nonzero()[0])} holds NaN or inf"
+
+
+def _bad_labels(y: torch.Tensor, meta: dict) -> str:
+    """The first label that is not a class index: of y, or of each multi-task class head."""
+    if meta["task"] == "classification":
+        if y.is_floating_point() or y.dtype == torch.bool:
+            return f"y holds {y.dtype} values, but class labels must be integers"
+        return _off_classes(y, len(meta["classes"]), "")
+    if meta["task"] != "multitask":
+        return ""
+    columns = head_slices(meta["heads"], "columns")
+    for head in meta["heads"]:
+        if head["task"] == "classification":
+            labels = y[:, columns[head["name"]].start]
+            found = _off_classes(labels, len(head["classes"]), f"head '{head['name']}': ")
+            if found:
+                return found
+    return ""
+
+
+def _off_classes(labels: torch.Tensor, count: int, where: str) -> str:
+    bad = (labels < 0) | (labels >= count)
+    if labels.is_floating_point():  # a multi-task class column holds indices as floats
+        bad |= labels != labels.round()
+    if not bad.any():
+        return ""
+    row = int(bad.nonzero()[0])
+    return (
+        f"{where}label {labels[row].item():g} of sample {row} is not a class index "
+        f"(0 to {count - 1} for {count} classes)"
+    )

@@ -1,0 +1,214 @@
+"""The whole config (conf/config.yaml) and the groups of training settings.
+
+Groups whose settings depend on the option chosen (data sets, models, optimisers,
+schedules, clusters) have a dataclass per option, picked by the group's `name`. Tests
+keep these in step with the code that reads them: the data sources' and model builders'
+arguments, the optimisers', schedules' and Lightning's own settings.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dlpipe.schema.check import setting
+from dlpipe.schema.data import DATA, Data
+from dlpipe.schema.model import MODELS, Model
+
+# Checkpointing and early stopping act when validation ends, before the epoch's train
+# metrics exist, so they can only watch validation metrics: those each task logs.
+MONITORS = {
+    "classification": ("val/loss", "val/acc"),
+    "regression": ("val/loss", "val/mae"),
+    "forecasting": ("val/loss", "val/mae"),
+    "reconstruction": ("val/loss",),
+    # The generator's loss; a GAN keeps its last epoch rather than the best of this.
+    "generation": ("val/loss", "val/d_acc"),
+}
+ALL_MONITORS = tuple(dict.fromkeys(m for monitors in MONITORS.values() for m in monitors))
+# Multi-task data also logs each head's loss and metric: val/<head>/loss, val/digit/acc.
+HEAD_METRICS = {"classification": ("loss", "acc"), "regression": ("loss", "mae")}
+_HEAD_METRICS = tuple(dict.fromkeys(m for metrics in HEAD_METRICS.values() for m in metrics))
+HEAD_MONITOR = re.compile(rf"^val/[^/]+/({'|'.join(_HEAD_METRICS)})$")
+
+Mode = Literal["min", "max"]
+
+
+def monitor() -> Any:
+    return setting(
+        rule=lambda name: name in ALL_MONITORS or bool(HEAD_MONITOR.match(name)),
+        allowed=f"one of {', '.join(ALL_MONITORS)}, or val/<target>/"
+        f"{'|'.join(_HEAD_METRICS)} for multi-task data",
+    )
+
+
+# --- optim: conf/optim/*.yaml (options are named by `name`: momentum is sgd) -------------
+# Settings beyond the conf files' are optional: torch's own defaults apply.
+
+
+@dataclass(kw_only=True)
+class Optim:
+    name: str
+    lr: float = setting(gt=0)
+    weight_decay: float = setting(ge=0)
+
+
+@dataclass(kw_only=True)
+class Sgd(Optim):
+    momentum: float = setting(ge=0)
+    nesterov: bool
+    dampening: float = setting(ge=0, default=None)
+
+
+@dataclass(kw_only=True)
+class RmsProp(Optim):
+    alpha: float = setting(ge=0)
+    momentum: float = setting(ge=0)
+    eps: float = setting(gt=0, default=None)
+    centered: bool = setting(default=None)
+
+
+@dataclass(kw_only=True)
+class Adam(Optim):
+    betas: list[float] = setting(ge=0, lt=1, length=2, default=None)
+    eps: float = setting(gt=0, default=None)
+    amsgrad: bool = setting(default=None)
+
+
+OPTIMS = {"sgd": Sgd, "rmsprop": RmsProp, "adam": Adam, "adamw": Adam}
+
+# --- schedule: conf/schedule/*.yaml -----------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class Schedule:
+    name: str
+    warmup_epochs: float = setting(ge=0)
+
+
+@dataclass(kw_only=True)
+class StepSchedule(Schedule):
+    step_epochs: float = setting(gt=0)
+    gamma: float = setting(gt=0)
+
+
+@dataclass(kw_only=True)
+class Exponential(Schedule):
+    gamma: float = setting(gt=0)
+
+
+@dataclass(kw_only=True)
+class Cosine(Schedule):
+    eta_min: float = setting(ge=0)
+
+
+@dataclass(kw_only=True)
+class OneCycle(Schedule):
+    pct_start: float = setting(gt=0, lt=1)
+
+
+SCHEDULES = {
+    "none": Schedule,
+    "step": StepSchedule,
+    "exponential": Exponential,
+    "cosine": Cosine,
+    "onecycle": OneCycle,
+}
+
+# --- trainer, tracking, cluster, search --------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class EarlyStopping:
+    monitor: str = monitor()
+    mode: Mode
+    patience: int = setting(ge=0)
+
+
+@dataclass(kw_only=True)
+class Trainer:
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
+    devices: int | str | list[int]
+    precision: Literal[
+        "64-true", "32-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed", 64, 32, 16
+    ]
+    max_epochs: int = setting(ge=1)
+    gradient_clip_val: float | None = setting(gt=0)
+    gradient_clip_algorithm: Literal["norm", "value"]
+    early_stopping: EarlyStopping
+    checkpoint_monitor: str = monitor()
+    checkpoint_mode: Mode
+
+
+@dataclass(kw_only=True)
+class Tracking:
+    uri: str | None
+    experiment: str
+    retry_seconds: float = setting(ge=0, le=486)
+
+
+@dataclass(kw_only=True)
+class Cluster:
+    name: str
+
+
+@dataclass(kw_only=True)
+class Ray(Cluster):
+    address: str | None
+    connect_timeout: float = setting(gt=0)
+    num_workers: int = setting(gt=0)
+    use_gpu: bool
+    resources_per_worker: dict[str, float] = setting(ge=0)
+    max_failures: int = setting(ge=0)
+    storage_path: str | None
+
+
+CLUSTERS = {"local": Cluster, "ray": Ray}
+
+
+@dataclass(kw_only=True)
+class Search:
+    study: str
+    storage: str
+    n_trials: int = setting(gt=0)
+    pruner: dict[str, Any] | None  # an Optuna pruner for Hydra to instantiate
+    trial: int | None = setting(ge=0)
+
+
+# --- the top level: conf/config.yaml ----------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class Transfer:
+    source: str | None
+    freeze: Literal["none", "body"] | int = setting(ge=0)
+
+
+@dataclass(kw_only=True)
+class Multitask:
+    shared: int = setting(gt=0)
+    # Which heads there are depends on the data, checked when training starts.
+    weights: dict[str, float] | None = setting(ge=0)
+
+
+@dataclass(kw_only=True)
+class Evaluate:
+    samples: int = setting(gt=0)
+    classifier: str | None
+
+
+@dataclass(kw_only=True)
+class Config:
+    data: Data = setting(options=DATA)
+    model: Model = setting(options=MODELS)
+    optim: Optim = setting(options=OPTIMS)
+    schedule: Schedule = setting(options=SCHEDULES)
+    trainer: Trainer
+    tracking: Tracking
+    cluster: Cluster = setting(options=CLUSTERS)
+    # Only in an Optuna search (`-m search=<name>`).
+    search: Search = setting(default=None)
+    seed: int = setting(ge=0)
+    resume: bool
+    transfer: Transfer
+    multitask: Multitask
+    evaluate: Evaluate

@@ -1,0 +1,156 @@
+"""kill -9 in the middle of a training, then the same command again: nothing is lost.
+
+The resumed training continues the same MLflow run from models/last.ckpt, and its
+metrics equal those of an uninterrupted training with the same seed, bit for bit.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from tests.conftest import BIN_DIR, make_project, run, start_until
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 6
+# Small batches make an epoch long enough (about a second) to be killed in its middle.
+TRAIN = [
+    sys.executable,
+    "pipelines/train.py",
+    f"trainer.max_epochs={EPOCHS}",
+    f"trainer.early_stopping.patience={EPOCHS}",
+    "data.batch_size=8",
+]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("prepared") / "project")
+    run([sys.executable, "pipelines/prepare.py", "data.batch_size=8"], project)
+    return project
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared: Path, tmp_path_factory) -> Path:
+    """The same training, never interrupted: what a resumed one must equal."""
+    project = tmp_path_factory.mktemp("uninterrupted") / "project"
+    shutil.copytree(prepared, project)
+    run(TRAIN, project)
+    return project
+
+
+@pytest.fixture
+def project(prepared: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "project"
+    shutil.copytree(prepared, copy)
+    return copy
+
+
+def client_for(project: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def only_run(project: Path):
+    (found,) = client_for(project).search_runs(["0", "1"], max_results=10)
+    return found
+
+
+def kill_during_epoch(project: Path, epoch: int) -> None:
+    """Start the training and SIGKILL it once epoch `epoch` has ended, in the next one."""
+    process = start_until(TRAIN, project, f"epoch {epoch}/{EPOCHS}")
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_killed_training_resumes_into_its_run_with_identical_metrics(uninterrupted, project):
+    kill_during_epoch(project, 2)
+    killed = only_run(project)
+    assert killed.info.status == "RUNNING"  # nothing could close it
+    assert json.loads((project / "models" / "resume.json").read_text())["run_id"] == (
+        killed.info.run_id
+    )
+
+    done = run(TRAIN, project)
+
+    output = done.stdout + done.stderr
+    assert f"resuming run {killed.info.run_id} from models/last.ckpt after epoch 2" in output
+    resumed = only_run(project)
+    assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    client = client_for(project)
+    for key in ("train/loss", "val/loss", "val/acc"):
+        steps = [m.step for m in client.get_metric_history(resumed.info.run_id, key)]
+        assert sorted(steps) == list(range(EPOCHS)), key  # every epoch, once
+    assert history(project) == history(uninterrupted)
+    ours, theirs = (
+        weights(project / "models/best.ckpt"),
+        weights(uninterrupted / "models/best.ckpt"),
+    )
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+    assert not (project / "models" / "resume.json").exists()
+
+
+def history(project: Path) -> list[dict]:
+    return json.loads((project / "models" / "history.json").read_text())
+
+
+def test_stale_run_is_failed_then_resume_false_starts_anew(uninterrupted, project):
+    kill_during_epoch(project, 1)
+    killed = only_run(project).info.run_id
+
+    listing = subprocess.run(
+        [BIN_DIR / "dlpipe", "runs", "--stale"], cwd=project, capture_output=True, text=True
+    )
+
+    assert listing.returncode == 0, listing.stderr
+    assert f"1 stale run(s) marked FAILED: {killed}" in listing.stdout
+    assert f"{killed}  FAILED" in listing.stdout
+    stale = client_for(project).get_run(killed)
+    assert stale.info.status == "FAILED"
+    assert "ended without closing it" in stale.data.tags["dlpipe.failure"]
+
+    done = run([*TRAIN, "resume=false"], project)
+
+    assert "resuming" not in done.stdout + done.stderr
+    runs = client_for(project).search_runs(["0", "1"])
+    fresh = [r for r in runs if r.info.run_id != killed]
+    assert len(runs) == 2 and fresh[0].info.status == "FINISHED"
+    assert client_for(project).get_run(killed).info.status == "FAILED"
+    # Determinism: the same config and seed give the same metrics, epoch by epoch.
+    assert history(project) == history(uninterrupted)
+
+
+def test_dvc_repro_after_a_kill_resumes_and_evaluates(project):
+    """The whole `dvc repro` killed (DVC and the training), then `dvc repro` again."""
+    params = project / "params.yaml"
+    params.write_text(
+        params.read_text()
+        .replace("max_epochs: 40", f"max_epochs: {EPOCHS}")
+        .replace("batch_size: 32", "batch_size: 8")
+    )
+    process = start_until(
+        [BIN_DIR / "dvc", "repro"], project, f"epoch 2/{EPOCHS}", start_new_session=True
+    )
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    killed = only_run(project).info.run_id
+
+    done = run([BIN_DIR / "dvc", "repro"], project)
+
+    assert f"resuming run {killed}" in done.stdout + done.stderr
+    finished = only_run(project)
+    assert finished.info.run_id == killed and finished.info.status == "FINISHED"
+    assert "test/acc" in finished.data.metrics

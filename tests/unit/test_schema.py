@@ -1,0 +1,243 @@
+"""The config schema: every option validates, every bad value is named with its key path,
+and the schema says what the code reading each setting takes."""
+
+import dataclasses
+import inspect
+import subprocess
+import sys
+import typing
+
+import pytest
+from omegaconf import OmegaConf
+
+from dlpipe.data import images
+from dlpipe.data.raw import HEAD_TASKS
+from dlpipe.data.sources import COMMON, SOURCES
+from dlpipe.errors import ConfigError
+from dlpipe.models import list_models
+from dlpipe.models.init import SCHEMES
+from dlpipe.models.mlp import ACTIVATIONS
+from dlpipe.models.perceptron import OUTPUTS
+from dlpipe.models.registry import model_settings
+from dlpipe.optim import OPTIMIZERS, build_optimizer, build_schedule
+from dlpipe.schema import data, groups, model, validate
+from tests.conftest import CONF_DIR, ROOT
+
+GROUPS = ("data", "model", "optim", "schedule", "trainer", "tracking", "cluster", "search")
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+def settings(schema: type) -> set[str]:
+    return {field.name for field in dataclasses.fields(schema)}
+
+
+def choices(hint) -> set:
+    return set(typing.get_args(hint))
+
+
+def with_required_set(make_cfg, *overrides: str):
+    """The composed config, with a stand-in for each value conf/ leaves required (`???`)."""
+    missing = OmegaConf.missing_keys(make_cfg(*overrides))
+    return make_cfg(*overrides, *(f"{key}=stand-in" for key in sorted(missing)))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"{group}={option}" for group in GROUPS for option in options(group)]
+    + [f"experiment={preset}" for preset in options("experiment")],
+)
+def test_every_option_and_preset_validates(make_cfg, override):
+    validate(with_required_set(make_cfg, override))
+
+
+def test_params_yaml_validates_into_typed_settings():
+    typed = validate(OmegaConf.load(ROOT / "params.yaml"))
+    assert isinstance(typed.model, model.Cnn) and typed.model.channels == [32, 64]
+    assert isinstance(typed.data, data.Digits) and typed.data.split.val == 0.15
+    assert typed.resume is True and typed.search is None
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        # Unknown keys, at the top level and nested, list what the group takes.
+        (
+            ("+lr=0.1",),
+            "lr is not a setting of the config: it takes data, model, optim, schedule, trainer, "
+            "tracking, cluster, search, seed, resume, transfer, multitask, evaluate",
+        ),
+        (
+            ("+trainer.max_eppochs=3",),
+            "trainer.max_eppochs is not a setting of trainer: it takes accelerator, devices, "
+            "precision, max_epochs, gradient_clip_val, gradient_clip_algorithm, early_stopping, "
+            "checkpoint_monitor, checkpoint_mode",
+        ),
+        (
+            ("+trainer.early_stopping.patiance=3",),
+            "trainer.early_stopping.patiance is not a setting of trainer.early_stopping: "
+            "it takes monitor, mode, patience",
+        ),
+        (
+            ("+data.noise=0.5",),
+            "data.noise is not a setting of data 'digits': it takes name, split, batch_size, "
+            "normalise, train_per_class, keep, canvas, seed",
+        ),
+        (
+            ("+model.depth=3",),
+            "model.depth is not a setting of model 'cnn': it takes name, init, channels, hidden, "
+            "dropout",
+        ),
+        # Wrong types.
+        (("data.batch_size=abc",), "data.batch_size must be an integer > 0, got 'abc'"),
+        (("trainer.max_epochs=2.5",), "trainer.max_epochs must be an integer >= 1, got 2.5"),
+        (("data.normalise=maybe",), "data.normalise must be true or false, got 'maybe'"),
+        (("resume=1",), "resume must be true or false, got 1"),
+        (("seed=abc",), "seed must be an integer >= 0, got 'abc'"),
+        (("model.channels=8",), "model.channels must be a list of integers > 0, got 8"),
+        (
+            ("model=mlp", "model.hidden=[64,abc]"),
+            "model.hidden[1] must be an integer > 0, got 'abc'",
+        ),
+        # Out of range: each range the issue names, and a few more.
+        (("optim.lr=0",), "optim.lr must be a number > 0, got 0"),
+        (("optim.lr=-0.1",), "optim.lr must be a number > 0, got -0.1"),
+        (("model.dropout=1.5",), "model.dropout must be a number in [0, 1), got 1.5"),
+        (("model.dropout=1.0",), "model.dropout must be a number in [0, 1), got 1.0"),
+        (("model.dropout=-0.1",), "model.dropout must be a number in [0, 1), got -0.1"),
+        (("data.batch_size=0",), "data.batch_size must be an integer > 0, got 0"),
+        (("trainer.max_epochs=0",), "trainer.max_epochs must be an integer >= 1, got 0"),
+        (("data.split.val=0",), "data.split.val must be a number in (0, 1), got 0"),
+        (("data.split.test=1",), "data.split.test must be a number in (0, 1), got 1"),
+        (
+            ("data.split.test=0.9",),
+            "data.split.val + data.split.test must be below 1 to leave training data",
+        ),
+        (("schedule.warmup_epochs=-1",), "schedule.warmup_epochs must be a number >= 0, got -1"),
+        (
+            ("trainer.gradient_clip_val=0",),
+            "trainer.gradient_clip_val must be a number > 0 or null, got 0",
+        ),
+        (
+            ("trainer.early_stopping.patience=-1",),
+            "trainer.early_stopping.patience must be an integer >= 0, got -1",
+        ),
+        (("data.keep=[0,12]",), "data.keep[1] must be an integer in [0, 9], got 12"),
+        (("data.canvas=4",), "data.canvas must be an integer >= 8 or null, got 4"),
+        (
+            ("multitask.weights={digit:-1}",),
+            "multitask.weights.digit must be a number >= 0, got -1",
+        ),
+        (
+            ("transfer.freeze=-1",),
+            "transfer.freeze must be one of none, body or an integer >= 0, got -1",
+        ),
+        (
+            ("optim=adamw", "+optim.betas=[0.9]"),
+            "optim.betas must be a list of 2 numbers in [0, 1), got [0.9]",
+        ),
+        # Choices.
+        (
+            ("model.name=vgg",),
+            "model.name must be one of autoencoder, cnn, gan, gru, lstm, mlp, perceptron, "
+            "resnet, rnn, transformer, got 'vgg'",
+        ),
+        (("optim.name=lbfgs",), "optim.name must be one of adam, adamw, rmsprop, sgd, got 'lbfgs'"),
+        (
+            ("model.init=he",),
+            "model.init must be one of default, xavier, kaiming, normal, got 'he'",
+        ),
+        (
+            ("trainer.gradient_clip_algorithm=max",),
+            "trainer.gradient_clip_algorithm must be one of norm, value, got 'max'",
+        ),
+        (
+            ("trainer.early_stopping.mode=up",),
+            "trainer.early_stopping.mode must be one of min, max, got 'up'",
+        ),
+        (
+            ("trainer.checkpoint_monitor=train/loss",),
+            "trainer.checkpoint_monitor must be one of val/loss, val/acc, val/mae, val/d_acc, "
+            "or val/<target>/loss|acc|mae for multi-task data, got 'train/loss'",
+        ),
+        (
+            ("data=npz", "data.path=x.npz", "data.task=forecasting"),
+            "data.task must be one of classification, regression, got 'forecasting'",
+        ),
+        # What conf/ leaves for the command line.
+        (("data=table",), "data.path is required for data 'table': set data.path=..."),
+    ],
+)
+def test_bad_values_name_the_key_the_value_and_what_is_allowed(make_cfg, overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        validate(make_cfg(*overrides))
+    assert str(caught.value) == message
+
+
+def test_validating_imports_neither_torch_nor_mlflow():
+    script = (
+        "import sys\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from dlpipe.schema import validate\n"
+        f"with initialize_config_dir({str(CONF_DIR)!r}):\n"
+        "    validate(compose('config'))\n"
+        "print(sorted({'torch', 'lightning', 'mlflow'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+# The schema against the code that reads each setting.
+
+
+def test_data_sets_take_their_sources_arguments():
+    assert set(data.DATA) == set(SOURCES)
+    assert settings(data.Data) == set(COMMON)
+    for name, source in SOURCES.items():
+        assert settings(data.DATA[name]) == set(COMMON) | set(inspect.signature(source).parameters)
+    assert choices(data.HeadTask) == set(HEAD_TASKS)
+    assert choices(typing.get_type_hints(data.Images)["channels"]) == set(images.MODES)
+
+
+def test_models_take_their_builders_arguments():
+    assert set(model.MODELS) == set(list_models())
+    for name in list_models():
+        assert settings(model.MODELS[name]) == model_settings(name) | {"name"}
+    hints = typing.get_type_hints
+    assert choices(hints(model.Model)["init"]) == set(SCHEMES)
+    assert choices(model.Activation) == set(ACTIVATIONS)
+    assert choices(hints(model.Perceptron)["output"]) == set(OUTPUTS)
+
+
+def test_optimisers_take_torchs_arguments():
+    assert set(groups.OPTIMS) == set(OPTIMIZERS)
+    for name, optimiser in OPTIMIZERS.items():
+        own = settings(groups.OPTIMS[name]) - {"name"}
+        assert own <= set(inspect.signature(optimiser).parameters)
+
+
+@pytest.mark.parametrize("option", options("schedule"))
+def test_every_schedule_builds_from_its_settings(make_cfg, option):
+    import torch
+
+    cfg = make_cfg(f"schedule={option}")
+    optimiser = build_optimizer([torch.nn.Parameter(torch.zeros(1))], name="sgd", lr=0.1)
+    given = OmegaConf.to_container(cfg.schedule)
+    assert set(given) == settings(groups.SCHEDULES[option])
+    build_schedule(optimiser, steps_per_epoch=4, max_epochs=10, **given)
+
+
+def test_trainer_choices_are_lightnings():
+    from lightning.fabric.connector import _PRECISION_INPUT
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    hints = typing.get_type_hints(groups.Trainer)
+    lightning_precisions = {
+        value for kind in typing.get_args(_PRECISION_INPUT) for value in choices(kind)
+    }
+    assert choices(hints["precision"]) <= lightning_precisions
+    accelerators = set(AcceleratorRegistry.available_accelerators()) | {"auto", "gpu"}
+    assert choices(hints["accelerator"]) <= accelerators
