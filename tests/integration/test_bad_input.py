@@ -64,7 +64,10 @@ def test_bad_settings_stop_before_any_run(prepared_project: Path, override, frag
     port = free_port()
     done = stage(prepared_project, "train", *override.format(port=port).split())
     assert_one_line_error(done, fragment.format(port=port))
-    assert "abc-123-secret" not in done.stderr  # a password in a URL is masked
+    # A password in a URL is masked: in the message and in what Hydra keeps of the run.
+    assert "abc-123-secret" not in done.stderr
+    kept = [path for path in (prepared_project / "outputs").rglob("*.yaml")]
+    assert kept and not [path for path in kept if "abc-123-secret" in path.read_text()]
     # Nothing got as far as opening a run: no store was even created, no model written.
     assert not (prepared_project / "mlflow.db").exists()
     assert not (prepared_project / "models").exists()

@@ -112,7 +112,8 @@ def test_model_that_does_not_fit_the_data_names_both_shapes(project: Path):
 
 
 def test_gan_samples_are_judged_by_a_classifier(project: Path):
-    pipeline(project, "trainer.max_epochs=2")  # a digits classifier
+    for stage in ("prepare", "train"):  # a digits classifier
+        run([sys.executable, f"pipelines/{stage}.py", "trainer.max_epochs=2"], project)
     classifier = json.loads((project / "models/run.json").read_text())["run_id"]
     gan = ["experiment=digits_gan", "trainer.max_epochs=2"]
     assert set(pipeline(project, *gan)) == {"test/d_acc"}

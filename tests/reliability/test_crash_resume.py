@@ -21,20 +21,28 @@ from tests.conftest import BIN_DIR, make_project, run, start_until
 pytestmark = pytest.mark.slow
 
 EPOCHS = 6
-# Small batches make an epoch long enough (about a second) to be killed in its middle.
-TRAIN = [
-    sys.executable,
-    "pipelines/train.py",
-    f"trainer.max_epochs={EPOCHS}",
-    f"trainer.early_stopping.patience={EPOCHS}",
-    "data.batch_size=8",
-]
+# The settings DVC runs with, changed in params.yaml: small batches make an epoch long
+# enough (about a second) to be killed in its middle.
+SETTINGS = {
+    "max_epochs: 40": f"max_epochs: {EPOCHS}",
+    "patience: 8": f"patience: {EPOCHS}",
+    "batch_size: 32": "batch_size: 8",
+}
+REPRO = [BIN_DIR / "dvc", "repro"]
+# The same training as the train stage, run directly.
+TRAIN = [sys.executable, "pipelines/train.py", "--config-dir", ".", "--config-name", "params"]
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("prepared") / "project")
-    run([sys.executable, "pipelines/prepare.py", "data.batch_size=8"], project)
+    params = project / "params.yaml"
+    text = params.read_text()
+    for old, new in SETTINGS.items():
+        assert old in text
+        text = text.replace(old, new)
+    params.write_text(text)
+    run([*REPRO, "prepare"], project)
     return project
 
 
@@ -43,7 +51,7 @@ def uninterrupted(prepared: Path, tmp_path_factory) -> Path:
     """The same training, never interrupted: what a resumed one must equal."""
     project = tmp_path_factory.mktemp("uninterrupted") / "project"
     shutil.copytree(prepared, project)
-    run(TRAIN, project)
+    run([*REPRO, "train"], project)
     return project
 
 
@@ -63,32 +71,37 @@ def only_run(project: Path):
     return found
 
 
-def kill_during_epoch(project: Path, epoch: int) -> None:
-    """Start the training and SIGKILL it once epoch `epoch` has ended, in the next one."""
-    process = start_until(TRAIN, project, f"epoch {epoch}/{EPOCHS}")
-    process.send_signal(signal.SIGKILL)
+def kill_during_epoch(command: list, project: Path, epoch: int) -> None:
+    """Start `command` and SIGKILL it, with all it started, once epoch `epoch` has ended."""
+    process = start_until(command, project, f"epoch {epoch}/{EPOCHS}", start_new_session=True)
+    os.killpg(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
+
+
+def history(project: Path) -> list[dict]:
+    return json.loads((project / "models" / "history.json").read_text())
 
 
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_killed_training_resumes_into_its_run_with_identical_metrics(uninterrupted, project):
-    kill_during_epoch(project, 2)
+def test_killed_repro_resumes_into_its_run_with_identical_metrics(uninterrupted, project):
+    """The whole `dvc repro` killed (DVC and the training) mid-epoch, then run again."""
+    kill_during_epoch(REPRO, project, 2)
     killed = only_run(project)
     assert killed.info.status == "RUNNING"  # nothing could close it
-    assert json.loads((project / "models" / "resume.json").read_text())["run_id"] == (
-        killed.info.run_id
-    )
+    record = json.loads((project / "models" / "resume.json").read_text())
+    assert record["run_id"] == killed.info.run_id
 
-    done = run(TRAIN, project)
+    done = run(REPRO, project)
 
     output = done.stdout + done.stderr
     assert f"resuming run {killed.info.run_id} from models/last.ckpt after epoch 2" in output
     resumed = only_run(project)
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    assert "test/acc" in resumed.data.metrics  # and evaluate scored it
     client = client_for(project)
     for key in ("train/loss", "val/loss", "val/acc"):
         steps = [m.step for m in client.get_metric_history(resumed.info.run_id, key)]
@@ -103,12 +116,8 @@ def test_killed_training_resumes_into_its_run_with_identical_metrics(uninterrupt
     assert not (project / "models" / "resume.json").exists()
 
 
-def history(project: Path) -> list[dict]:
-    return json.loads((project / "models" / "history.json").read_text())
-
-
 def test_stale_run_is_failed_then_resume_false_starts_anew(uninterrupted, project):
-    kill_during_epoch(project, 1)
+    kill_during_epoch(TRAIN, project, 1)
     killed = only_run(project).info.run_id
 
     listing = subprocess.run(
@@ -131,26 +140,3 @@ def test_stale_run_is_failed_then_resume_false_starts_anew(uninterrupted, projec
     assert client_for(project).get_run(killed).info.status == "FAILED"
     # Determinism: the same config and seed give the same metrics, epoch by epoch.
     assert history(project) == history(uninterrupted)
-
-
-def test_dvc_repro_after_a_kill_resumes_and_evaluates(project):
-    """The whole `dvc repro` killed (DVC and the training), then `dvc repro` again."""
-    params = project / "params.yaml"
-    params.write_text(
-        params.read_text()
-        .replace("max_epochs: 40", f"max_epochs: {EPOCHS}")
-        .replace("batch_size: 32", "batch_size: 8")
-    )
-    process = start_until(
-        [BIN_DIR / "dvc", "repro"], project, f"epoch 2/{EPOCHS}", start_new_session=True
-    )
-    os.killpg(process.pid, signal.SIGKILL)
-    process.communicate(timeout=60)
-    killed = only_run(project).info.run_id
-
-    done = run([BIN_DIR / "dvc", "repro"], project)
-
-    assert f"resuming run {killed}" in done.stdout + done.stderr
-    finished = only_run(project)
-    assert finished.info.run_id == killed and finished.info.status == "FINISHED"
-    assert "test/acc" in finished.data.metrics

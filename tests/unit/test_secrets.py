@@ -1,8 +1,10 @@
 """What looks secret is masked before it reaches MLflow params, artifacts or log lines."""
 
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
-from dlpipe.secrets import MASK, looks_secret, mask, mask_override, mask_text
+from dlpipe.secrets import MASK, MaskHydraRecord, looks_secret, mask, mask_override, mask_text
 
 
 @pytest.mark.parametrize(
@@ -41,3 +43,28 @@ def test_overrides_and_log_text_are_masked(monkeypatch):
     assert mask_override("optim.lr=0.1") == "optim.lr=0.1"
     assert mask_override("data.path=/x/s3cr3t-pw.csv") == f"data.path=/x/{MASK}.csv"
     assert mask_text("at http://u:p@host:5000") == f"at http://u:{MASK}@host:5000"
+
+
+def test_hydra_record_of_a_job_is_masked(tmp_path):
+    record = tmp_path / "outputs" / ".hydra"
+    record.mkdir(parents=True)
+    uri = "tracking.uri=https://alice:pw-123@mlflow.example.com"
+    (record / "overrides.yaml").write_text(yaml.safe_dump([uri, "optim.lr=0.1"]))
+    (record / "hydra.yaml").write_text(
+        yaml.safe_dump(
+            {"hydra": {"overrides": {"task": [uri]}, "job": {"override_dirname": f"{uri},seed=1"}}}
+        )
+    )
+    (record / "config.yaml").write_text(yaml.safe_dump({"db_password": "pw-123", "seed": 1}))
+    config = OmegaConf.create(
+        {"hydra": {"output_subdir": ".hydra", "runtime": {"output_dir": str(tmp_path / "outputs")}}}
+    )
+
+    MaskHydraRecord().on_job_start(config)
+
+    masked = "tracking.uri=https://alice:***@mlflow.example.com"
+    assert yaml.safe_load((record / "overrides.yaml").read_text()) == [masked, "optim.lr=0.1"]
+    hydra = yaml.safe_load((record / "hydra.yaml").read_text())["hydra"]
+    assert hydra["overrides"]["task"] == [masked]
+    assert hydra["job"]["override_dirname"] == f"{masked},seed=1"
+    assert yaml.safe_load((record / "config.yaml").read_text()) == {"db_password": MASK, "seed": 1}
