@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml
 pipeline: setup
 	$(BIN)/dvc repro
 
+# One worker per core; a module's tests stay on one worker, sharing its fixtures.
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .

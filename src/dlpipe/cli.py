@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from dlpipe import __version__
+from dlpipe import __version__, model_cli, runs_cli
 from dlpipe.app import fail
 
 EXIT_FAILED_CHECK = 1
@@ -75,24 +75,22 @@ def _check(name: str, model, input_shape, batch: int) -> list:
     ]
 
 
-def runs(args: argparse.Namespace) -> int:
-    """List the experiment's recent runs; with --stale, first mark FAILED the runs left
-    RUNNING by a process that died (a kill -9, a lost machine)."""
-    from dlpipe import runs as listing
-    from dlpipe import tracking
-    from dlpipe.errors import TrackingError
-
+def reproduce(args: argparse.Namespace) -> int:
+    """Train a run again from its MLflow record and check that its metrics come out the
+    same. It checks out nothing: the working tree must be the run's commit, clean, with
+    its prepared data (data/prepared), or --force."""
     cfg = _compose(args.overrides)
+    # Imported once the config holds: the training loads torch and Lightning.
+    from dlpipe import tracking
+    from dlpipe.errors import DlpipeError
+    from dlpipe.reproduce import reproduce as train_again
+
     try:
         client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
-    except TrackingError as exc:
+        matched = train_again(client, args.run_id, args.force)
+    except DlpipeError as exc:
         fail(str(exc))
-    experiment = cfg.tracking.experiment
-    if args.stale:
-        failed = listing.fail_stale(client, experiment)
-        print(f"{len(failed)} stale run(s) marked FAILED{': ' if failed else ''}{' '.join(failed)}")
-    print(listing.table(listing.recent(client, experiment, args.limit)))
-    return 0
+    return 0 if matched else EXIT_FAILED_CHECK
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,17 +105,19 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("overrides", nargs="*", help="config overrides, e.g. model=resnet")
     check.add_argument("--batch", type=int, default=4, help="inputs in the batch (default 4)")
     check.set_defaults(run=gradcheck)
-    listed = commands.add_parser(
-        "runs",
-        help="list the experiment's runs; --stale fails dead RUNNING ones",
-        description=runs.__doc__,
+    again = commands.add_parser(
+        "reproduce",
+        help="train a run again from its record; exit 1 if its metrics differ",
+        description=reproduce.__doc__,
     )
-    listed.add_argument("overrides", nargs="*", help="config overrides, e.g. tracking.uri=...")
-    listed.add_argument(
-        "--stale", action="store_true", help="mark FAILED the RUNNING runs whose process died"
+    again.add_argument("run_id", metavar="RUN", help="the MLflow run id of a training")
+    again.add_argument("overrides", nargs="*", help="config overrides, e.g. tracking.uri=...")
+    again.add_argument(
+        "--force", action="store_true", help="train even if the code or data differ from the record"
     )
-    listed.add_argument("--limit", type=int, default=20, help="runs to list (default 20)")
-    listed.set_defaults(run=runs)
+    again.set_defaults(run=reproduce)
+    runs_cli.add_commands(commands)
+    model_cli.add_commands(commands)
     return top
 
 

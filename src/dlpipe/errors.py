@@ -19,3 +19,7 @@ class TrackingError(DlpipeError):
 
 class TrainingError(DlpipeError):
     """Training cannot go on: its loss diverged to NaN or infinity."""
+
+
+class LineageError(DlpipeError):
+    """The code or data at hand is not what a run was trained with."""

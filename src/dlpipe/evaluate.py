@@ -1,6 +1,7 @@
 """The evaluate stage: test metrics and plots, written to reports/ and to the training's MLflow run.
 
 It attaches to the run named in models/run.json; it never opens a second run for a model.
+It also logs the model to that run and registers it (see dlpipe.registry).
 """
 
 from pathlib import Path
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from dlpipe import checkpoints, files, generation, plots, tracking
+from dlpipe import checkpoints, files, generation, plots, registry, tracking
 from dlpipe import metrics as task_metrics
 from dlpipe.data.arrays import load_prepared
 from dlpipe.errors import DataError, TrackingError
@@ -50,6 +51,8 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
             f"{PREPARED_DIR} changed since run {record['run_id']} was trained: "
             "retrain (`dvc repro`) before evaluating"
         )
+    # Checked before any report is written: a table model reads its columns from the table.
+    served = registry.servable(model, record, data.meta)
     for folder in (out.reports, out.plots):
         files.clear_partial(folder)
     if record["task"] == "generation":
@@ -66,6 +69,8 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
     for path in written:
         if path.suffix == ".png":
             client.log_artifact(record["run_id"], str(path), "plots")
+    if served:
+        registry.publish(client, served, data.splits["test"][0], cfg.registry)
     return metrics
 
 
@@ -76,9 +81,8 @@ def _score(record: dict, data, outputs: torch.Tensor, folder: Path) -> tuple[dic
     if task == "classification":
         metrics, matrix = task_metrics.classification(outputs, y, len(record["classes"]))
         predicted = task_metrics.predicted_classes(outputs).numpy()
-        return metrics, plots.confusion(
-            y.numpy(), predicted, matrix.numpy(), record["classes"], folder
-        )
+        written = plots.confusion(y.numpy(), predicted, matrix.numpy(), record["classes"], folder)
+        return metrics, written + _binary_curves(y, outputs, record["classes"], folder)
     if task == "multitask":
         return _score_heads(record["heads"], outputs, y, data.meta["stats"], folder)
     if task == "reconstruction":
@@ -91,7 +95,24 @@ def _score(record: dict, data, outputs: torch.Tensor, folder: Path) -> tuple[dic
     else:
         metrics = task_metrics.regression(outputs, y, stats)
     actual, estimate = task_metrics.unscale(y, stats), task_metrics.unscale(outputs, stats)
-    return metrics, plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), folder)
+    written = plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), folder)
+    if task == "forecasting":
+        return metrics, written + plots.forecasts(actual.numpy(), estimate.numpy(), folder)
+    return metrics, written + plots.residuals(actual.numpy(), estimate.numpy(), folder)
+
+
+def _binary_curves(
+    target: torch.Tensor,
+    scores: torch.Tensor,
+    classes: list[str],
+    folder: Path,
+    head: str | None = None,
+) -> list[Path]:
+    """The ROC and precision-recall curves of a classifier of two classes; none for more."""
+    if len(classes) != 2:
+        return []
+    probability = plots.positive_probability(scores.numpy())
+    return plots.roc_pr(target.numpy(), probability, classes, folder, head)
 
 
 def _score_heads(
@@ -112,6 +133,7 @@ def _score_heads(
             written += plots.confusion(
                 target.numpy(), predicted, matrix.numpy(), head["classes"], folder, name
             )
+            written += _binary_curves(target, scores, head["classes"], folder, name)
         else:
             scale = {
                 key: np.asarray(value)[..., columns]
@@ -122,6 +144,7 @@ def _score_heads(
             actual = task_metrics.unscale(target, scale)
             estimate = task_metrics.unscale(scores, scale)
             written += plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), folder, name)
+            written += plots.residuals(actual.numpy(), estimate.numpy(), folder, name)
         metrics.update({key.replace("test/", f"test/{name}/"): v for key, v in found.items()})
     return metrics, written
 

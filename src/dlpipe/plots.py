@@ -160,3 +160,117 @@ def samples(generated: np.ndarray, folder: Path, count: int = 16) -> list[Path]:
                 panel.plot(sample.ravel())
     _save(figure, folder / "samples.png")
     return [folder / "samples.png"]
+
+
+def positive_probability(scores: np.ndarray) -> np.ndarray:
+    """The probability of the second class from a binary model's scores: a single logit, or
+    one logit per class (a softmax of two is the sigmoid of their difference)."""
+    logit = scores[:, 0] if scores.shape[1] == 1 else scores[:, 1] - scores[:, 0]
+    return 1 / (1 + np.exp(-logit))
+
+
+def roc_pr(
+    actual: np.ndarray,
+    probability: np.ndarray,
+    classes: list[str],
+    folder: Path,
+    head: str | None = None,
+) -> list[Path]:
+    """roc.csv and roc.png, pr.csv and pr.png: the ROC and precision-recall curves of a
+    binary classifier's `probability` of classes[1], against the `actual` class indices."""
+    # Imported here: torch takes seconds to load, and no other plot here needs it.
+    import torch
+    from torchmetrics.functional.classification import (
+        binary_auroc,
+        binary_average_precision,
+        binary_precision_recall_curve,
+        binary_roc,
+    )
+
+    scores, target = torch.as_tensor(probability, dtype=torch.float64), torch.as_tensor(actual)
+    fpr, tpr, roc_thresholds = binary_roc(scores, target)
+    precision, recall, pr_thresholds = binary_precision_recall_curve(scores, target)
+    of = f"{classes[1]}{f' of {head}' if head else ''}"
+    roc = _curve(
+        _named(folder, "roc", head),
+        (fpr.numpy(), tpr.numpy(), roc_thresholds.numpy()),
+        ("false positive rate", "true positive rate"),
+        f"ROC of {of}, AUC {float(binary_auroc(scores, target)):.3f}",
+        chance_line=True,
+    )
+    pr = _curve(
+        _named(folder, "pr", head),
+        # The last point (precision 1, recall 0) has no threshold: the curve starts there.
+        (recall.numpy(), precision.numpy(), np.append(pr_thresholds.numpy(), np.nan)),
+        ("recall", "precision"),
+        f"Precision-recall of {of}, AP {float(binary_average_precision(scores, target)):.3f}",
+    )
+    return roc + pr
+
+
+def _curve(
+    stem: Path,
+    curve: tuple[np.ndarray, np.ndarray, np.ndarray],
+    axis_names: tuple[str, str],
+    title: str,
+    chance_line: bool = False,
+) -> list[Path]:
+    """<stem>.csv (x, y and threshold of each point) and <stem>.png of a threshold curve;
+    a ROC curve gets the diagonal of guessing, a precision-recall curve steps (as its
+    precision holds between thresholds)."""
+    table, image_file = stem.with_suffix(".csv"), stem.with_suffix(".png")
+    header = [*(axis.replace(" ", "_") for axis in axis_names), "threshold"]
+    write_csv(table, header, [list(point) for point in zip(*curve, strict=True)])
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    if chance_line:
+        axes.plot(curve[0], curve[1])
+        axes.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--")
+    else:
+        axes.plot(curve[0], curve[1], drawstyle="steps-post")
+    axes.set(xlabel=axis_names[0], ylabel=axis_names[1], xlim=(0, 1), ylim=(0, 1.02))
+    axes.set_title(title, fontsize=9)
+    _save(figure, image_file)
+    return [table, image_file]
+
+
+def residuals(
+    actual: np.ndarray, predicted: np.ndarray, folder: Path, head: str | None = None
+) -> list[Path]:
+    """residuals.png: each test prediction's error (predicted - actual) against the
+    prediction, where a pattern shows what the model misses, and their histogram."""
+    errors = (predicted - actual).ravel()
+    figure, (scatter, histogram) = plt.subplots(1, 2, figsize=(9, 3.5))
+    scatter.scatter(predicted.ravel(), errors, s=8, alpha=0.6)
+    scatter.axhline(0, color="grey", linewidth=1)
+    scatter.set(xlabel="predicted", ylabel="predicted - actual", title="Residuals")
+    histogram.hist(errors, bins=30)
+    histogram.axvline(0, color="grey", linewidth=1)
+    histogram.set(xlabel="predicted - actual", ylabel="test samples", title="Their distribution")
+    image_file = _named(folder, "residuals.png", head)
+    _save(figure, image_file)
+    return [image_file]
+
+
+def forecasts(actual: np.ndarray, predicted: np.ndarray, folder: Path) -> list[Path]:
+    """forecasts.png: the test series against the forecasts made for it.
+
+    Row i of `actual` and `predicted` holds the `horizon` steps after test window i; the
+    windows are in time order, one step apart, so step k of row i falls at time i + k.
+    The forecasts one step ahead are drawn, and the furthest ones when the horizon is longer.
+    """
+    count, horizon = actual.shape
+    series = np.concatenate([actual[:, 0], actual[-1, 1:]])
+    figure, axes = plt.subplots(figsize=(9, 3.5))
+    axes.plot(series, color="black", linewidth=1.5, label="actual")
+    for step in sorted({0, horizon - 1}):
+        axes.plot(
+            np.arange(count) + step,
+            predicted[:, step],
+            linewidth=1,
+            label=f"forecast {step + 1} step{'s' if step else ''} ahead",
+        )
+    axes.set(xlabel="test step, in time order", ylabel="value", title="Forecasts against actuals")
+    axes.legend()
+    image_file = folder / "forecasts.png"
+    _save(figure, image_file)
+    return [image_file]

@@ -1,10 +1,10 @@
 """Masking what looks secret before it is logged: MLflow params and artifacts are shared
 with everyone who can read the tracking store.
 
-Masked: the value of any config key whose name looks secret (password, token, secret,
-key, e.g. `tracking.api_key`), a password in a URL (`https://user:pw@host`), and, wherever
-it appears, the value of an environment variable whose name looks secret (as when a
-config reads `${oc.env:AWS_SECRET_ACCESS_KEY}`).
+Masked: a password in a URL (`https://user:pw@host`); wherever it appears, the value of
+an environment variable whose name looks secret (as when a config reads
+`${oc.env:AWS_SECRET_ACCESS_KEY}`); and the value of any config key whose name looks secret
+(password, token, secret, key), should a config group take one.
 """
 
 import os
@@ -75,7 +75,8 @@ def mask_override(override: str) -> str:
 
 class MaskHydraRecord(Callback):
     """Mask secrets in the config Hydra keeps in each job's `.hydra/` folder (and a sweep's
-    `multirun.yaml`): as given on the command line, `+tracking.api_key=...` would stay there."""
+    `multirun.yaml`): as given on the command line, `tracking.uri=https://user:pw@host`
+    would stay there."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.output_subdir is None:

@@ -30,14 +30,18 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from dlpipe import secrets
 from dlpipe.errors import ConfigError, TrackingError
+from dlpipe.store import FAILURE_TAG as FAILURE_TAG
+from dlpipe.store.location import project_root as project_root
+from dlpipe.store.location import resolve_uri as resolve_uri
 
+# FAILURE_TAG, project_root and resolve_uri live in dlpipe.store, which the commands that
+# only read runs use without MLflow; they stay part of this module's interface.
 log = logging.getLogger(__name__)
 
 # MLflow caps a log_batch call at 100 params.
 _PARAMS_PER_BATCH = 100
 # A param value longer than this is refused by MLflow.
 _MAX_PARAM_LENGTH = 6000
-FAILURE_TAG = "dlpipe.failure"
 # Which process holds a run open: a RUNNING run whose process is gone was killed.
 _HOST_TAG, PID_TAG, _PID_START_TAG = "dlpipe.host", "dlpipe.pid", "dlpipe.pid_started"
 
@@ -55,22 +59,6 @@ _REQUEST_TIMEOUT_SECONDS = 10
 logging.getLogger("alembic").setLevel(logging.WARNING)
 # Artifacts fetched here (checkpoints, configs) are small: a progress bar is only noise.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-def resolve_uri(setting: str | None) -> str:
-    """tracking.uri if set, else MLFLOW_TRACKING_URI, else mlflow.db at the project root."""
-    uri = setting or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or f"sqlite:///{project_root(Path.cwd()) / 'mlflow.db'}"
-
-
-def project_root(cwd: Path) -> Path:
-    """The working directory, except in a queued DVC experiment: that runs in a throw-away
-    copy under <project>/.dvc/tmp/exps/, and its runs belong in the project's store."""
-    parts = cwd.resolve().parts
-    for start in range(len(parts) - 2):
-        if parts[start : start + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:start])
-    return cwd.resolve()
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:

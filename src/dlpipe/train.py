@@ -8,6 +8,7 @@ costs no run.
 
 import logging
 import sys
+import uuid
 import warnings
 from dataclasses import dataclass
 
@@ -86,7 +87,10 @@ def _open_run(cfg: DictConfig, client, tags: dict, job: SweepJob | None, out: Ou
     # A record left by an interrupted run must never describe the checkpoints made next.
     for stale in (out.run_file, out.history_file):
         stale.unlink(missing_ok=True)
-    run_id = tracking.open_run(client, cfg.tracking.experiment, {**tags, **sweep_tags})
+    # MLflow draws run names from `random`, which the seed has just fixed: every run
+    # would get the same name.
+    name = {"mlflow.runName": f"{cfg.model.name}-{cfg.data.name}-{uuid.uuid4().hex[:6]}"}
+    run_id = tracking.open_run(client, cfg.tracking.experiment, {**name, **tags, **sweep_tags})
     resume.write_record(out, run_id, tags["dlpipe.config_hash"], tags["dlpipe.data_hash"])
     shown = secrets.mask(config.to_dict(cfg))
     tracking.log_params(client, run_id, config.flatten(shown))

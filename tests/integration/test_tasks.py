@@ -30,25 +30,50 @@ def pipeline(project: Path, *overrides: str) -> dict:
     return metrics
 
 
+def logged_plots(project: Path) -> set[str]:
+    """The images the last evaluation logged to its run's plots/, each also in reports/plots/."""
+    run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    logged = {Path(artifact.path).name for artifact in client.list_artifacts(run_id, "plots")}
+    assert logged <= {path.name for path in (project / "reports/plots").iterdir()}
+    return logged
+
+
 @pytest.mark.parametrize(
-    "preset,keys",
+    "preset,keys,images",
     [
-        ("weather_perceptron", {"test/acc", "test/auroc", "test/f1", "test/loss"}),
-        ("linear_perceptron", {"test/mse", "test/rmse", "test/mae", "test/r2"}),
-        ("sunspots_gru", {"test/rmse", "test/baseline_rmse", "test/skill"}),
-        ("waves_gru", {"test/acc", "test/f1_macro"}),
-        ("digits_autoencoder", {"test/mse", "test/pca_mse", "test/mse_vs_pca"}),
+        (
+            "weather_perceptron",
+            {"test/acc", "test/auroc", "test/f1", "test/loss"},
+            {"confusion.png", "roc.png", "pr.png"},
+        ),
+        (
+            "linear_perceptron",
+            {"test/mse", "test/rmse", "test/mae", "test/r2"},
+            {"predicted_vs_actual.png", "residuals.png"},
+        ),
+        (
+            "sunspots_gru",
+            {"test/rmse", "test/baseline_rmse", "test/skill"},
+            {"predicted_vs_actual.png", "forecasts.png"},
+        ),
+        ("waves_gru", {"test/acc", "test/f1_macro"}, {"confusion.png"}),
+        (
+            "digits_autoencoder",
+            {"test/mse", "test/pca_mse", "test/mse_vs_pca"},
+            {"reconstructions.png"},
+        ),
     ],
 )
-def test_presets_run_every_stage(project: Path, preset: str, keys: set):
+def test_presets_run_every_stage(project: Path, preset: str, keys: set, images: set):
     metrics = pipeline(project, f"experiment={preset}", "trainer.max_epochs=2")
     assert keys <= set(metrics)
+    assert logged_plots(project) == {"learning_curves.png", *images}
     plots = {path.name for path in (project / "reports/plots").iterdir()}
-    assert "learning_curves.png" in plots
     if "test/rmse" in keys:
-        assert {"predictions.csv", "predicted_vs_actual.png"} <= plots
-    if "test/pca_mse" in keys:
-        assert "reconstructions.png" in plots
+        assert "predictions.csv" in plots
+    if "roc.png" in images:
+        assert {"roc.csv", "pr.csv"} <= plots
 
 
 def test_multitask_heads_are_scored_and_monitored_each(project: Path):
@@ -68,8 +93,12 @@ def test_multitask_heads_are_scored_and_monitored_each(project: Path):
     assert logged.data.params["multitask.weights.position"] == "1.0"
     assert logged.data.metrics["best/val/digit/acc"] == run_record["best_score"]
     assert {"val/digit/acc", "val/position/mae", "train/position/loss"} <= set(logged.data.metrics)
-    plots = {path.name for path in (project / "reports/plots").iterdir()}
-    assert {"digit_confusion.png", "position_predicted_vs_actual.png"} <= plots
+    assert logged_plots(project) == {
+        "learning_curves.png",
+        "digit_confusion.png",
+        "position_predicted_vs_actual.png",
+        "position_residuals.png",
+    }
     curves = (project / "reports/plots/learning_curves.csv").read_text().splitlines()[0]
     assert "val/digit/acc" in curves.split(",")
 
@@ -117,7 +146,7 @@ def test_gan_samples_are_judged_by_a_classifier(project: Path):
     classifier = json.loads((project / "models/run.json").read_text())["run_id"]
     gan = ["experiment=digits_gan", "trainer.max_epochs=2"]
     assert set(pipeline(project, *gan)) == {"test/d_acc"}
-    assert "samples.png" in {path.name for path in (project / "reports/plots").iterdir()}
+    assert logged_plots(project) == {"learning_curves.png", "samples.png"}
 
     judged = [sys.executable, "pipelines/evaluate.py", *gan]
     run([*judged, f"evaluate.classifier={classifier}"], project)

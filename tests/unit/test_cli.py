@@ -16,7 +16,8 @@ def dlpipe(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands():
     done = dlpipe("--help")
     assert done.returncode == 0
-    assert "gradcheck" in done.stdout
+    for command in ("gradcheck", "runs", "compare", "ui"):
+        assert command in done.stdout
 
 
 @pytest.mark.parametrize("model", ["resnet", "lstm"])

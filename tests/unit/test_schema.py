@@ -67,7 +67,8 @@ def test_params_yaml_validates_into_typed_settings():
         (
             ("+lr=0.1",),
             "lr is not a setting of the config: it takes data, model, optim, schedule, trainer, "
-            "tracking, cluster, search, seed, resume, transfer, multitask, evaluate",
+            "tracking, cluster, search, seed, resume, transfer, multitask, evaluate, "
+            "registry",
         ),
         (
             ("+trainer.max_eppochs=3",),

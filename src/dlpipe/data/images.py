@@ -11,7 +11,9 @@ SUFFIXES = (".png", ".jpg", ".jpeg")
 MODES = {1: "L", 3: "RGB"}
 
 
-def _read(file: Path, size: tuple[int, int], mode: str) -> np.ndarray:
+def read_image(file: Path, size: tuple[int, int], mode: str) -> np.ndarray:
+    """The image `file` as float32 (channels, height, width) in [0, 1], resized to `size`
+    (height, width) in PIL `mode` (L or RGB)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -36,7 +38,7 @@ def image_folder(path: str, size: list | None = None, channels: int = 1) -> RawD
     for index, name in enumerate(classes):
         for file in sorted((folder / name).iterdir()):
             if file.suffix.lower() in SUFFIXES:
-                images.append(_read(file, (height, width), MODES[channels]))
+                images.append(read_image(file, (height, width), MODES[channels]))
                 labels.append(index)
     if len(classes) < 2 or not images:
         raise DataError(

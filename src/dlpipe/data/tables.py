@@ -79,7 +79,8 @@ def _shown(cell: object) -> str:
     return repr(cell.item() if isinstance(cell, np.generic) else cell)
 
 
-def _is_categorical(series: pd.Series, listed: list[str]) -> bool:
+def is_categorical(series: pd.Series, listed: list[str]) -> bool:
+    """Whether a feature column is one-hot encoded: listed in `listed` or holding no number."""
     if series.name in listed:
         return True
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
@@ -91,7 +92,7 @@ def _is_categorical(series: pd.Series, listed: list[str]) -> bool:
 def _features(frame: pd.DataFrame, path: Path, categorical: list[str]) -> np.ndarray:
     columns = []
     for name in frame.columns:
-        if _is_categorical(frame[name], categorical):
+        if is_categorical(frame[name], categorical):
             _check_no_missing(frame, name, path, "category")
             codes = pd.get_dummies(frame[name].astype(str), prefix=str(name), dtype=np.float64)
             columns.append(codes.to_numpy())

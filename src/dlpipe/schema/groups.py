@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dlpipe import champion
 from dlpipe.schema.check import setting
 from dlpipe.schema.data import DATA, Data
 from dlpipe.schema.model import MODELS, Model
@@ -196,6 +197,20 @@ class Evaluate:
     classifier: str | None
 
 
+# A registered model's name ends up in `models:/<name>@<alias>` URIs.
+_MODEL_NAME = re.compile(r"^[\w.-]+$")
+
+
+@dataclass(kw_only=True)
+class Registry:
+    name: str | None = setting(
+        rule=lambda name: bool(_MODEL_NAME.match(name)),
+        allowed="a name of letters, digits, '_', '.' and '-', or null",
+    )
+    metric: str | None = setting(rule=champion.is_known, allowed=champion.ALLOWED)
+    promote: bool
+
+
 @dataclass(kw_only=True)
 class Config:
     data: Data = setting(options=DATA)
@@ -212,3 +227,4 @@ class Config:
     transfer: Transfer
     multitask: Multitask
     evaluate: Evaluate
+    registry: Registry

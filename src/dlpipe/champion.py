@@ -1,0 +1,58 @@
+"""Which of two models is better: the direction of a test metric, and the metric a task is
+judged by when the config names none.
+
+Kept free of torch and MLflow: the config schema checks `registry.metric` with it before a
+stage loads either.
+"""
+
+from dlpipe.errors import ConfigError
+
+# Read from the metric's last name part, word by word: test/f1_macro is an f1, test/digit/acc
+# an acc, test/baseline_rmse an rmse.
+LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae")
+HIGHER_IS_BETTER = ("acc", "f1", "auroc", "r2", "skill")
+# What a task is judged by when registry.metric is null (a multi-task model: its first head).
+TASK_METRICS = {
+    "classification": "acc",
+    "regression": "rmse",
+    "forecasting": "rmse",
+}
+ALLOWED = (
+    f"a test metric whose name says which way is better ({', '.join(LOWER_IS_BETTER)}: lower; "
+    f"{', '.join(HIGHER_IS_BETTER)}: higher), e.g. test/acc, or null for the task's own"
+)
+
+
+def _kind(metric: str) -> str | None:
+    words = metric.rsplit("/", 1)[-1].split("_")
+    return next((word for word in words if word in LOWER_IS_BETTER + HIGHER_IS_BETTER), None)
+
+
+def is_known(metric: str) -> bool:
+    """Whether the direction of `metric` can be told from its name."""
+    return _kind(metric) is not None
+
+
+def higher_is_better(metric: str) -> bool:
+    """True for accuracy-like metrics, False for losses and errors.
+
+    Raises:
+        ConfigError: the name says neither.
+    """
+    kind = _kind(metric)
+    if kind is None:
+        raise ConfigError(f"registry.metric must be {ALLOWED}, got {metric!r}")
+    return kind in HIGHER_IS_BETTER
+
+
+def task_metric(task: str, heads: list[dict] | None = None) -> str:
+    """The metric models of `task` are compared on when registry.metric is null."""
+    if task == "multitask":
+        head = heads[0]
+        return f"test/{head['name']}/{TASK_METRICS[head['task']]}"
+    return f"test/{TASK_METRICS[task]}"
+
+
+def beats(metric: str, new: float, old: float) -> bool:
+    """Whether `new` is strictly better than `old` on `metric`: a tie keeps the champion."""
+    return new > old if higher_is_better(metric) else new < old

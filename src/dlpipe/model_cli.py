@@ -1,0 +1,119 @@
+"""The `dlpipe promote` and `dlpipe predict` commands: a trained model put to use.
+
+Both find the store as a training does (tracking.uri, else MLFLOW_TRACKING_URI, else
+mlflow.db at the project root), from the project's config and the overrides given. MLflow
+and torch are imported once a command runs, never when `dlpipe` starts.
+"""
+
+import argparse
+from pathlib import Path
+
+from dlpipe.app import fail
+
+# Probabilities and values in CSV: float32 holds about 7 significant digits.
+_DIGITS = "%.6g"
+_OVERRIDES_HELP = "config overrides, e.g. tracking.uri=<uri> or registry.metric=test/loss"
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add promote and predict to the `dlpipe` command's subcommands."""
+    promoted = commands.add_parser(
+        "promote",
+        help="make a run's model the champion if it beats it",
+        description=promote.__doc__,
+    )
+    promoted.add_argument("run_id", metavar="RUN", help="the id of an evaluated run")
+    promoted.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
+    promoted.add_argument("--name", help="the registered model, if the run has versions of several")
+    promoted.set_defaults(run=promote)
+    predicted = commands.add_parser(
+        "predict", help="predict from a table, .npz, image or folder", description=predict.__doc__
+    )
+    predicted.add_argument(
+        "model", metavar="MODEL", help="models:/NAME@ALIAS, models:/NAME/VERSION, RUN or FILE.ckpt"
+    )
+    predicted.add_argument(
+        "input",
+        metavar="INPUT",
+        help="a CSV or Parquet table, an .npz (array x), an image or a folder",
+    )
+    predicted.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
+    predicted.add_argument("--output", metavar="FILE.csv", help="write here (default: stdout)")
+    predicted.add_argument(
+        "--run-file", metavar="RUN.json", help="a checkpoint's run record (default: beside it)"
+    )
+    predicted.set_defaults(run=predict)
+
+
+def _client_and_config(overrides: list[str]):
+    """The project's config with `overrides`, and a client of its tracking store."""
+    from dlpipe.app import compose_checked
+    from dlpipe.tracking import get_client, resolve_uri
+
+    conf_dir = Path.cwd() / "conf"
+    if not (conf_dir / "config.yaml").is_file():
+        fail(f"no conf/config.yaml in {Path.cwd()}: run dlpipe from the project's folder")
+    cfg = compose_checked(conf_dir, overrides)
+    return get_client(resolve_uri(cfg.tracking.uri)), cfg
+
+
+def promote(args: argparse.Namespace) -> int:
+    """Make the model version registered from RUN the `champion` alias of its model if it
+    beats the current champion on registry.metric (null: the metric the version was
+    registered with, test/acc or test/rmse by task), and say what was compared."""
+    from dlpipe import registry
+    from dlpipe.errors import DlpipeError
+
+    try:
+        client, cfg = _client_and_config(args.overrides)
+        version = registry.version_of_run(client, args.run_id, args.name)
+        metric = cfg.registry.metric or version.tags.get(registry.METRIC_TAG)
+        if metric is None:
+            fail(f"{version.name} version {version.version} names no metric: set registry.metric")
+        print(registry.promote_version(client, version, metric))
+    except DlpipeError as exc:
+        fail(str(exc))
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Predict with MODEL (models:/NAME@ALIAS, models:/NAME/VERSION, a run id, or a
+    checkpoint with its models/run.json) for every sample of INPUT: a table with the
+    training table's columns (or one column per value of an input, flattened), an .npz
+    holding `x`, an image, or a folder of images. Inputs are preprocessed as in training,
+    with the statistics that come with the model. Writes the class and each class's
+    probability, or the predicted values, as CSV: to --output, or to stdout."""
+    from mlflow.exceptions import MlflowException
+
+    from dlpipe import files
+    from dlpipe.errors import DlpipeError
+    from dlpipe.serving.inputs import read_input
+    from dlpipe.serving.loading import open_model
+
+    try:
+        client, _ = _client_and_config(args.overrides)
+        settings, model_predict = open_model(args.model, client, args.run_file)
+    except DlpipeError as exc:
+        fail(str(exc))
+    source = Path(args.input)
+    try:
+        raw, names = read_input(source, settings)
+        found = model_predict(raw)
+    except DlpipeError as exc:
+        fail(f"input {source}: {exc}")
+    except MlflowException as exc:
+        fail(f"input {source} does not fit the model's signature: {_schema_error(exc)}")
+    if names:
+        found.insert(0, "file", names)
+    if not args.output:
+        print(found.to_csv(index=False, float_format=_DIGITS), end="")
+        return 0
+    with files.atomic_path(Path(args.output)) as tmp:
+        found.to_csv(tmp, index=False, float_format=_DIGITS)
+    print(f"{len(found)} predictions written to {args.output}")
+    return 0
+
+
+def _schema_error(exc: Exception) -> str:
+    """What MLflow's schema check found, without the inputs it quotes before it."""
+    return str(exc).rsplit("Error: ", 1)[-1].strip().splitlines()[0]

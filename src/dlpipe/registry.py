@@ -1,0 +1,164 @@
+"""The model registry: every evaluated model logged to its training's run as an MLflow
+pyfunc model, registered as a version of a named model, and the `champion` alias moved to
+a version when it beats the one holding it.
+
+Versions are compared on a test metric of their runs: registry.metric, or the one each
+version was tagged with when registered (its task's own: test/acc, test/rmse, ...).
+"""
+
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from dlpipe import __version__, champion
+from dlpipe.errors import ConfigError, TrackingError
+from dlpipe.serving import SERVED_TASKS, transform
+from dlpipe.serving.predictor import Predictor
+from dlpipe.serving.settings import describe
+
+log = logging.getLogger(__name__)
+CHAMPION = "champion"
+METRIC_TAG = "dlpipe.metric"
+# MLflow runs this file to load the model (models from code: nothing pickled).
+_MODEL_CODE = Path(__file__).parent / "serving" / "pyfunc_model.py"
+_EXAMPLE_ROWS = 2
+
+
+def servable(network: torch.nn.Module, record: dict, meta: dict) -> Predictor | None:
+    """The trained `network` with its serving settings, or None for a model of a task that
+    makes no predictions (generative models, autoencoders).
+
+    Args:
+        network: the model as models/run.json (`record`) describes it, with its weights.
+        meta: the prepared data's meta.json, which holds the training's statistics.
+    """
+    if record["task"] not in SERVED_TASKS:
+        return None
+    return Predictor(network, describe(record, meta))
+
+
+def publish(client: MlflowClient, predictor: Predictor, x_test: torch.Tensor, settings) -> None:
+    """Log `predictor` as the pyfunc model of its training run, with a signature and an
+    input example made from the first test samples; with a registry name, register it as a
+    version of that model and, with `promote`, make it the champion if it beats the
+    current one. Each step is logged.
+
+    Args:
+        settings: the config's `registry` group (name, metric, promote).
+    """
+    run_id, name = predictor.settings["run_id"], settings.name
+    version = _log(client, predictor, x_test, name)
+    if name is None:
+        log.info(f"model logged to run {run_id}; not registered (registry.name is null)")
+        return
+    served = predictor.settings
+    metric = settings.metric or champion.task_metric(served["task"], served["heads"])
+    client.set_model_version_tag(name, version, METRIC_TAG, metric)
+    log.info(f"registered {name} version {version} (run {run_id})")
+    if settings.promote:
+        log.info(promote_version(client, client.get_model_version(name, version), metric))
+
+
+def _log(client: MlflowClient, predictor: Predictor, x_test: torch.Tensor, name: str | None):
+    """Log the model into its run (registered as `name` when given); its version or None."""
+    import mlflow
+    import mlflow.pyfunc
+    from mlflow.models import Model, infer_signature
+
+    example = transform.raw_inputs(predictor.settings, x_test[:_EXAMPLE_ROWS])
+    signature = infer_signature(example, predictor.predict(example))
+    # Model.log reads the global tracking URI: the client's, never MLflow's own default.
+    mlflow.set_tracking_uri(client.tracking_uri)
+    with tempfile.TemporaryDirectory() as folder:
+        info = Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=mlflow.pyfunc,
+            run_id=predictor.settings["run_id"],
+            python_model=str(_MODEL_CODE),
+            artifacts=predictor.save(Path(folder)),
+            signature=signature,
+            input_example=example,
+            registered_model_name=name,
+            # Given, so that MLflow does not load the model in a subprocess to infer them.
+            pip_requirements=[
+                f"dlpipe=={__version__}",
+                f"mlflow=={mlflow.__version__}",
+                f"torch=={torch.__version__}",
+            ],
+        )
+    return info.registered_model_version
+
+
+def promote_version(client: MlflowClient, version: ModelVersion, metric: str) -> str:
+    """Point the champion alias at `version` if it beats the current champion on `metric`
+    (or there is none); say what was compared and what was done."""
+    name, new = version.name, run_metric(client, version, metric)
+    current = champion_of(client, name)
+    this = f"{name} version {version.version} (run {version.run_id})"
+    if current is None:
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        return f"promoted {this} to {CHAMPION}: there was none ({metric} {new:.4f})"
+    if current.version == version.version:
+        return f"{this} is the {CHAMPION} already ({metric} {new:.4f})"
+    old = run_metric(client, current, metric)
+    way = "higher" if champion.higher_is_better(metric) else "lower"
+    if champion.beats(metric, new, old):
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        return (
+            f"promoted {this} to {CHAMPION}: {metric} {new:.4f} against {old:.4f} of version "
+            f"{current.version} (run {current.run_id}); {way} is better"
+        )
+    return (
+        f"{name} version {current.version} (run {current.run_id}) stays {CHAMPION}: "
+        f"{metric} {old:.4f} against {new:.4f} of version {version.version} "
+        f"(run {version.run_id}); {way} is better"
+    )
+
+
+def champion_of(client: MlflowClient, name: str) -> ModelVersion | None:
+    version = client.get_registered_model(name).aliases.get(CHAMPION)
+    return None if version is None else client.get_model_version(name, version)
+
+
+def run_metric(client: MlflowClient, version: ModelVersion, metric: str) -> float:
+    """The value of `metric` in the run that `version` came from."""
+    metrics = client.get_run(version.run_id).data.metrics
+    if metric not in metrics:
+        tests = ", ".join(sorted(key for key in metrics if key.startswith("test/"))) or "none"
+        raise ConfigError(
+            f"run {version.run_id} ({version.name} version {version.version}) has no metric "
+            f"{metric} (its test metrics: {tests}): set registry.metric to one it has"
+        )
+    return metrics[metric]
+
+
+def version_of_run(client: MlflowClient, run_id: str, name: str | None = None) -> ModelVersion:
+    """The latest registered version made from run `run_id` (of model `name`, if given)."""
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        raise TrackingError(
+            f"run {run_id} is not in tracking store {client.tracking_uri}: `dlpipe runs` lists "
+            "the runs there"
+        ) from exc
+    versions = client.search_model_versions(f"run_id = '{run_id}'")
+    versions = [version for version in versions if name in (None, version.name)]
+    if not versions:
+        of = f" of model '{name}'" if name else ""
+        raise TrackingError(
+            f"run {run_id} has no registered model version{of}: evaluate it with registry.name "
+            "set (`python pipelines/evaluate.py`)"
+        )
+    names = sorted({version.name for version in versions})
+    if len(names) > 1:
+        raise TrackingError(
+            f"run {run_id} has versions of several models ({', '.join(names)}): name one with "
+            "--name"
+        )
+    return max(versions, key=lambda version: int(version.version))

@@ -1,0 +1,77 @@
+"""What a model needs to predict from raw inputs, kept beside its weights as settings.json.
+
+The settings hold how to rebuild the network (as models/run.json records it), the
+training's standardisation statistics (from the prepared data's meta.json), and what the
+raw inputs are: a table's feature columns, with the categories of each one-hot encoded
+column in the order the prepare stage encoded them, or arrays shaped as the training
+inputs; for image data, the value an 8-bit pixel's 255 stands for.
+"""
+
+from pathlib import Path
+
+from dlpipe.errors import DataError
+
+# The keys of models/run.json that rebuild the network and name what it was trained on.
+_RECORD_KEYS = ("run_id", "data_hash", "model", "task", "input_shape", "num_outputs", "classes")
+# What one pixel at full intensity was in the training data: scikit-learn's digits run from
+# 0 to 16, images read by data=images from 0 to 1.
+_PIXEL_RANGES = {"digits": 16.0, "located_digits": 16.0, "images": 1.0}
+
+
+def describe(record: dict, meta: dict) -> dict:
+    """The serving settings of the model that `record` (models/run.json) describes.
+
+    Args:
+        record: the training's run record.
+        meta: the prepared data's meta.json, which must be the data the model was trained on.
+
+    Raises:
+        DataError: the prepared data is not the training's, or a table's file changed since.
+    """
+    if meta["hash"] != record["data_hash"]:
+        raise DataError(
+            f"the prepared data (data/prepared/meta.json) is not the data run "
+            f"{record['run_id']} was trained on: serve the model by its run id or a "
+            "models:/ URI, whose statistics travel with it, or prepare that data again"
+        )
+    settings = {key: record[key] for key in _RECORD_KEYS}
+    return {
+        **settings,
+        "heads": record.get("heads"),
+        "shared": record.get("shared"),
+        "stats": meta["stats"],
+        "columns": table_columns(meta) if meta["name"] == "table" else None,
+        "pixel_range": _PIXEL_RANGES.get(meta["name"]),
+        "targets": _targets(meta),
+    }
+
+
+def table_columns(meta: dict) -> list[dict]:
+    """The training table's feature columns in order, each with its categories when it is
+    one-hot encoded: read again from the training file and checked against what the
+    prepare stage made of it."""
+    from dlpipe.data import tables
+
+    data = meta["data"]
+    path = Path(data["path"])
+    frame = tables.read_frame(path)
+    targets = data["target"] if isinstance(data["target"], list) else [data["target"]]
+    listed = data.get("categorical") or []
+    columns = []
+    for name in frame.columns.drop(targets):
+        categorical = tables.is_categorical(frame[name], listed)
+        categories = sorted(set(frame[name].astype(str))) if categorical else None
+        columns.append({"name": str(name), "categories": categories})
+    width = sum(len(column["categories"] or [None]) for column in columns)
+    if width != meta["input_shape"][0]:
+        raise DataError(
+            f"data file {path} changed since the prepare stage read it ({width} features now, "
+            f"{meta['input_shape'][0]} then): rerun the prepare stage and the training"
+        )
+    return columns
+
+
+def _targets(meta: dict) -> list[str] | None:
+    """A regression table's target column, which names the predicted values."""
+    target = meta["data"].get("target")
+    return [target] if meta["task"] == "regression" and isinstance(target, str) else None
