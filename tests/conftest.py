@@ -21,6 +21,13 @@ CONF_DIR = ROOT / "conf"
 BIN_DIR = Path(sys.executable).parent
 
 
+@pytest.fixture(autouse=True)
+def no_store_from_an_earlier_test(monkeypatch):
+    """mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI: a test must not inherit
+    the store of one that ran before it in the same process."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture
 def make_cfg():
     """Compose conf/ with overrides, as `python pipelines/train.py <overrides>` would."""

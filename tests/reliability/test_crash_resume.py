@@ -16,7 +16,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from tests.conftest import BIN_DIR, make_project, run, start_until
+from tests.conftest import BIN_DIR, git_env, make_project, run, start_until
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +121,11 @@ def test_stale_run_is_failed_then_resume_false_starts_anew(uninterrupted, projec
     killed = only_run(project).info.run_id
 
     listing = subprocess.run(
-        [BIN_DIR / "dlpipe", "runs", "--stale"], cwd=project, capture_output=True, text=True
+        [BIN_DIR / "dlpipe", "runs", "--stale"],
+        cwd=project,
+        env=git_env(),  # the project's own store, whatever MLFLOW_TRACKING_URI says here
+        capture_output=True,
+        text=True,
     )
 
     assert listing.returncode == 0, listing.stderr
