@@ -16,9 +16,13 @@ def main(cfg: DictConfig) -> None:
     with user_errors():
         validate(cfg)
         # Imported once the config holds: torch and MLflow take longer to load than that.
+        from hydra.core.hydra_config import HydraConfig
+
         from dlpipe.evaluate import evaluate
 
-        metrics = evaluate(cfg)
+        # The model and its data come from the training's record; the command line's own
+        # overrides are checked against it (under DVC there are none: params.yaml holds all).
+        metrics = evaluate(cfg, overrides=HydraConfig.get().overrides.task)
     print(" ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
 
 

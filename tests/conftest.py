@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 # The interpreter running the tests has dlpipe installed; stages must use it too.
 BIN_DIR = Path(sys.executable).parent
+# The user id of `nobody`, whom root becomes to meet a folder it may not write.
+NOBODY = 65534
 
 
 @pytest.fixture(autouse=True)
@@ -221,3 +224,25 @@ def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
     finally:
         if server.process.poll() is None:
             server.stop()
+
+
+@pytest.fixture
+def read_only_folder() -> Iterator[Path]:
+    """A folder this process cannot write into, as a user who does not own it sees it.
+
+    Root writes anywhere, so as root (as CI runs) the test runs with the effective user
+    `nobody` and gets root back afterwards. The folder sits in the system's temporary
+    folder, which every user can pass through (pytest's own are private to their owner).
+    What the test imports must be imported before it: `nobody` cannot read root's Python.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="dlpipe-read-only-"))
+    folder.chmod(0o555)
+    as_root = os.geteuid() == 0
+    if as_root:
+        os.seteuid(NOBODY)
+    try:
+        yield folder
+    finally:
+        if as_root:
+            os.seteuid(0)
+        shutil.rmtree(folder)

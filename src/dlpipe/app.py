@@ -4,6 +4,7 @@ Hydra's own message for an unknown group option spans a dozen lines (search path
 so those are checked before Hydra starts, with the valid options listed.
 """
 
+import argparse
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -24,9 +25,28 @@ _GROUP_CHOICE = re.compile(r"^\+{0,2}(?P<group>[A-Za-z_][\w/]*)=(?P<choices>[^=]
 
 
 def fail(message: str) -> None:
-    """Print `error: <message>` on stderr and exit with code 2."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print `error: <message>`, secrets masked, on stderr and exit with code 2."""
+    from dlpipe.secrets import mask_text  # on the way out only: it loads Hydra
+
+    print(f"error: {mask_text(message)}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
+
+
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, else argparse's error (exit
+    code 2). The bounds are those of where the number goes: a larger one would stop the
+    command later, with a traceback from sqlite, a socket or torch."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"a whole number from {low} to {high}, got {text}")
+        return value
+
+    return parse
 
 
 def check_group_choices(argv: list[str], conf_dir: Path) -> None:

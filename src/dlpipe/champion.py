@@ -1,11 +1,20 @@
 """Which of two models is better: the direction of a test metric, and the metric a task is
-judged by when the config names none.
+judged by when the config names none; and the registered model a training is a version of.
 
 Kept free of torch and MLflow: the config schema checks `registry.metric` with it before a
-stage loads either.
+stage loads either, and the train stage names its model with it.
 """
 
+import os
+import re
+from pathlib import Path
+
 from dlpipe.errors import ConfigError
+
+# registry.name: the model is named after the data it was trained on.
+AUTO = "auto"
+# What a registered model's name may hold (it ends up in `models:/<name>@<alias>` URIs).
+NAME = re.compile(r"^[\w.-]+$")
 
 # Read from the metric's last name part, word by word: test/f1_macro is an f1, test/digit/acc
 # an acc, test/baseline_rmse an rmse.
@@ -56,3 +65,21 @@ def task_metric(task: str, heads: list[dict] | None = None) -> str:
 def beats(metric: str, new: float, old: float) -> bool:
     """Whether `new` is strictly better than `old` on `metric`: a tie keeps the champion."""
     return new > old if higher_is_better(metric) else new < old
+
+
+def registered_name(name: str | None, data: dict) -> str | None:
+    """The registered model a training on `data` is a version of, for registry.name `name`.
+
+    With `auto`, models of different data sets never share a name, and so never a
+    champion: data read from the user's path is named after that file's stem (a folder's
+    own name), a built-in data set after itself. None: logged, not registered.
+    """
+    if name != AUTO:
+        return name
+    path = data.get("path")
+    if not path:
+        return data["name"]
+    where = Path(os.path.abspath(os.path.expanduser(str(path))))
+    stem = where.name if where.is_dir() else where.stem
+    # Characters a model name cannot hold (spaces, brackets) become `_`.
+    return re.sub(r"[^\w.-]+", "_", stem).strip("_") or data["name"]

@@ -5,14 +5,19 @@ need them, never at the top of this module.
 """
 
 import argparse
+import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from dlpipe import __version__, model_cli, runs_cli
-from dlpipe.app import fail
+from dlpipe.app import EXIT_USAGE, fail, whole_number
+from dlpipe.errors import DlpipeError
 
 EXIT_FAILED_CHECK = 1
+# As a shell reports a command ended by that signal.
+EXIT_PIPE_CLOSED, EXIT_INTERRUPTED = 128 + signal.SIGPIPE, 128 + signal.SIGINT
 
 
 def _compose(overrides: list[str]):
@@ -32,17 +37,13 @@ def gradcheck(args: argparse.Namespace) -> int:
     # Imported once the config holds: torch takes longer to load than the check.
     from dlpipe import config
     from dlpipe.data.sources import load_source
-    from dlpipe.errors import DlpipeError
     from dlpipe.models import build_model
 
-    try:
-        raw = load_source(config.to_dict(cfg.data))
-        input_shape = raw.x.shape[1:]
-        model = build_model(
-            input_shape=input_shape, num_outputs=raw.num_outputs, **config.to_dict(cfg.model)
-        )
-    except DlpipeError as exc:
-        fail(str(exc))
+    raw = load_source(config.to_dict(cfg.data))
+    input_shape = raw.x.shape[1:]
+    model = build_model(
+        input_shape=input_shape, num_outputs=raw.num_outputs, **config.to_dict(cfg.model)
+    )
     print(
         f"gradcheck of model '{cfg.model.name}' in float64 on {args.batch} "
         f"{cfg.data.name} inputs shaped {tuple(input_shape)}:"
@@ -82,19 +83,23 @@ def reproduce(args: argparse.Namespace) -> int:
     cfg = _compose(args.overrides)
     # Imported once the config holds: the training loads torch and Lightning.
     from dlpipe import tracking
-    from dlpipe.errors import DlpipeError
     from dlpipe.reproduce import reproduce as train_again
 
-    try:
-        client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
-        matched = train_again(client, args.run_id, args.force)
-    except DlpipeError as exc:
-        fail(str(exc))
+    client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
+    matched = train_again(client, args.run_id, args.force)
     return 0 if matched else EXIT_FAILED_CHECK
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line said in one `error:` line: its usage
+    block, printed first, would bury it."""
+
+    def error(self, message: str) -> None:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="dlpipe", description=__doc__.splitlines()[0])
+    top = _Parser(prog="dlpipe", description=__doc__.splitlines()[0])
     top.add_argument("--version", action="version", version=f"dlpipe {__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser(
@@ -103,7 +108,9 @@ def parser() -> argparse.ArgumentParser:
         description=gradcheck.__doc__,
     )
     check.add_argument("overrides", nargs="*", help="config overrides, e.g. model=resnet")
-    check.add_argument("--batch", type=int, default=4, help="inputs in the batch (default 4)")
+    check.add_argument(
+        "--batch", type=whole_number(1, 1024), default=4, help="inputs in the batch (default 4)"
+    )
     check.set_defaults(run=gradcheck)
     again = commands.add_parser(
         "reproduce",
@@ -122,8 +129,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; a DlpipeError ends it with one `error:` line and exit code 2, a
+    reader of its output that went away (`dlpipe runs | head`) or Ctrl-C quietly."""
     args = parser().parse_args(argv)
-    return args.run(args)
+    try:
+        code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's own flush at exit
+    except DlpipeError as exc:
+        fail(str(exc))
+    except BrokenPipeError:
+        # Python's docs, "Note on SIGPIPE": nothing more can reach the reader, and the
+        # flush at exit must not fail again on the same pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return code
 
 
 if __name__ == "__main__":

@@ -55,6 +55,17 @@ def check_prepared_matches(cfg: DictConfig, meta: dict) -> None:
             )
 
 
+def check_batch_size(cfg: DictConfig, meta: dict) -> None:
+    """A batch larger than the training split cannot be filled: every epoch would be one
+    full-batch step, which trains next to nothing (a tenth of the digits right) in silence."""
+    batch, samples = cfg.data.batch_size, meta["sizes"]["train"]
+    if batch > samples:
+        raise ConfigError(
+            f"data.batch_size={batch} exceeds the training split's {samples} samples: each "
+            f"epoch would be one step on all of them; set data.batch_size to at most {samples}"
+        )
+
+
 def check_monitors(cfg: DictConfig, task: str, heads: list[dict] | None = None) -> None:
     """Checkpointing and early stopping must watch a metric the data's task logs."""
     allowed = monitors(task, heads)

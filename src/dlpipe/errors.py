@@ -21,5 +21,9 @@ class TrainingError(DlpipeError):
     """Training cannot go on: its loss diverged to NaN or infinity."""
 
 
+class OutputError(DlpipeError):
+    """An output file cannot be written: a read-only folder, a full disk, something in the way."""
+
+
 class LineageError(DlpipeError):
     """The code or data at hand is not what a run was trained with."""

@@ -1,24 +1,31 @@
 """The evaluate stage: test metrics and plots, written to reports/ and to the training's MLflow run.
 
 It attaches to the run named in models/run.json; it never opens a second run for a model.
-It also logs the model to that run and registers it (see dlpipe.registry).
+What describes the model (its data, settings, task and registered name) comes from that
+record too, never from the config: a bare `python pipelines/evaluate.py` evaluates
+whichever training ran last. It also logs the model to that run and registers it (see
+dlpipe.registry).
 """
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from dlpipe import checkpoints, files, generation, plots, registry, tracking
+from dlpipe import champion, checkpoints, config, files, generation, plots, registry, tracking
 from dlpipe import metrics as task_metrics
 from dlpipe.data.arrays import load_prepared
-from dlpipe.errors import DataError, TrackingError
+from dlpipe.errors import ConfigError, DataError, TrackingError
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
 
 _RUN_TRAIN = "run the train stage first: `dvc repro train` or `python pipelines/train.py`"
 _RECORD_KEYS = (
     "run_id",
+    "data",
+    "registry_name",
     "model",
     "task",
     "input_shape",
@@ -28,15 +35,28 @@ _RECORD_KEYS = (
     "best_checkpoint",
     "best_checkpoint_sha256",
 )
+# What describes the trained model, as config keys, and the record's keys holding it.
+_RECORDED = {"data": "data", "model": "model", "multitask.shared": "shared"}
+# Group choices that set those; a preset may set both.
+_GROUPS = {"data": ("data",), "model": ("model",), "experiment": ("data", "model")}
+# How many test samples one forward pass takes: evaluate's own, not the model's.
+_EVALUATE_OWN = ("data.batch_size",)
 
 
-def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
+def evaluate(
+    cfg: DictConfig, out: Outputs = PROJECT, overrides: Sequence[str] = ()
+) -> dict[str, float]:
     """Score the best checkpoint on the test split; return the metrics written to metrics.json.
 
-    Everything is checked (run record, tracking run, data, checkpoint) before anything is
-    written, so a failed evaluation leaves the previous reports in place.
+    Everything is checked (run record, `overrides` against it, tracking run, data,
+    checkpoint) before anything is written, so a failed evaluation leaves the previous
+    reports in place.
+
+    Args:
+        overrides: the command line's explicit overrides (Hydra's `overrides.task`).
     """
     record = _read_run_record(out)
+    check_overrides(cfg, record, overrides, out.run_file)
     # A checkpoint that is missing, truncated or another model's is named as such before
     # its checksum, which would only say that it changed.
     model = load_model(record)
@@ -70,8 +90,69 @@ def evaluate(cfg: DictConfig, out: Outputs = PROJECT) -> dict[str, float]:
         if path.suffix == ".png":
             client.log_artifact(record["run_id"], str(path), "plots")
     if served:
-        registry.publish(client, served, data.splits["test"][0], cfg.registry)
+        given = cfg.registry
+        # `auto`: the name the training gave (registry.name then), else its data set's.
+        name = record["registry_name"] if given.name == champion.AUTO else given.name
+        registry.publish(client, served, data.splits["test"][0], name, given.metric, given.promote)
     return metrics
+
+
+def check_overrides(
+    cfg: DictConfig, record: dict, overrides: Sequence[str], run_file: Path
+) -> None:
+    """An explicit override of the data, the model or a preset must agree with the training
+    that `record` describes: evaluate takes those from the record, so an override that
+    differs would go unheeded while its user believes it holds.
+
+    Raises:
+        ConfigError: the first override that contradicts the record, naming both values.
+    """
+    recorded = _recorded_settings(record)
+    given = config.flatten(config.to_dict(cfg))
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        for setting in _GROUPS.get(key, (key,)):
+            for leaf in _leaves_under(setting, [*recorded, *given]):
+                if given.get(leaf) != recorded.get(leaf):
+                    raise ConfigError(
+                        f"{override} contradicts the training {run_file} records (run "
+                        f"{record['run_id']}): {leaf} is {_shown(given.get(leaf))} here but "
+                        f"{_shown(recorded.get(leaf))} there; evaluate takes the data and the "
+                        "model from the training: drop the override, or prepare and train "
+                        "with it first"
+                    )
+
+
+def _recorded_settings(record: dict) -> dict:
+    """The settings describing the trained model, as the flat config keys holding them."""
+    settings = {}
+    for key, field in _RECORDED.items():
+        value = record[field]
+        settings.update(
+            config.flatten(value, f"{key}.") if isinstance(value, dict) else {key: value}
+        )
+    return settings
+
+
+def _leaves_under(setting: str, leaves: list[str]) -> list[str]:
+    """The keys of `leaves` at or under `setting` that describe the trained model, names
+    first: a data set or model of another name is said to be so, not a setting of it."""
+
+    def under(leaf: str, key: str) -> bool:
+        return leaf == key or leaf.startswith(f"{key}.")
+
+    found = [
+        leaf
+        for leaf in dict.fromkeys(leaves)
+        if under(leaf, setting)
+        and any(under(leaf, root) for root in _RECORDED)
+        and leaf not in _EVALUATE_OWN
+    ]
+    return sorted(found, key=lambda leaf: not leaf.endswith(".name"))
+
+
+def _shown(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _score(record: dict, data, outputs: torch.Tensor, folder: Path) -> tuple[dict, list[Path]]:

@@ -1,13 +1,16 @@
 """Atomic file writes: a reader (or DVC) sees the old file or the new one, never a partial one."""
 
+import errno
 import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from dlpipe.errors import OutputError
 
 
 def _current_umask() -> int:
@@ -22,18 +25,46 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    Raises:
+        OutputError: `path` could not be written (a read-only folder, a full disk, a folder
+            in its place or a file in its folder's), naming it and the fix; an error of
+            every writer of outputs, so that each stage says it in one line.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise unwritable(path, exc) from exc
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None and os.fspath(exc.filename) not in (tmp, str(path)):
+            raise  # about another file, one the block read
+        raise unwritable(path, exc) from exc
     finally:
-        if os.path.exists(tmp):
+        # A folder made read-only meanwhile keeps it: the next stage's clear_partial removes it.
+        with suppress(OSError):
             os.remove(tmp)
+
+
+def unwritable(path: Path, exc: OSError) -> OutputError:
+    """What stopped `path` from being written, and what to do about it."""
+    in_the_way = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+    if in_the_way is not None:
+        why = f"{in_the_way} is a file, not a folder: move it away"
+    elif path.is_dir():
+        why = "a folder has its name: move it away"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = f"{exc.strerror}: free space on the disk of {path.parent}"
+    else:
+        why = f"{exc.strerror}: make {path.parent} writable"
+    return OutputError(f"cannot write {path}: {why}, then run again")
 
 
 def write_text(path: Path, text: str) -> None:

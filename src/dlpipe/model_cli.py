@@ -42,6 +42,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predicted.add_argument(
         "--run-file", metavar="RUN.json", help="a checkpoint's run record (default: beside it)"
     )
+    predicted.add_argument(
+        "--keep",
+        metavar="COLUMN",
+        action="append",
+        default=[],
+        help="copy this column of a table (or array of an .npz) into the output, before the "
+        "predictions, e.g. an id; repeat for several",
+    )
     predicted.set_defaults(run=predict)
 
 
@@ -62,17 +70,13 @@ def promote(args: argparse.Namespace) -> int:
     beats the current champion on registry.metric (null: the metric the version was
     registered with, test/acc or test/rmse by task), and say what was compared."""
     from dlpipe import registry
-    from dlpipe.errors import DlpipeError
 
-    try:
-        client, cfg = _client_and_config(args.overrides)
-        version = registry.version_of_run(client, args.run_id, args.name)
-        metric = cfg.registry.metric or version.tags.get(registry.METRIC_TAG)
-        if metric is None:
-            fail(f"{version.name} version {version.version} names no metric: set registry.metric")
-        print(registry.promote_version(client, version, metric))
-    except DlpipeError as exc:
-        fail(str(exc))
+    client, cfg = _client_and_config(args.overrides)
+    version = registry.version_of_run(client, args.run_id, args.name)
+    metric = cfg.registry.metric or version.tags.get(registry.METRIC_TAG)
+    if metric is None:
+        fail(f"{version.name} version {version.version} names no metric: set registry.metric")
+    print(registry.promote_version(client, version, metric))
     return 0
 
 
@@ -82,7 +86,8 @@ def predict(args: argparse.Namespace) -> int:
     training table's columns (or one column per value of an input, flattened), an .npz
     holding `x`, an image, or a folder of images. Inputs are preprocessed as in training,
     with the statistics that come with the model. Writes the class and each class's
-    probability, or the predicted values, as CSV: to --output, or to stdout."""
+    probability, or the predicted values, as CSV: to --output, or to stdout; each row
+    after the input's --keep columns (or the image file it predicts)."""
     from mlflow.exceptions import MlflowException
 
     from dlpipe import files
@@ -90,21 +95,18 @@ def predict(args: argparse.Namespace) -> int:
     from dlpipe.serving.inputs import read_input
     from dlpipe.serving.loading import open_model
 
-    try:
-        client, _ = _client_and_config(args.overrides)
-        settings, model_predict = open_model(args.model, client, args.run_file)
-    except DlpipeError as exc:
-        fail(str(exc))
+    client, _ = _client_and_config(args.overrides)
+    settings, model_predict = open_model(args.model, client, args.run_file)
     source = Path(args.input)
     try:
-        raw, names = read_input(source, settings)
+        raw, carried = read_input(source, settings, list(dict.fromkeys(args.keep)))
         found = model_predict(raw)
     except DlpipeError as exc:
         fail(f"input {source}: {exc}")
     except MlflowException as exc:
         fail(f"input {source} does not fit the model's signature: {_schema_error(exc)}")
-    if names:
-        found.insert(0, "file", names)
+    if carried is not None:
+        _carry(carried, found)
     if not args.output:
         print(found.to_csv(index=False, float_format=_DIGITS), end="")
         return 0
@@ -112,6 +114,14 @@ def predict(args: argparse.Namespace) -> int:
         found.to_csv(tmp, index=False, float_format=_DIGITS)
     print(f"{len(found)} predictions written to {args.output}")
     return 0
+
+
+def _carry(carried, found) -> None:
+    """Put the columns `carried` from the input in front of the predictions `found`."""
+    for position, name in enumerate(carried.columns):
+        if name in found.columns:
+            fail(f"--keep {name}: the predictions have a column of that name: rename it")
+        found.insert(position, name, carried[name].to_numpy())
 
 
 def _schema_error(exc: Exception) -> str:

@@ -33,6 +33,12 @@ class Outputs:
         return self.models / "resume.json"
 
     @property
+    def lock_file(self) -> Path:
+        """Held by the training writing into models/ (see dlpipe.resume.holding); a dot-file
+        that .dvcignore keeps out of the models/ DVC caches."""
+        return self.models / ".training.lock"
+
+    @property
     def run_file(self) -> Path:
         return self.models / "run.json"
 

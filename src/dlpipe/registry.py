@@ -3,9 +3,14 @@ pyfunc model, registered as a version of a named model, and the `champion` alias
 a version when it beats the one holding it.
 
 Versions are compared on a test metric of their runs: registry.metric, or the one each
-version was tagged with when registered (its task's own: test/acc, test/rmse, ...).
+version was tagged with when registered (its task's own: test/acc, test/rmse, ...). Only
+versions of one task taking the same inputs and answering the same outputs are compared:
+each version is tagged with its task and digests of its signature's inputs and outputs
+(read from its logged model for a version registered without them).
 """
 
+import hashlib
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -15,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from dlpipe import __version__, champion
+from dlpipe import __version__, champion, tracking
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.serving import SERVED_TASKS, transform
 from dlpipe.serving.predictor import Predictor
@@ -24,6 +29,10 @@ from dlpipe.serving.settings import describe
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
 METRIC_TAG = "dlpipe.metric"
+# What a version is, tagged when it is registered: versions differing in any of these
+# are never compared, as a champion is what its users call with the same inputs.
+TASK_TAG, INPUTS_TAG, OUTPUTS_TAG = "dlpipe.task", "dlpipe.inputs", "dlpipe.outputs"
+IDENTITY_TAGS = {TASK_TAG: "task", INPUTS_TAG: "inputs", OUTPUTS_TAG: "outputs"}
 # MLflow runs this file to load the model (models from code: nothing pickled).
 _MODEL_CODE = Path(__file__).parent / "serving" / "pyfunc_model.py"
 _EXAMPLE_ROWS = 2
@@ -42,25 +51,32 @@ def servable(network: torch.nn.Module, record: dict, meta: dict) -> Predictor | 
     return Predictor(network, describe(record, meta))
 
 
-def publish(client: MlflowClient, predictor: Predictor, x_test: torch.Tensor, settings) -> None:
+def publish(
+    client: MlflowClient,
+    predictor: Predictor,
+    x_test: torch.Tensor,
+    name: str | None,
+    metric: str | None = None,
+    promote: bool = True,
+) -> None:
     """Log `predictor` as the pyfunc model of its training run, with a signature and an
-    input example made from the first test samples; with a registry name, register it as a
-    version of that model and, with `promote`, make it the champion if it beats the
+    input example made from the first test samples; with a registry `name`, register it
+    as a version of that model, tagged with the metric it is judged by (`metric`, null:
+    its task's) and what it is, and with `promote` make it the champion if it beats the
     current one. Each step is logged.
-
-    Args:
-        settings: the config's `registry` group (name, metric, promote).
     """
-    run_id, name = predictor.settings["run_id"], settings.name
+    run_id = predictor.settings["run_id"]
     version = _log(client, predictor, x_test, name)
     if name is None:
         log.info(f"model logged to run {run_id}; not registered (registry.name is null)")
         return
     served = predictor.settings
-    metric = settings.metric or champion.task_metric(served["task"], served["heads"])
-    client.set_model_version_tag(name, version, METRIC_TAG, metric)
+    metric = metric or champion.task_metric(served["task"], served["heads"])
+    tags = {METRIC_TAG: metric, **_identity_from_model(client, name, version, served["task"])}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
     log.info(f"registered {name} version {version} (run {run_id})")
-    if settings.promote:
+    if promote:
         log.info(promote_version(client, client.get_model_version(name, version), metric))
 
 
@@ -74,12 +90,19 @@ def _log(client: MlflowClient, predictor: Predictor, x_test: torch.Tensor, name:
     signature = infer_signature(example, predictor.predict(example))
     # Model.log reads the global tracking URI: the client's, never MLflow's own default.
     mlflow.set_tracking_uri(client.tracking_uri)
+    run = client.get_run(predictor.settings["run_id"])
+    # Made here, in the run's experiment: Model.log would file it under MLflow's default
+    # experiment, whose runs table (the Models column) is not the run's.
+    logged = client.create_logged_model(
+        run.info.experiment_id, "model", run.info.run_id, params=run.data.params
+    )
     with tempfile.TemporaryDirectory() as folder:
         info = Model.log(
             artifact_path=None,
             name="model",
             flavor=mlflow.pyfunc,
-            run_id=predictor.settings["run_id"],
+            run_id=run.info.run_id,
+            model_id=logged.model_id,
             python_model=str(_MODEL_CODE),
             artifacts=predictor.save(Path(folder)),
             signature=signature,
@@ -106,6 +129,13 @@ def promote_version(client: MlflowClient, version: ModelVersion, metric: str) ->
         return f"promoted {this} to {CHAMPION}: there was none ({metric} {new:.4f})"
     if current.version == version.version:
         return f"{this} is the {CHAMPION} already ({metric} {new:.4f})"
+    differs = _difference(client, version, current)
+    if differs:
+        return (
+            f"{name} version {current.version} (run {current.run_id}) stays {CHAMPION}, not "
+            f"compared with version {version.version} (run {version.run_id}): {differs}; "
+            "register that model under a name of its own (registry.name)"
+        )
     old = run_metric(client, current, metric)
     way = "higher" if champion.higher_is_better(metric) else "lower"
     if champion.beats(metric, new, old):
@@ -119,6 +149,64 @@ def promote_version(client: MlflowClient, version: ModelVersion, metric: str) ->
         f"{metric} {old:.4f} against {new:.4f} of version {version.version} "
         f"(run {version.run_id}); {way} is better"
     )
+
+
+def _difference(client: MlflowClient, version: ModelVersion, current: ModelVersion) -> str:
+    """How `version` differs from the champion `current` in task, inputs or outputs; empty
+    when they are versions of one model that can be compared."""
+    new, old = _identity(client, version), _identity(client, current)
+    for tag, kind in IDENTITY_TAGS.items():
+        if new[tag] == old[tag]:
+            continue
+        if tag == TASK_TAG:
+            return f"it is a {new[tag]} model, the {CHAMPION} a {old[tag]} one"
+        return (
+            f"its {kind} differ from the {CHAMPION}'s (signature {kind} {new[tag][:12]} "
+            f"against {old[tag][:12]})"
+        )
+    return ""
+
+
+def _identity(client: MlflowClient, version: ModelVersion) -> dict[str, str]:
+    """The task and signature digests `version` was tagged with when registered; for a
+    version registered without them, read from its logged model."""
+    if all(tag in version.tags for tag in IDENTITY_TAGS):
+        return {tag: version.tags[tag] for tag in IDENTITY_TAGS}
+    import mlflow.artifacts
+
+    uri = f"models:/{version.name}/{version.version}/artifacts/settings.json"
+    try:
+        _use_store(client)
+        task = json.loads(mlflow.artifacts.load_text(uri))["task"]
+        return _identity_from_model(client, version.name, version.version, task)
+    except (MlflowException, OSError, ValueError, KeyError, AttributeError) as exc:
+        raise TrackingError(
+            f"{version.name} version {version.version} (run {version.run_id}): its logged "
+            f"model cannot be read to tell its task and signature ({tracking.one_line(exc)})"
+        ) from exc
+
+
+def _identity_from_model(client: MlflowClient, name: str, version: str, task: str) -> dict:
+    """`task`, and the digests of the input and output schemas of the version's signature."""
+    import mlflow.models
+
+    _use_store(client)
+    signature = mlflow.models.get_model_info(f"models:/{name}/{version}").signature
+    schemas = {INPUTS_TAG: signature.inputs, OUTPUTS_TAG: signature.outputs}
+    return {TASK_TAG: task, **{tag: _digest(schema) for tag, schema in schemas.items()}}
+
+
+def _digest(schema) -> str:
+    """A schema's SHA-256 over its canonical JSON: equal for equal columns, types, shapes."""
+    canonical = json.dumps(schema.to_dict() if schema else None, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _use_store(client: MlflowClient) -> None:
+    """MLflow's module-level functions read the global tracking URI: make it the client's."""
+    import mlflow
+
+    mlflow.set_tracking_uri(client.tracking_uri)
 
 
 def champion_of(client: MlflowClient, name: str) -> ModelVersion | None:

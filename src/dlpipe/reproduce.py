@@ -1,6 +1,7 @@
 """Reproducing a run from its MLflow record: the same code, data and config, the same numbers.
 
-A training run records the git commit it ran at (and whether tracked files had changes),
+A training run records the git commit it ran at (and whether tracked source or config
+files had changes: what the pipeline writes, dvc.lock and reports, does not count),
 the hash of its prepared data and its composed config (the `config.yaml` artifact).
 Reproducing it checks out nothing: it checks that the working tree is that commit, clean,
 with that data; then it trains the recorded config again, as a new run tagged
@@ -11,7 +12,6 @@ seed, they are equal bit for bit.
 
 import contextlib
 import logging
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -178,21 +178,12 @@ def _code_differences(tags: dict[str, str]) -> list[str]:
             f"the run was trained with uncommitted changes on top of {recorded}: they were "
             "not recorded, so its code cannot be restored"
         )
-    changed = changed_files()
+    changed = lineage.changed_files()
     if changed:
         shown = ", ".join(changed[:_FILES_SHOWN])
         more = f" and {len(changed) - _FILES_SHOWN} more" if len(changed) > _FILES_SHOWN else ""
         found.append(f"uncommitted changes to {shown}{more}: commit or stash them")
     return found
-
-
-def changed_files() -> list[str]:
-    """Tracked files that differ from the checked-out commit, staged or not (what makes a
-    run's `dlpipe.git_dirty` true); none outside a git work tree."""
-    done = subprocess.run(
-        ["git", "diff", "--name-only", "HEAD", "--"], capture_output=True, text=True, timeout=10
-    )
-    return done.stdout.splitlines() if done.returncode == 0 else []
 
 
 def _data_differences(recorded: str | None, prepared: Path) -> list[str]:

@@ -3,13 +3,23 @@
 The run's id is kept beside the checkpoints (models/resume.json) with the hashes of the
 config and data it trains on. The same command, run again, finds it there and, when
 neither changed and the run never finished, continues that run instead of opening a new
-one. The checkpoint carries the random state and the epoch's batch order, so a resumed
+one. Each checkpoint carries the id of the run that wrote it, so a training resumes only
+from its own checkpoints, never from those an earlier training left in the folder. The
+checkpoint carries the random state and the epoch's batch order too, so a resumed
 training draws the same batches and dropout masks as an uninterrupted one: its metrics
 are equal, bit for bit, on the CPU.
+
+One training at a time writes a models/ folder: it holds an OS lock on a file there for
+its whole life, and any other training into the folder is refused while it does.
 """
 
+import fcntl
+import io
 import logging
+import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +28,16 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from dlpipe import files, tracking
+from dlpipe import files
 from dlpipe.checkpoints import load_checkpoint
 from dlpipe.data.arrays import ArrayLoader
 from dlpipe.errors import ConfigError
 from dlpipe.paths import Outputs
 
 log = logging.getLogger(__name__)
+
+# The checkpoint's entry naming the MLflow run that wrote it (see RunId).
+RUN_ID_KEY = "dlpipe_run_id"
 
 
 @dataclass(frozen=True)
@@ -49,8 +62,8 @@ def find(client, out: Outputs, config_hash: str, data_hash: str) -> Resumption |
     """The interrupted training to continue under `out`, or None to start afresh.
 
     Continues only a run that never finished, whose config and data are these, and
-    whose last checkpoint exists; a run still training in another process is an error,
-    as two trainings writing one models/ folder would spoil each other's checkpoints.
+    whose last checkpoint it wrote itself: one killed before its first checkpoint finds
+    the previous training's there, which it must not continue.
     """
     if not out.resume_file.exists():
         return None
@@ -61,16 +74,12 @@ def find(client, out: Outputs, config_hash: str, data_hash: str) -> Resumption |
     run = _recorded_run(client, record["run_id"])
     if run is None or run.info.status == "FINISHED":
         return None
-    if run.info.status == "RUNNING" and tracking.owner_alive(run.data.tags):
-        raise ConfigError(
-            f"run {run.info.run_id} is still training into {out.models} (process "
-            f"{run.data.tags.get(tracking.PID_TAG)}): wait for it, or train elsewhere"
-        )
-    if not out.last_ckpt.exists():
-        log.info(f"run {run.info.run_id} stopped before its first checkpoint: starting anew")
+    run_id = run.info.run_id
+    checkpoint = _checkpoint(out.last_ckpt)
+    if checkpoint is None or checkpoint.get(RUN_ID_KEY) != run_id:
+        log.info(f"run {run_id} stopped before its first checkpoint: starting anew")
         return None
-    epochs_done = _epochs_done(out.last_ckpt)
-    return Resumption(run.info.run_id, out.last_ckpt, epochs_done)
+    return Resumption(run_id, out.last_ckpt, int(checkpoint["epoch"]) + 1)
 
 
 def _recorded_run(client, run_id: str):
@@ -82,9 +91,63 @@ def _recorded_run(client, run_id: str):
         return None  # recorded in another tracking store
 
 
-def _epochs_done(checkpoint: Path) -> int:
-    fix = "run again with resume=false to start anew"
-    return int(load_checkpoint(checkpoint, fix)["epoch"]) + 1
+def _checkpoint(path: Path) -> dict | None:
+    """The last checkpoint, when there is one; a damaged one is an error saying what to do."""
+    if not path.exists():
+        return None
+    return load_checkpoint(path, "run again with resume=false to start anew")
+
+
+@contextmanager
+def holding(out: Outputs) -> Iterator[None]:
+    """Hold `out.models` for one training, or refuse if a live process holds it already.
+
+    Two trainings writing one folder would overwrite each other's checkpoints and records.
+    The lock is the kernel's (flock), so it goes with the process that holds it, however
+    that ends: a training killed with SIGKILL leaves no stale lock behind. The lock file
+    holds the owner's process id, to name it; DVC ignores it (.dvcignore).
+    """
+    try:
+        out.models.mkdir(parents=True, exist_ok=True)
+        handle = open(out.lock_file, "a+", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        why = f"cannot write into {out.models} ({exc.strerror}): make it writable"
+        raise ConfigError(why) from exc
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(_busy(out, handle)) from None
+        _write_owner(handle, str(os.getpid()))
+        try:
+            yield
+        finally:
+            _write_owner(handle, "")  # before the kernel releases the lock, as the file closes
+
+
+def _write_owner(handle, pid: str) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(pid)
+    handle.flush()
+
+
+def _busy(out: Outputs, handle) -> str:
+    handle.seek(0)
+    owner = handle.read().strip()
+    process = f"process {owner}" if owner else "another process"
+    return (
+        f"{out.models}/ is in use by {process}, which is training into it: wait for it to "
+        "end, or train in another copy of the project"
+    )
+
+
+class RunId(Callback):
+    """Write the id of the MLflow run training into each checkpoint it saves, so that a
+    later training knows whose checkpoint it finds (see `find`)."""
+
+    def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+        checkpoint[RUN_ID_KEY] = trainer.logger.version
 
 
 class RandomState(Callback):
@@ -128,5 +191,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     the system's temporary folder, which may be another disk: a copy, not a rename)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        # Serialised in memory first, as Lightning's own writer does: torch's file writer
+        # turns a full disk into an obscure RuntimeError, Python's into an OSError, which
+        # atomic_path says in one line.
+        serialised = io.BytesIO()
+        torch.save(checkpoint, serialised)
         with files.atomic_path(Path(path)) as tmp:
-            torch.save(checkpoint, tmp)
+            tmp.write_bytes(serialised.getbuffer())

@@ -7,14 +7,14 @@ they start in a fraction of a second; only `runs --stale` (which writes) loads M
 """
 
 import argparse
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
-from dlpipe.app import fail
-from dlpipe.errors import DlpipeError
+from dlpipe.app import fail, whole_number
 
 _OVERRIDES_HELP = "tracking overrides: tracking.uri=<uri>, tracking.experiment=<name>"
+# More runs than any store holds; sqlite takes no LIMIT beyond 2^63 - 1.
+_MOST_RUNS = 10**9
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -33,7 +33,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     listed.add_argument(
         "--columns", metavar="KEYS", help="instead of the key columns, e.g. params.model.hidden"
     )
-    listed.add_argument("--limit", type=_positive, default=20, help="runs to list (default 20)")
+    listed.add_argument(
+        "--limit", type=whole_number(1, _MOST_RUNS), default=20, help="runs to list (default 20)"
+    )
     listed.add_argument("--json", action="store_true", help="every field of each run, as JSON")
     listed.add_argument(
         "--stale", action="store_true", help="first mark FAILED the RUNNING runs whose process died"
@@ -44,32 +46,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     shown = _command(commands, "ui", ui, "start the MLflow UI on the project's store")
     shown.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
     shown.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    shown.add_argument("--port", type=int, help="port to listen on (default: a free one)")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a whole number of runs, at least 1, got {text}")
-    return int(text)
+    shown.add_argument(
+        "--port", type=whole_number(1, 65535), help="port to listen on (default: a free one)"
+    )
 
 
 def _command(commands, name: str, run: Callable, summary: str) -> argparse.ArgumentParser:
     command = commands.add_parser(name, help=summary, description=run.__doc__)
-    command.set_defaults(run=_reporting(run))
+    command.set_defaults(run=run)
     return command
-
-
-def _reporting(command: Callable[[argparse.Namespace], int]) -> Callable:
-    """The command, with a DlpipeError turned into one `error:` line and exit code 2."""
-
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except DlpipeError as exc:
-            fail(str(exc))
-
-    return run
 
 
 def runs(args: argparse.Namespace) -> int:
@@ -127,11 +112,12 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def ui(args: argparse.Namespace) -> int:
-    """Start the MLflow UI on the project's store and print its address; Ctrl-C stops it."""
+    """Start the MLflow UI on the project's store and print the address of the experiment's
+    runs, with their key params and metrics, and of their charts; Ctrl-C stops it."""
     from dlpipe.ui import serve
 
-    uri, _ = _settings(args.overrides)
-    return serve(uri, args.host, args.port)
+    uri, experiment = _settings(args.overrides)
+    return serve(uri, args.host, args.port, experiment)
 
 
 def _settings(overrides: list[str]) -> tuple[str, str]:

@@ -9,7 +9,6 @@ jobs run, in-process or on Ray workers, as long as they share the store.
 
 import logging
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from dlpipe import secrets
+from dlpipe.lineage import command_line
 
 # Hydra builds its callbacks as every stage starts, before the config is checked: MLflow,
 # which takes seconds to load, is imported where a sweep uses it (dlpipe.tracking too).
@@ -99,7 +99,7 @@ class MlflowSweepCallback(Callback):
         tags = {
             SWEEP_DIR_TAG: _key(config.hydra.sweep.dir),
             "mlflow.runName": f"sweep {Path(config.hydra.sweep.dir).name}",
-            "dlpipe.command": shlex.join([Path(sys.executable).name, *sys.argv]),
+            "dlpipe.command": command_line(),
             "dlpipe.sweeper": config.hydra.sweeper._target_.rsplit(".", 1)[-1],
         }
         study = OmegaConf.select(config, "search.study")

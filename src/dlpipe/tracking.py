@@ -5,6 +5,7 @@ fall back to their own default (a `./mlruns` file store) would otherwise split t
 """
 
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -19,20 +20,23 @@ from pathlib import Path
 import psutil
 import requests
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
 from mlflow.environment_variables import (
     MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
     MLFLOW_HTTP_REQUEST_MAX_RETRIES,
     MLFLOW_HTTP_REQUEST_TIMEOUT,
+    MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT,
 )
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from dlpipe import secrets
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.store import FAILURE_TAG as FAILURE_TAG
 from dlpipe.store.location import project_root as project_root
 from dlpipe.store.location import resolve_uri as resolve_uri
+from dlpipe.store.location import server_address, sqlite_file
 
 # FAILURE_TAG, project_root and resolve_uri live in dlpipe.store, which the commands that
 # only read runs use without MLflow; they stay part of this module's interface.
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 _PARAMS_PER_BATCH = 100
 # A param value longer than this is refused by MLflow.
 _MAX_PARAM_LENGTH = 6000
+# The data hash's hex digits a dataset input shows: a commit's short hash has as many.
+_DIGEST_LENGTH = 12
 # Which process holds a run open: a RUNNING run whose process is gone was killed.
 _HOST_TAG, PID_TAG, _PID_START_TAG = "dlpipe.host", "dlpipe.pid", "dlpipe.pid_started"
 
@@ -55,8 +61,9 @@ _MAX_BACKOFF_SECONDS = 120
 # a server host that vanished without refusing connections stall a training for 20 minutes.
 _REQUEST_TIMEOUT_SECONDS = 10
 
-# The sqlite store announces its schema migrations at INFO on first use.
+# The sqlite store announces its creation and schema migrations at INFO on first use.
 logging.getLogger("alembic").setLevel(logging.WARNING)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 # Artifacts fetched here (checkpoints, configs) are small: a progress bar is only noise.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -65,26 +72,27 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, naming the URI, when the store is unusable; MLflow itself retries for minutes."""
     if uri.startswith(("http://", "https://")):
         try:
-            urllib.request.urlopen(f"{_without_login(uri)}/health", timeout=timeout).close()
+            # No login: the health check needs none (MLflow's client sends the URI's).
+            address, _ = server_address(uri)
+            urllib.request.urlopen(f"{address}/health", timeout=timeout).close()
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(
                 f"tracking server {secrets.mask_text(uri)} is unreachable ({reason}): start it "
                 "or set tracking.uri / MLFLOW_TRACKING_URI to a running server"
             ) from exc
-    elif uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
-        if not folder.is_dir():
+    elif uri.startswith("sqlite:"):
+        # MLflow retries opening a sqlite file for two minutes; none of these would mend.
+        path = sqlite_file(uri)
+        if not path.parent.is_dir():
             raise TrackingError(
-                f"tracking store {uri} cannot be created: folder {folder} does not exist"
+                f"tracking store {uri} cannot be created: folder {path.parent} does not exist"
             )
-
-
-def _without_login(uri: str) -> str:
-    """`https://user:pw@host:port/path` -> `https://host:port/path`: the health check needs
-    no login (MLflow's client sends one from the URI itself)."""
-    parts = urllib.parse.urlsplit(uri.rstrip("/"))
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        written = path if path.exists() else path.parent
+        # As the process's effective user, who opens the file (os.access asks of the real one).
+        as_self = os.access in os.supports_effective_ids
+        if not os.access(written, os.R_OK | os.W_OK, effective_ids=as_self):
+            raise TrackingError(f"tracking store {uri} is read-only: make {written} writable")
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -168,9 +176,30 @@ def log_params(client: MlflowClient, run_id: str, params: dict) -> None:
         client.log_batch(run_id, params=items[start : start + _PARAMS_PER_BATCH])
 
 
+def log_data_input(client: MlflowClient, run_id: str, meta: dict, prepared: Path) -> None:
+    """Record the prepared data (its meta.json: `meta`) as the run's dataset input: MLflow's
+    runs table (its Dataset column) and `search_runs` then show which data trained the run.
+
+    Named as the data set is (a user's file or folder by its stem, else the built-in set's
+    name), with the head of the data hash as digest (MLflow keeps 36 characters; the whole
+    hash is the tag dlpipe.data_hash); its source is the user's file, else `prepared`.
+    """
+    path = meta["data"].get("path")
+    dataset = Dataset(
+        name=Path(path).stem if path else meta["name"],
+        digest=meta["hash"][:_DIGEST_LENGTH],
+        source_type="local",
+        source=json.dumps({"uri": str(Path(path or prepared).resolve())}),
+        profile=json.dumps({"num_rows": sum(meta["sizes"].values()), "splits": meta["sizes"]}),
+    )
+    context = InputTag(MLFLOW_DATASET_CONTEXT, "training")
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, [context])])
+
+
 def one_line(exc: BaseException) -> str:
-    """`Type: first line` of an exception; only the first sentence of a long line."""
-    lines = str(exc).strip().splitlines()
+    """`Type: first line` of an exception; only the first sentence of a long line. Secrets
+    masked: it becomes a run's failure tag and part of messages, and may quote a URI."""
+    lines = secrets.mask_text(str(exc)).strip().splitlines()
     text = lines[0] if lines else ""
     if len(text) > 160 and ". " in text:
         text = text.split(". ", 1)[0]
@@ -304,6 +333,10 @@ def get_client(uri: str, retry_seconds: float = DEFAULT_RETRY_SECONDS) -> Mlflow
     (see `retry_policy`), and a new sqlite store is created by one process at a time.
     """
     use_retry_policy(retry_seconds)
+    if secrets.mask_text(uri) != uri:
+        # MLflow prints the address of each run it ends, login and all (a pipeline stage
+        # masks what it prints, the `dlpipe` command does not).
+        os.environ[MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.name] = "true"
     check_reachable(uri)
     try:
         with _creating_store(uri):

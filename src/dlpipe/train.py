@@ -49,7 +49,8 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     """Train the configured model on the prepared data as one MLflow run, writing under `out`.
 
     As a sweep's job, the run becomes a child of the sweep's parent run; a job whose
-    settings fail before training still leaves a FAILED child run saying why.
+    settings fail before training still leaves a FAILED child run saying why. While
+    another live process trains into `out`, this training is refused before its run opens.
     """
     try:
         fit = _set_up(cfg, out)
@@ -61,9 +62,23 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
 
     uri = tracking.resolve_uri(cfg.tracking.uri)
     client = tracking.get_client(uri, cfg.tracking.retry_seconds)
+    # Taken once every setting has passed: a refused one leaves no models/ behind.
+    with resume.holding(out):
+        return _train_held(cfg, fit, client, out, job)
+
+
+def _train_held(
+    cfg: DictConfig, fit: _Fit, client, out: Outputs, job: SweepJob | None
+) -> TrainResult:
+    """Train into the folder this process holds, continuing the run interrupted there or
+    as a new run."""
+    from dlpipe import resume
+
     resumed = _resumption(cfg, client, out, fit.tags)
     files.clear_partial(out.models)
-    run_id = resumed.run_id if resumed else _open_run(cfg, client, fit.tags, job, out)
+    run_id = (
+        resumed.run_id if resumed else _open_run(cfg, client, fit.tags, job, out, fit.data.meta)
+    )
     where = secrets.mask_text(client.tracking_uri)
     log.info(f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {where}")
     with tracking.closing_run(client, run_id, stopped_early=_pruned_type(fit.trial)):
@@ -79,8 +94,11 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)
 
 
-def _open_run(cfg: DictConfig, client, tags: dict, job: SweepJob | None, out: Outputs) -> str:
-    """A new run holding the config, its id kept beside the checkpoints to come."""
+def _open_run(
+    cfg: DictConfig, client, tags: dict, job: SweepJob | None, out: Outputs, meta: dict
+) -> str:
+    """A new run holding the config and the data (`meta`) as its input, its id kept beside
+    the checkpoints to come."""
     from dlpipe import resume
 
     sweep_tags = _sweep_tags(client, cfg, job) if job else {}
@@ -95,6 +113,7 @@ def _open_run(cfg: DictConfig, client, tags: dict, job: SweepJob | None, out: Ou
     shown = secrets.mask(config.to_dict(cfg))
     tracking.log_params(client, run_id, config.flatten(shown))
     client.log_text(run_id, OmegaConf.to_yaml(shown), "config.yaml")
+    tracking.log_data_input(client, run_id, meta, PREPARED_DIR)
     return run_id
 
 
@@ -157,6 +176,7 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     schema.validate(cfg)
     data = load_prepared(PREPARED_DIR, ("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
+    config.check_batch_size(cfg, data.meta)
     config.check_monitors(cfg, task_of(cfg, data.meta), data.meta.get("heads"))
     threads = _share_cpus()
     where = _reach_cluster(cfg)
@@ -184,9 +204,9 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
 def _local_trainer(cfg: DictConfig, meta: dict, logger, train_loader, out: Outputs, extra: tuple):
     """The Trainer of a training in this process (on Ray, each worker builds its own: see
     ray_train), with what a resumed training needs to go on as an uninterrupted one would."""
-    from dlpipe.resume import EpochOrder, RandomState
+    from dlpipe.resume import EpochOrder, RandomState, RunId
 
-    callbacks = (EpochOrder(train_loader), RandomState(), *extra)
+    callbacks = (EpochOrder(train_loader), RandomState(), RunId(), *extra)
     return build_trainer(cfg, logger, len(train_loader), out, callbacks, task_of(cfg, meta))
 
 
@@ -351,19 +371,25 @@ def build_trainer(
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from dlpipe.lightning_hooks import EpochProgressBar, ParameterCount
     from dlpipe.resume import AtomicCheckpointIO
 
     quiet_lightning()
     t = cfg.trainer
+    # Without a terminal, the logger writes a line per epoch instead (see lightning_hooks).
+    bar = [EpochProgressBar()] if sys.stderr.isatty() else []
     try:
         return pl.Trainer(
             **fit_settings(t, steps_per_epoch),
             accelerator=t.accelerator,
             devices=t.devices,
             logger=logger,
-            callbacks=[*_callbacks(t, out, task), *extra_callbacks],
+            callbacks=[*_callbacks(t, out, task), *extra_callbacks, ParameterCount(), *bar],
             plugins=[AtomicCheckpointIO()],
-            enable_progress_bar=sys.stderr.isatty(),
+            enable_progress_bar=bool(bar),
+            # Lightning's table of the model's layers, printed again by every job of a
+            # sweep: ParameterCount says the model's size in one line instead.
+            enable_model_summary=False,
             default_root_dir=out.models,
         )
     except (MisconfigurationException, ValueError, TypeError) as exc:
@@ -427,10 +453,16 @@ def quiet_lightning() -> None:
 
 
 def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Outputs) -> dict:
-    """What evaluate (and later tools) need to find the run and rebuild the model."""
+    """What evaluate (and later tools) need to find the run and rebuild the model: they
+    take the data, model, task and registered name from here, not from the config."""
+    from dlpipe.champion import registered_name
+
+    data = config.to_dict(cfg.data)
     return {
         "run_id": run_id,
         "experiment": cfg.tracking.experiment,
+        "data": data,
+        "registry_name": registered_name(cfg.registry.name, data),
         "model": config.to_dict(cfg.model),
         "task": task_of(cfg, meta),
         "input_shape": meta["input_shape"],

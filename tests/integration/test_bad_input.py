@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from tests.conftest import (
     assert_one_line_error,
@@ -53,6 +54,7 @@ def test_missing_prepared_data_names_the_file_and_the_fix(project: Path):
         # Within the schema's ranges, but torch's SGD takes no Nesterov without momentum.
         ("optim=nesterov optim.momentum=0", "optim 'sgd' refuses its settings"),
         ("data.split.seed=3", "data/prepared was made with"),
+        ("data.batch_size=100000", "data.batch_size=100000 exceeds the training split's 1257"),
         ("tracking.uri=bogus://x", "tracking store bogus://x cannot be used"),
         (
             "tracking.uri=http://127.0.0.1:{port}",
@@ -71,6 +73,18 @@ def test_bad_settings_stop_before_any_run(prepared_project: Path, override, frag
     # Nothing got as far as opening a run: no store was even created, no model written.
     assert not (prepared_project / "mlflow.db").exists()
     assert not (prepared_project / "models").exists()
+
+
+def test_a_value_beyond_float32_stops_prepare_and_keeps_the_prepared_data(prepared_project):
+    rows = [f"{row},{1e308 if row == 2 else row},{'xy'[row % 2]}" for row in range(1, 41)]
+    (prepared_project / "big.csv").write_text("\n".join(["a,b,label", *rows]) + "\n")
+    prepared = prepared_project / "data" / "prepared"
+    before = file_contents(prepared)
+    done = stage(
+        prepared_project, "prepare", "data=table", "data.path=big.csv", "data.target=label"
+    )
+    assert_one_line_error(done, "big.csv, column 'b', row 2: 1e+308 is beyond float32's range")
+    assert file_contents(prepared) == before
 
 
 def test_a_bad_value_stops_the_stage_before_torch_or_mlflow_is_imported(project: Path):
@@ -120,3 +134,44 @@ def test_evaluate_refuses_damaged_outputs_and_writes_nothing(trained_project, da
         damage(models)
         assert_one_line_error(stage(trained_project, "evaluate"), fragment)
         assert file_contents(reports) == before
+
+
+def test_a_training_output_that_cannot_be_written_fails_the_run_in_one_line(prepared_project):
+    """The checkpoint writer fails (here a folder stands where last.ckpt goes; a read-only
+    models/ or a full disk stop the same writer): one line naming the file and the fix,
+    the run FAILED with that reason, no half-written file."""
+    models = prepared_project / "models"
+    (models / "last.ckpt").mkdir(parents=True)
+    client = MlflowClient(tracking_uri=f"sqlite:///{prepared_project / 'mlflow.db'}")
+    client.search_experiments()  # the store made here: MLflow says so on stderr
+    try:
+        done = stage(prepared_project, "train", "trainer.max_epochs=1")
+        line = assert_one_line_error(done, "last.ckpt: a folder has its name: move it away")
+        experiment = client.get_experiment_by_name("dlpipe").experiment_id
+        (latest,) = client.search_runs([experiment], order_by=["start_time DESC"], max_results=1)
+        assert latest.info.status == "FAILED"
+        assert latest.data.tags["dlpipe.failure"] == f"OutputError: {line[len('error: ') :]}"
+        assert not [path for path in models.rglob("*") if path.name.endswith(".tmp")]
+    finally:
+        shutil.rmtree(models)
+        (prepared_project / "mlflow.db").unlink(missing_ok=True)
+
+
+def test_evaluate_into_reports_it_cannot_write_is_one_line(trained_project):
+    reports = trained_project / "reports"
+    plots, kept = reports / "plots", reports / "plots.kept"
+    if plots.exists():
+        plots.rename(kept)
+    reports.mkdir(exist_ok=True)
+    plots.write_text("a file where the plots folder goes")
+    before = file_contents(reports)
+    try:
+        done = stage(trained_project, "evaluate")
+        assert_one_line_error(
+            done, "cannot write reports/plots/", "reports/plots is a file, not a folder: move it"
+        )
+        assert file_contents(reports) == before
+    finally:
+        plots.unlink()
+        if kept.exists():
+            kept.rename(plots)

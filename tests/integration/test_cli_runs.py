@@ -193,9 +193,14 @@ def test_ui_serves_the_store_until_interrupted(trained):
         text=True,
     )
     try:
-        line = ui.stdout.readline()
+        line, charts = ui.stdout.readline(), ui.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+", line).group()
-        assert line.startswith(f"MLflow UI on sqlite:///{project.resolve() / 'mlflow.db'}: {url}")
+        # The experiment's training runs, not MLflow's GenAI home page.
+        client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("dlpipe").experiment_id
+        view = f"{url}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+        assert line.startswith(f"MLflow UI on sqlite:///{project.resolve() / 'mlflow.db'}: {view}")
+        assert charts.startswith(f"their charts: {view}") and "compareRunsMode=CHART" in charts
         assert answers(url, within=90)
         ui.send_signal(signal.SIGINT)  # Ctrl-C
         assert ui.wait(timeout=30) == 0
@@ -229,12 +234,34 @@ def answers(url: str, within: float) -> bool:
         (("runs", "--columns", "params.optim.rl"), "cannot show params.optim.rl: none of the"),
         (("runs", "model=mlp"), "model=mlp is not a tracking setting"),
         (("runs", "tracking.uri=sqlite:///nowhere/mlflow.db"), "no tracking store at nowhere"),
+        (("runs", "tracking.uri=sqlite:///data"), "sqlite:///data names a folder, not a file"),
+        (("runs", "--limit", "9" * 23), "argument --limit: a whole number from 1 to 1000000000"),
+        (("ui", "--port", "70000"), "argument --port: a whole number from 1 to 65535, got 70000"),
+        (
+            ("compare", "{a}", "{b}", "--plot", "data/prepared/meta.json/curves.png"),
+            "cannot write data/prepared/meta.json/curves.png: data/prepared/meta.json is a file",
+        ),
     ],
 )
 def test_bad_input_is_one_line(trained, args, fragment):
     project, ids = trained
-    done = dlpipe(project, *(arg.format(a=ids["0.001"]) for arg in args))
+    done = dlpipe(project, *(arg.format(a=ids["0.001"], b=ids["0.003"]) for arg in args))
     assert_one_line_error(done, fragment)
+
+
+@pytest.mark.parametrize("args", [("runs", "--json"), ("compare", "{a}", "{b}")])
+def test_a_reader_gone_ends_the_command_quietly(trained, args):
+    """`dlpipe runs --json | head -c1`: once the reader has gone, dlpipe stops as Unix
+    tools do, without a word, with the exit code a shell gives one that SIGPIPE ended
+    (141). The reader here goes before anything is written, so that it surely goes first."""
+    project, ids = trained
+    command = [str(BIN_DIR / "dlpipe"), *(a.format(a=ids["0.001"], b=ids["0.003"]) for a in args)]
+    process = subprocess.Popen(
+        command, cwd=project, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()
+    assert process.stderr.read() == b""
+    assert process.wait(timeout=60) == 141
 
 
 def test_runs_imports_neither_mlflow_nor_torch(trained):

@@ -19,7 +19,15 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from dlpipe import cli
-from tests.conftest import BIN_DIR, make_project, run
+from tests.conftest import (
+    BIN_DIR,
+    assert_one_line_error,
+    file_contents,
+    make_project,
+    restored,
+    run,
+    stage,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -181,6 +189,33 @@ def test_predict_to_stdout(store: Store, dlpipe, tmp_path: Path):
     assert code == 0 and lines[0] == ",".join(["class", *PROBABILITIES]) and len(lines) == 4
 
 
+def test_predict_carries_kept_columns_in_front(store: Store, dlpipe, tmp_path: Path):
+    ids = np.array(["u7", "u8", "u9"])
+    x = np.zeros((3, 1, 8, 8), dtype=np.float32)
+    np.savez(tmp_path / "x.npz", x=x, id=ids, **{"class": ids})
+    model, source = "models:/digits@champion", str(tmp_path / "x.npz")
+    code, out, _ = dlpipe("predict", model, source, "--keep", "id")
+    header, *rows = out.splitlines()
+    assert code == 0 and header == ",".join(["id", "class", *PROBABILITIES])
+    assert [row.split(",")[0] for row in rows] == ids.tolist()
+    code, out, err = dlpipe("predict", model, source, "--keep", "class")
+    assert code == 2 and not out
+    assert err == "error: --keep class: the predictions have a column of that name: rename it\n"
+
+
+def test_runs_show_the_data_they_trained_on_and_the_model_they_logged(store: Store):
+    client = MlflowClient(store.uri)
+    meta = json.loads((store.project / "data" / "prepared" / "meta.json").read_text())
+    for run_id in (store.weak, store.good):
+        run = client.get_run(run_id)
+        (data,) = run.inputs.dataset_inputs
+        assert (data.dataset.name, data.dataset.digest) == ("digits", meta["hash"][:12])
+        # The runs table of the run's experiment lists the models logged in it, by run.
+        (output,) = run.outputs.model_outputs
+        model = client.get_logged_model(output.model_id)
+        assert (model.experiment_id, model.source_run_id) == (run.info.experiment_id, run_id)
+
+
 def test_the_command_refuses_an_input_in_one_line(store: Store, tmp_path: Path):
     pd.DataFrame(np.zeros((2, 65))).to_csv(tmp_path / "wide.csv", index=False)
     dlpipe = [str(BIN_DIR / "dlpipe"), "predict", "models:/digits@champion"]
@@ -190,3 +225,54 @@ def test_the_command_refuses_an_input_in_one_line(store: Store, tmp_path: Path):
         f"error: input {tmp_path / 'wide.csv'}: holds samples shaped 65: the model takes 1x8x8 "
         "inputs (or rows of 64 values, flattened)"
     )
+
+
+def user_tables(folder: Path) -> dict[str, list[str]]:
+    """Two tables of the user's, a classification and a regression one, written to
+    `folder`; the overrides that train a one-epoch MLP on each, by the file's stem."""
+    generator = np.random.default_rng(0)
+    size = generator.uniform(0, 10, 120)
+    frame = pd.DataFrame({"size": size, "colour": generator.choice(["red", "green"], 120)})
+    frame.assign(kind=np.where(size > 5, "big", "small")).to_csv(folder / "wine.csv", index=False)
+    frame.assign(sugar=size * 2).to_csv(folder / "diabetes.csv", index=False)
+    both = ["data=table", "model=mlp", "trainer.max_epochs=1"]
+    regression = [
+        "data.task=regression",
+        "trainer.checkpoint_monitor=val/loss",
+        "trainer.checkpoint_mode=min",
+    ]
+    return {
+        "wine": [*both, "data.path=wine.csv", "data.target=kind"],
+        "diabetes": [*both, "data.path=diabetes.csv", "data.target=sugar", *regression],
+    }
+
+
+def test_a_bare_evaluate_registers_the_training_under_its_own_data_s_name(store: Store):
+    """After trainings on the user's tables, `python pipelines/evaluate.py` registers each
+    as a model named after its file, never as a version of the default data's model; an
+    override that contradicts the training is refused before anything is written."""
+    project, client = store.project, MlflowClient(store.uri)
+    digits_champion = champion(client)
+    folders = [project / "data" / "prepared", project / "models", project / "reports"]
+    with restored(*folders):
+        for name, overrides in user_tables(project).items():
+            for script in ("prepare", "train"):
+                run([sys.executable, f"pipelines/{script}.py", *overrides], project)
+            run_id = json.loads((project / "models" / "run.json").read_text())["run_id"]
+            reports = file_contents(project / "reports")
+            refused = stage(project, "evaluate", "model=cnn")
+            assert_one_line_error(refused, "model=cnn contradicts the training", "model.name")
+            assert file_contents(project / "reports") == reports
+            assert not client.get_run(run_id).data.metrics.keys() & {"test/acc", "test/rmse"}
+            assert not client.search_model_versions(f"run_id = '{run_id}'")
+            done = stage(project, "evaluate")
+            assert done.returncode == 0, done.stderr
+            (version,) = client.search_model_versions(f"run_id = '{run_id}'")
+            assert (version.name, str(version.version)) == (name, "1")
+            assert str(client.get_registered_model(name).aliases["champion"]) == "1"
+    assert {model.name for model in client.search_registered_models()} == {
+        "digits",
+        "wine",
+        "diabetes",
+    }
+    assert champion(client) == digits_champion

@@ -1,8 +1,12 @@
 """Eight trainings at once into one tracking store, for real: a sqlite file that none of them
 finds there (whichever starts first creates it), and an `mlflow server`. Every run ends
-FINISHED with every epoch's metrics, each logged once."""
+FINISHED with every epoch's metrics, each logged once. And a second training into the
+models/ folder that a live one writes is refused, whatever its settings."""
 
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +14,14 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import MlflowServer, git_env, make_project, run
+from tests.conftest import (
+    MlflowServer,
+    assert_one_line_error,
+    git_env,
+    make_project,
+    run,
+    start_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +94,33 @@ def test_eight_trainings_share_one_server(
     train_all_at_once(clones(prepared, tmp_path), mlflow_server.uri)
 
     assert_every_run_finished_with_every_epoch(mlflow_server.uri)
+
+
+def test_a_second_training_into_a_busy_folder_is_refused_until_the_first_dies(
+    prepared: Path, tmp_path: Path
+):
+    project = shutil.copytree(prepared, tmp_path / "project")
+    # Long enough to be still training while the second one starts.
+    first = start_until(
+        [*TRAIN[:3], "trainer.max_epochs=100000", "trainer.early_stopping.patience=100000"],
+        project,
+        "epoch 1/",
+        start_new_session=True,
+    )
+    other = [*TRAIN[:3], "model=mlp", "trainer.max_epochs=2"]
+    try:
+        refused = run(other, project, check=False)
+        record_file = project / "models" / "resume.json"
+        record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate(timeout=60)
+
+    assert_one_line_error(refused, "models/ is in use", f"process {first.pid},")
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    (only,) = client.search_runs([client.get_experiment_by_name("dlpipe").experiment_id])
+    assert record["run_id"] == only.info.run_id  # the first training's record, untouched
+    # Its process killed with SIGKILL, the first training holds the folder no longer.
+    run(other, project)
+    runs = client.search_runs([only.info.experiment_id], order_by=["attributes.start_time DESC"])
+    assert runs[0].data.params["model.name"] == "mlp" and runs[0].info.status == "FINISHED"

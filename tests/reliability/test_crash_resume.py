@@ -144,3 +144,30 @@ def test_stale_run_is_failed_then_resume_false_starts_anew(uninterrupted, projec
     assert client_for(project).get_run(killed).info.status == "FAILED"
     # Determinism: the same config and seed give the same metrics, epoch by epoch.
     assert history(project) == history(uninterrupted)
+
+
+def test_a_training_killed_before_its_first_checkpoint_does_not_continue_another(project):
+    """A finished training leaves its last.ckpt; a new one killed before saving its own
+    must, run again, start anew rather than continue the first one's weights."""
+    run([*TRAIN, "trainer.max_epochs=2"], project)
+    (first,) = client_for(project).search_runs(["0", "1"])
+    longer = [*TRAIN, "trainer.max_epochs=4"]
+    killed = start_until(longer, project, "MLflow run", start_new_session=True)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.communicate(timeout=60)
+    record = json.loads((project / "models" / "resume.json").read_text())
+    assert record["run_id"] != first.info.run_id
+    assert torch.load(project / "models/last.ckpt", weights_only=True)["epoch"] == 1  # the first's
+
+    done = run(longer, project)
+
+    assert "resuming" not in done.stdout + done.stderr
+    client = client_for(project)
+    (fresh,) = [
+        r
+        for r in client.search_runs(["0", "1"])
+        if r.info.run_id not in (first.info.run_id, record["run_id"])
+    ]
+    assert fresh.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(fresh.info.run_id, "train/loss")]
+    assert sorted(steps) == [0, 1, 2, 3]

@@ -137,3 +137,49 @@ def test_a_few_labelled_digits_of_some_classes(make_cfg, tmp_path: Path):
     assert meta["sizes"]["val"] == meta["sizes"]["test"] == 135
     with pytest.raises(ConfigError, match=r"data.train_per_class must be a positive number"):
         prepare(make_cfg("data=linear", "+data.train_per_class=5").data, tmp_path / "linear")
+
+
+def test_huge_values_are_standardised_not_flattened(make_cfg, tmp_path: Path):
+    # Values of 1e30 fit float32, but their variance (1e60) does not: statistics taken in
+    # float32 would turn the column into zeros or NaN.
+    values = np.random.default_rng(0).normal(size=(200, 1)) * 1e30
+    np.savez(tmp_path / "big.npz", x=values, y=values[:, 0] * 2)
+    cfg = make_cfg("data=npz", f"data.path={tmp_path / 'big.npz'}", "data.task=regression")
+    meta = prepare(cfg.data, tmp_path / "prepared")
+    x, y = load_prepared(tmp_path / "prepared", ("train",)).splits["train"]
+    assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-2
+    assert np.allclose(y.numpy(), x.numpy(), atol=1e-4)  # y = 2x, standardised alike
+    assert np.isfinite(meta["stats"]["x_std"]).all() and meta["stats"]["x_std"][0][0] > 1e29
+
+
+def test_a_source_s_values_are_checked_as_stored(make_cfg, monkeypatch, tmp_path: Path):
+    """Whatever a source returns, what float32 cannot hold stops prepare before it writes."""
+    from dlpipe.data import sources
+    from dlpipe.data.raw import RawData
+
+    def huge(samples: int = 200, noise: float = 0.1, seed: int = 0) -> RawData:
+        x = np.ones((samples, 2))
+        x[7, 1] = 1e300
+        return RawData(x=x, y=np.ones((samples, 1), dtype=np.float32), task="regression")
+
+    monkeypatch.setitem(sources.SOURCES, "linear", huge)
+    for normalise in ("true", "false"):
+        out = tmp_path / normalise
+        with pytest.raises(
+            DataError, match=r"^data 'linear': x of sample 7 holds 1e\+300, beyond float32's"
+        ):
+            prepare(make_cfg("data=linear", f"data.normalise={normalise}").data, out)
+        assert not out.exists()
+
+
+def test_a_batch_larger_than_the_training_split_is_refused(make_cfg, prepared):
+    from dlpipe import config
+
+    meta, _ = prepared
+    config.check_batch_size(make_cfg("data.batch_size=1257"), meta)
+    with pytest.raises(ConfigError) as caught:
+        config.check_batch_size(make_cfg("data.batch_size=100000"), meta)
+    assert str(caught.value) == (
+        "data.batch_size=100000 exceeds the training split's 1257 samples: each epoch would be "
+        "one step on all of them; set data.batch_size to at most 1257"
+    )

@@ -30,6 +30,7 @@ def classes_meta() -> dict:
         "input_shape": [1, 2, 2],
         "num_outputs": 3,
         "classes": ["a", "b", "c"],
+        "sizes": {"train": 6, "val": 6, "test": 6},
         "hash": "0",
     }
 
@@ -158,5 +159,7 @@ def test_unreadable_or_incomplete_files_are_named(tmp_path: Path):
     with pytest.raises(DataError, match=rf"meta.json is unreadable \(.*{RERUN}"):
         load_prepared(folder)
     (folder / "meta.json").write_text('{"task": "classification"}')
-    with pytest.raises(DataError, match=r"meta.json lacks input_shape, num_outputs, classes, hash"):
+    with pytest.raises(
+        DataError, match=r"meta.json lacks input_shape, num_outputs, classes, sizes, hash"
+    ):
         load_prepared(folder)

@@ -3,7 +3,6 @@ networks whose runs carry made-up test metrics."""
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import mlflow
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 from dlpipe import registry, tracking
+from dlpipe.champion import registered_name
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.errors import ConfigError, TrackingError
@@ -30,14 +30,15 @@ def setting_up(make_cfg, tmp_path: Path, monkeypatch):
     return client, served(meta), x
 
 
-def publish(client, predictor, x: torch.Tensor, acc: float, promote: bool = True) -> str:
-    """A finished run scoring `acc`, its model published; the run's id."""
+def publish(
+    client, predictor, x: torch.Tensor, acc: float, promote: bool = True, metric: str = "test/acc"
+) -> str:
+    """A finished run scoring `acc` on `metric`, its model published; the run's id."""
     run_id = client.create_run(tracking.experiment_id(client, "test")).info.run_id
-    client.log_metric(run_id, "test/acc", acc)
+    client.log_metric(run_id, metric, acc)
     client.set_terminated(run_id)
     predictor.settings["run_id"] = run_id
-    settings = SimpleNamespace(name="digits", metric=None, promote=promote)
-    registry.publish(client, predictor, x, settings)
+    registry.publish(client, predictor, x, "digits", promote=promote)
     return run_id
 
 
@@ -55,6 +56,8 @@ def test_published_model_is_the_champion_and_predicts_raw_inputs(setting_up, cap
     ]
     version = client.get_model_version("digits", "1")
     assert version.tags[registry.METRIC_TAG] == "test/acc" and champion(client) == "1"
+    assert version.tags[registry.TASK_TAG] == "classification"
+    assert all(len(version.tags[tag]) == 64 for tag in (registry.INPUTS_TAG, registry.OUTPUTS_TAG))
     mlflow.set_tracking_uri(client.tracking_uri)
     model = mlflow.pyfunc.load_model("models:/digits@champion")
     raw = transform.raw_inputs(predictor.settings, x)
@@ -99,9 +102,12 @@ def test_unregistered_model_is_logged_to_its_run(setting_up):
     client, predictor, x = setting_up
     run_id = client.create_run(tracking.experiment_id(client, "test")).info.run_id
     predictor.settings["run_id"] = run_id
-    settings = SimpleNamespace(name=None, metric=None, promote=True)
-    registry.publish(client, predictor, x, settings)
-    (logged,) = client.get_run(run_id).outputs.model_outputs
+    registry.publish(client, predictor, x, None)
+    run = client.get_run(run_id)
+    (logged,) = run.outputs.model_outputs
+    # Filed in the run's experiment, whose runs table lists it (its Models column).
+    found = client.get_logged_model(logged.model_id)
+    assert (found.experiment_id, found.source_run_id) == (run.info.experiment_id, run_id)
     mlflow.set_tracking_uri(client.tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
     assert len(model.predict(np.zeros((2, 64), dtype=np.float32).reshape(2, 1, 8, 8))) == 2
@@ -123,3 +129,76 @@ def test_table_model_takes_the_table_s_rows(make_cfg, setting_up, tmp_path: Path
     rows, _ = read_input(path, predictor.settings)
     pd.testing.assert_frame_equal(model.predict(rows), predictor.predict(rows))
     assert [spec.name for spec in model.metadata.get_input_schema().inputs] == ["size", "colour"]
+
+
+def served_data(make_cfg, folder: Path, *overrides: str):
+    """A predictor for the data `overrides` select, prepared into `folder`, and its test inputs."""
+    meta = prepare(make_cfg(*overrides).data, folder)
+    return served(meta), load_prepared(folder, ("test",)).splits["test"][0]
+
+
+def registry_lines(caplog) -> list[str]:
+    return [record.message for record in caplog.records if record.name == "dlpipe.registry"]
+
+
+def test_versions_of_another_task_or_inputs_are_never_compared(
+    make_cfg, setting_up, tmp_path: Path, caplog
+):
+    client, predictor, x = setting_up
+    path = tmp_path / "shapes.csv"
+    pd.DataFrame({"size": [1.5, 2.0, 3.5, 4.0] * 10, "kind": ["a", "b"] * 20}).to_csv(path)
+    table, x_table = served_data(
+        make_cfg, tmp_path / "table", "data=table", f"data.path={path}", "data.target=kind"
+    )
+    linear, x_linear = served_data(make_cfg, tmp_path / "linear", "data=linear")
+    first = publish(client, predictor, x, acc=0.5)
+    with caplog.at_level(logging.INFO, logger="dlpipe.registry"):
+        other_inputs = publish(client, table, x_table, acc=0.99)
+        regression = publish(client, linear, x_linear, acc=0.1, metric="test/rmse")
+    stays = f"digits version 1 (run {first}) stays champion, not compared with version"
+    name_it = "; register that model under a name of its own (registry.name)"
+    _, inputs, _, task = registry_lines(caplog)
+    assert inputs.startswith(f"{stays} 2 (run {other_inputs}): its inputs differ from the ")
+    assert inputs.endswith(name_it) and "champion's (signature inputs " in inputs
+    assert task == (
+        f"{stays} 3 (run {regression}): it is a regression model, the champion a "
+        f"classification one{name_it}"
+    )
+    assert champion(client) == "1"
+
+
+def test_versions_registered_without_the_tags_are_told_apart_by_their_model(
+    make_cfg, setting_up, tmp_path: Path
+):
+    client, predictor, x = setting_up
+    publish(client, predictor, x, acc=0.5)
+    for tag in registry.IDENTITY_TAGS:
+        client.delete_model_version_tag("digits", "1", tag)
+    linear, x_linear = served_data(make_cfg, tmp_path / "linear", "data=linear")
+    publish(client, linear, x_linear, acc=0.1, promote=False, metric="test/rmse")
+    message = registry.promote_version(client, client.get_model_version("digits", "2"), "test/rmse")
+    assert "it is a regression model, the champion a classification one" in message
+    better = publish(client, predictor, x, acc=0.9, promote=False)
+    message = registry.promote_version(client, registry.version_of_run(client, better), "test/acc")
+    assert message.startswith(f"promoted digits version 3 (run {better}) to champion: test/acc")
+    assert champion(client) == "3"
+
+
+@pytest.mark.parametrize(
+    "name,data,expected",
+    [
+        ("auto", {"name": "digits", "canvas": 16}, "digits"),
+        ("auto", {"name": "table", "path": "data/wine.csv"}, "wine"),
+        ("auto", {"name": "npz", "path": "my arrays (2).npz"}, "my_arrays_2"),
+        ("mine", {"name": "table", "path": "wine.csv"}, "mine"),
+        (None, {"name": "table", "path": "wine.csv"}, None),
+    ],
+)
+def test_a_model_is_named_after_its_data_set(name, data, expected):
+    assert registered_name(name, data) == expected
+
+
+def test_an_image_folder_names_its_model(tmp_path: Path):
+    folder = tmp_path / "pets.v2"
+    folder.mkdir()
+    assert registered_name("auto", {"name": "images", "path": f"{folder}/"}) == "pets.v2"

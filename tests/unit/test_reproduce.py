@@ -128,6 +128,21 @@ def test_uncommitted_changes_are_named_file_by_file(tree):
     assert found == "uncommitted changes to notes.md, train.py: commit or stash them"
 
 
+def test_what_the_pipeline_wrote_since_is_no_difference(tree):
+    Path("dvc.yaml").write_text("stages:\n  evaluate:\n    cmd: x\n    metrics: [metrics.json]\n")
+    Path("dvc.lock").write_text("schema: '2.0'\n")
+    Path("metrics.json").write_text("{}\n")
+    git(Path.cwd(), "add", "--all")
+    git(Path.cwd(), "commit", "--quiet", "-m", "pipeline")
+    tags = {**tree, "mlflow.source.git.commit": git(Path.cwd(), "rev-parse", "HEAD")}
+    # As after `dvc repro`: a new lock and new metrics.
+    Path("dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    Path("metrics.json").write_text('{"test/acc": 0.9}\n')
+    assert differences(tags) == []
+    Path("train.py").write_text("print('changed')\n")
+    assert differences(tags) == ["uncommitted changes to train.py: commit or stash them"]
+
+
 def test_another_commit_names_both(tree):
     Path("notes.md").write_text("more notes\n")
     git(Path.cwd(), "commit", "--quiet", "-am", "more")

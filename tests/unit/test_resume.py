@@ -1,7 +1,10 @@
 """Which interrupted training a new one continues, and the random state it carries over."""
 
+import os
 import random
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from mlflow import MlflowClient
 from dlpipe import files, resume, tracking
 from dlpipe.errors import ConfigError, DataError
 from dlpipe.paths import Outputs
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -23,12 +27,21 @@ def out(tmp_path: Path) -> Outputs:
     return Outputs(tmp_path / "job")
 
 
+def save_checkpoint(path: Path, epoch: int, run_id: str | None) -> None:
+    """A checkpoint of `epoch`, stamped by the run it names as a training would stamp it."""
+    checkpoint = {"epoch": epoch, "state_dict": {"model.w": torch.zeros(1)}}
+    resume.RunId().on_save_checkpoint(
+        SimpleNamespace(logger=SimpleNamespace(version=run_id)), None, checkpoint
+    )
+    torch.save(checkpoint, path)
+
+
 def interrupted_run(client: MlflowClient, out: Outputs, epoch: int = 2) -> str:
     """A run left RUNNING by a process that is gone, with a checkpoint of `epoch`."""
     run_id = tracking.open_run(client, "exp", {})
     client.set_tag(run_id, tracking.PID_TAG, "999999999")  # no such process
     resume.write_record(out, run_id, "config-hash", "data-hash")
-    torch.save({"epoch": epoch, "state_dict": {"model.w": torch.zeros(1)}}, out.last_ckpt)
+    save_checkpoint(out.last_ckpt, epoch, run_id)
     return run_id
 
 
@@ -69,13 +82,43 @@ def test_a_failed_or_killed_run_is_continued_and_reopened(client, out):
     assert tracking.owner_alive(reopened.data.tags)  # this process now holds it
 
 
-def test_a_run_still_training_in_the_same_folder_is_refused(client, out):
-    run_id = tracking.open_run(client, "exp", {})  # owned by this live process
-    resume.write_record(out, run_id, "config-hash", "data-hash")
-    torch.save({"epoch": 0}, out.last_ckpt)
+def test_a_checkpoint_of_another_run_is_not_continued(client, out):
+    """A training killed before its first checkpoint finds the previous training's there."""
+    finished = tracking.open_run(client, "exp", {})
+    client.set_terminated(finished, "FINISHED")
+    interrupted_run(client, out)
+    save_checkpoint(out.last_ckpt, 1, finished)
 
-    with pytest.raises(ConfigError, match=f"run {run_id} is still training into"):
-        resume.find(client, out, "config-hash", "data-hash")
+    assert resume.find(client, out, "config-hash", "data-hash") is None
+
+
+def test_a_checkpoint_naming_no_run_is_not_continued(client, out):
+    interrupted_run(client, out)
+    save_checkpoint(out.last_ckpt, 1, None)
+
+    assert resume.find(client, out, "config-hash", "data-hash") is None
+
+
+def test_a_folder_held_by_a_training_refuses_another_until_released(out):
+    refused = pytest.raises(
+        ConfigError, match=f"in use by process {os.getpid()}, which is training"
+    )
+    with resume.holding(out), refused, resume.holding(out):
+        pass
+    with resume.holding(out):  # released: the next training takes it
+        assert out.lock_file.read_text() == str(os.getpid())
+    assert out.lock_file.read_text() == ""
+
+
+def test_dvc_leaves_the_lock_file_out_of_the_models_it_caches(tmp_path):
+    """The lock must not change the hash under which DVC caches models/."""
+    from dvc.repo import Repo
+
+    Repo.init(str(tmp_path), no_scm=True)
+    shutil.copy(ROOT / ".dvcignore", tmp_path / ".dvcignore")
+    out = Outputs(tmp_path)
+    with resume.holding(out):
+        assert Repo(str(tmp_path)).dvcignore.is_ignored_file(str(out.lock_file))
 
 
 def test_a_truncated_last_checkpoint_is_named(client, out):
@@ -103,11 +146,12 @@ def test_a_checkpoint_write_killed_midway_leaves_the_previous_one(tmp_path, monk
     writer = resume.AtomicCheckpointIO()
     writer.save_checkpoint({"epoch": 1}, path)
 
-    def killed_midway(checkpoint, target):
-        Path(target).write_bytes(b"PK\x03\x04 partial")
+    def killed_midway(target: Path, data) -> None:
+        with open(target, "wb") as handle:
+            handle.write(bytes(data)[:10])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(torch, "save", killed_midway)
+    monkeypatch.setattr(Path, "write_bytes", killed_midway)
     with pytest.raises(KeyboardInterrupt):
         writer.save_checkpoint({"epoch": 2}, path)
     monkeypatch.undo()

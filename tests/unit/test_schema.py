@@ -97,7 +97,7 @@ def test_params_yaml_validates_into_typed_settings():
         (("data.normalise=maybe",), "data.normalise must be true or false, got 'maybe'"),
         (("resume=1",), "resume must be true or false, got 1"),
         (("seed=abc",), "seed must be an integer >= 0, got 'abc'"),
-        (("model.channels=8",), "model.channels must be a list of integers > 0, got 8"),
+        (("model.channels=8",), "model.channels must be a non-empty list of integers > 0, got 8"),
         (
             ("model=mlp", "model.hidden=[64,abc]"),
             "model.hidden[1] must be an integer > 0, got 'abc'",
@@ -139,6 +139,27 @@ def test_params_yaml_validates_into_typed_settings():
             ("optim=adamw", "+optim.betas=[0.9]"),
             "optim.betas must be a list of 2 numbers in [0, 1), got [0.9]",
         ),
+        # Numbers must be finite, and given as themselves, not as another setting's value.
+        (("optim.lr=1e999",), "optim.lr must be a number > 0, got inf, which is not finite"),
+        (
+            ("multitask.weights={digit:inf}",),
+            "multitask.weights.digit must be a number >= 0, got inf, which is not finite",
+        ),
+        (
+            ("optim.lr='${seed}'",),
+            "optim.lr='${seed}' takes the value of seed (42): give optim.lr a number of its own",
+        ),
+        (
+            ("model.channels=[16,'${trainer.max_epochs}']",),
+            "model.channels[1]='${trainer.max_epochs}' takes the value of trainer.max_epochs "
+            "(40): give model.channels[1] a number of its own",
+        ),
+        # A list that sizes layers needs a layer.
+        (("model.channels=[]",), "model.channels must be a non-empty list of integers > 0, got []"),
+        (
+            ("data=table", "data.path=pets.csv", "data.target=[]"),
+            "data.target must be a non-empty list of strings, got []",
+        ),
         # Choices.
         (
             ("model.name=vgg",),
@@ -175,6 +196,25 @@ def test_bad_values_name_the_key_the_value_and_what_is_allowed(make_cfg, overrid
     with pytest.raises(ConfigError) as caught:
         validate(make_cfg(*overrides))
     assert str(caught.value) == message
+
+
+def test_a_string_may_follow_another_setting(make_cfg):
+    typed = validate(make_cfg("data=weather", "tracking.experiment=${data.name}-runs"))
+    assert typed.tracking.experiment == "weather-runs"
+
+
+LAYER_LISTS = [
+    (name, field.name)
+    for name, schema in model.MODELS.items()
+    for field in dataclasses.fields(schema)
+    if typing.get_origin(typing.get_type_hints(schema)[field.name]) is list
+]
+
+
+@pytest.mark.parametrize("name,key", LAYER_LISTS)
+def test_every_list_that_sizes_layers_is_refused_empty(make_cfg, name, key):
+    with pytest.raises(ConfigError, match=rf"^model.{key} must be a non-empty list of integers"):
+        validate(make_cfg(f"model={name}", f"model.{key}=[]"))
 
 
 def test_validating_imports_neither_torch_nor_mlflow():

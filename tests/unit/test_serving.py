@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dlpipe import champion, config
+from dlpipe import champion
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.errors import ConfigError, DataError
@@ -176,11 +176,50 @@ def test_input_files_read_as_the_model_takes_them(digits, tmp_path: Path):
         pixels = np.round(image[0] / 16 * 255).astype(np.uint8)
         Image.fromarray(pixels, mode="L").save(folder / f"{index}.png")
     for name in ("x.npz", "x.csv"):
-        found, names = read_input(tmp_path / name, settings)
-        assert names is None and np.allclose(found, raw, atol=1e-5)
-    found, names = read_input(folder, settings)
-    assert names == ["0.png", "1.png", "2.png", "3.png"]
+        found, carried = read_input(tmp_path / name, settings)
+        assert carried is None and np.allclose(found, raw, atol=1e-5)
+    found, carried = read_input(folder, settings)
+    assert carried["file"].tolist() == ["0.png", "1.png", "2.png", "3.png"]
     assert np.allclose(found, raw, atol=16 / 255)
+
+
+def test_kept_columns_and_arrays_travel_as_read_and_are_no_inputs(digits, tmp_path: Path):
+    predictor, data = digits
+    raw = transform.raw_inputs(predictor.settings, data.splits["test"][0][:3])
+    ids, scores = ["a-1", "b-2", "c-3"], [0.5, float("nan"), 1e20]
+    np.savez(tmp_path / "x.npz", x=raw, id=np.array(ids), score=np.array(scores))
+    table = pd.DataFrame(raw.reshape(3, -1)).add_prefix("pixel_")
+    table.insert(0, "id", ids)
+    table["score"] = scores
+    table.to_csv(tmp_path / "x.csv", index=False)
+    for name in ("x.npz", "x.csv"):
+        found, carried = read_input(tmp_path / name, predictor.settings, ["score", "id"])
+        assert np.allclose(found, raw, atol=1e-5)
+        assert list(carried.columns) == ["score", "id"] and carried["id"].tolist() == ids
+        assert carried["score"][0] == "0.5" and carried["score"].isna()[1]
+        assert carried["score"][2] == "1e+20"
+
+
+@pytest.mark.parametrize(
+    "name,keep,message",
+    [
+        ("x.csv", ["name"], r"has no column 'name' to keep \(it has id, pixel_0, "),
+        ("x.npz", ["name"], r"has no array 'name' to keep \(it has x, id, pairs\)"),
+        ("x.npz", ["pairs"], r"array 'pairs' is shaped 3x2: keep arrays of one value per"),
+        ("images", ["id"], "holds images, which have no columns to keep"),
+    ],
+)
+def test_what_cannot_be_kept_is_named(digits, tmp_path: Path, name, keep, message):
+    predictor, _ = digits
+    x = np.zeros((3, 1, 8, 8), dtype=np.float32)
+    np.savez(tmp_path / "x.npz", x=x, id=np.arange(3), pairs=np.zeros((3, 2)))
+    table = pd.DataFrame(x.reshape(3, -1)).add_prefix("pixel_")
+    table.insert(0, "id", range(3))
+    table.to_csv(tmp_path / "x.csv", index=False)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8), mode="L").save(tmp_path / "images/0.png")
+    with pytest.raises(DataError, match=message):
+        read_input(tmp_path / name, predictor.settings, keep)
 
 
 @pytest.mark.parametrize(
@@ -232,15 +271,11 @@ def test_registry_settings_are_checked(make_cfg, override, message):
         validate(make_cfg(override))
 
 
-def test_registry_name_follows_the_data(make_cfg):
-    assert config.to_dict(make_cfg("data=linear").registry)["name"] == "linear"
-
-
 def test_table_input_keeps_the_model_s_columns_typed(make_cfg, table_file, tmp_path: Path):
     cfg = make_cfg("data=table", f"data.path={table_file}", "data.target=kind")
     predictor = served(prepare(cfg.data, tmp_path / "prepared"))
-    found, names = read_input(table_file, predictor.settings)  # its target column is left out
-    assert names is None and list(found.columns) == ["size", "colour", "weight"]
+    found, carried = read_input(table_file, predictor.settings)  # its target column is left out
+    assert carried is None and list(found.columns) == ["size", "colour", "weight"]
     assert pd.api.types.is_string_dtype(found["colour"])
     assert found["size"].dtype == found["weight"].dtype == np.float64
     assert len(predictor.predict(found)) == 120

@@ -116,12 +116,25 @@ def test_parquet_regression_table(tmp_path: Path):
             r"column 'b', row 2: the category is an empty or missing value",
         ),
         ({"a": [1, np.inf], "label": [0, 1]}, "label", r"column 'a', row 2: inf is not a finite"),
+        # Finite as read (float64), infinite as stored (float32).
+        (
+            {"a": [1.0, 2.0, 1e308], "label": [0, 1, 0]},
+            "label",
+            r"column 'a', row 3: 1e\+308 is beyond float32's range \(±3.4e\+38\), the type "
+            r"data is prepared in; rescale that column or fix that row",
+        ),
+        (
+            {"a": [1, 2], "price": [3.0, -1e39]},
+            "price",
+            r"column 'price', row 2: -1e\+39 is beyond",
+        ),
     ],
 )
 def test_bad_table_names_file_column_and_row(tmp_path: Path, rows, target, message):
     path = write_csv(tmp_path / "pets.csv", rows)
+    task = "regression" if target == "price" else "classification"
     with pytest.raises(DataError, match=message):
-        tables.table(str(path), target=target)
+        tables.table(str(path), target=target, task=task)
 
 
 def test_missing_or_empty_table_is_named(tmp_path: Path):
@@ -177,6 +190,12 @@ def test_bad_npz_is_named(tmp_path: Path):
     np.savez(path, x=np.ones((3, 2)), y=np.array([0.0, np.nan, 1.0]))
     with pytest.raises(DataError, match=r"points.npz: y of sample 1 holds NaN or inf"):
         arrays_file.npz(str(path))
+    np.savez(path, x=np.array([[1.0, 2.0], [3.0, 1e39]]), y=np.zeros(2))
+    with pytest.raises(DataError, match=r"points.npz: x of sample 1 holds 1e\+39, beyond float32"):
+        arrays_file.npz(str(path))
+    np.savez(path, x=np.ones((2, 2)), y=np.array([1.0, 1e300]))
+    with pytest.raises(DataError, match=r"points.npz: y of sample 1 holds 1e\+300, beyond float32"):
+        arrays_file.npz(str(path), task="regression")
     np.savez(path, x=np.ones((0, 2)), y=np.zeros(0))
     with pytest.raises(DataError, match=r"points.npz holds no samples"):
         arrays_file.npz(str(path))
@@ -192,6 +211,9 @@ def test_series_csv_is_windowed_and_bad_values_named(tmp_path: Path):
     bad = write_csv(tmp_path / "bad.csv", {"load": [1.0, 2.0, "oops", *range(40)]})
     with pytest.raises(DataError, match=r"bad.csv, column 'load', row 3: 'oops' is not a finite"):
         series.series_csv(str(bad), column="load")
+    huge = write_csv(tmp_path / "huge.csv", {"load": [*range(40), 1e308]})
+    with pytest.raises(DataError, match=r"huge.csv, column 'load', row 41: 1e\+308 is beyond"):
+        series.series_csv(str(huge), column="load")
 
 
 def test_settings_are_checked_against_the_source():

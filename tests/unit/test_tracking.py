@@ -1,5 +1,6 @@
 """MLflow runs end with the right status whatever happens, against a real sqlite store."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -114,3 +115,21 @@ def test_next_run_fails_runs_whose_process_was_killed(client):
     finally:
         alive.kill()
         alive.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "source"),
+    [
+        ({"name": "digits"}, "digits", "data/prepared"),
+        ({"name": "table", "path": "data/wine.csv"}, "wine", "data/wine.csv"),
+    ],
+)
+def test_runs_name_the_data_that_trained_them(client, data, name, source):
+    meta = {"name": data["name"], "data": data, "hash": "ab" * 32, "sizes": {"train": 7}}
+    run_id = open_run(client)
+    tracking.log_data_input(client, run_id, meta, Path("data/prepared"))
+    (found,) = client.search_runs([client.get_run(run_id).info.experiment_id])
+    (given,) = found.inputs.dataset_inputs
+    assert given.dataset.name == name and given.dataset.digest == "ab" * 6
+    assert json.loads(given.dataset.source)["uri"] == str(Path(source).resolve())
+    assert {tag.key: tag.value for tag in given.tags} == {"mlflow.data.context": "training"}

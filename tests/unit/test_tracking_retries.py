@@ -1,6 +1,8 @@
 """A tracking store that goes away or is shared: the retry bound, the error past it, and
 an experiment two processes create at the same moment."""
 
+import re
+import sqlite3  # noqa: F401 (loaded before a read-only check, which runs as `nobody`)
 import time
 
 import pytest
@@ -117,3 +119,29 @@ def test_experiment_created_at_the_same_moment_by_another_process_is_used(tmp_pa
     found = tracking.experiment_id(SecondToCreate(client), "shared")
 
     assert found == client.get_experiment_by_name("shared").experiment_id
+
+
+@pytest.mark.parametrize(
+    "store,fragment",
+    [
+        ("sqlite:///{tmp}", "sqlite:///{tmp} names a folder, not a file: name the store's file"),
+        ("sqlite:///{tmp}/none/mlflow.db", "cannot be created: folder {tmp}/none does not exist"),
+        ("sqlite://", "sqlite:// names no file, and a store in memory keeps no run"),
+        ("sqlite:///:memory:", "names no file, and a store in memory keeps no run"),
+        ("bogus://x", "tracking store bogus://x cannot be used"),
+        ("http://[::1", "tracking.uri http://[::1 is no URL (Invalid IPv6 URL)"),
+        ("http://127.0.0.1:99999", "is no URL (Port out of range 0-65535)"),
+    ],
+)
+def test_a_store_that_cannot_work_is_refused_at_once(tmp_path, retry_settings, store, fragment):
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as raised:
+        tracking.get_client(store.format(tmp=tmp_path), retry_seconds=30)
+    assert time.monotonic() - started < 5  # no retries: none would mend it
+    assert fragment.format(tmp=tmp_path) in str(raised.value)
+    assert not list(tmp_path.iterdir())  # no store file left behind
+
+
+def test_a_read_only_store_folder_is_refused_at_once(read_only_folder, retry_settings):
+    with pytest.raises(TrackingError, match=re.escape(f"read-only: make {read_only_folder} writ")):
+        tracking.get_client(f"sqlite:///{read_only_folder / 'mlflow.db'}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe.data.raw import RawData, class_indices
+from dlpipe.data.raw import RawData, check_stored, class_indices
 from dlpipe.errors import ConfigError, DataError
 
 
@@ -17,10 +17,14 @@ def _array(arrays, name: str, file: Path) -> np.ndarray:
     return arrays[name]
 
 
-def _check_finite(values: np.ndarray, name: str, file: Path) -> None:
-    bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+def _check_labels(y: np.ndarray, where: str) -> None:
+    """A NaN label would become a class of its own (labels stay as they are: any finite
+    value names a class, however large)."""
+    if not np.issubdtype(y.dtype, np.floating):
+        return
+    bad = np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).all(axis=1))
     if len(bad):
-        raise DataError(f"data file {file}: {name} of sample {bad[0]} holds NaN or inf")
+        raise DataError(f"{where}: y of sample {bad[0]} holds NaN or inf; fix or drop that sample")
 
 
 def npz(path: str, task: str = "classification") -> RawData:
@@ -39,11 +43,10 @@ def npz(path: str, task: str = "classification") -> RawData:
         raise DataError(f"data file {file} holds no samples: set data.path to a file that does")
     if len(x) != len(y):
         raise DataError(f"data file {file}: x has {len(x)} samples and y {len(y)}; they must match")
-    x = x.astype(np.float32)
-    _check_finite(x, "x", file)
-    if np.issubdtype(y.dtype, np.number):  # a NaN label would become a class of its own
-        _check_finite(y, "y", file)
+    where = f"data file {file}"
+    x = check_stored(x, "x", where)
     if task == "regression":
-        return RawData(x=x, y=y.reshape(len(y), -1).astype(np.float32), task=task)
+        return RawData(x=x, y=check_stored(y.reshape(len(y), -1), "y", where), task=task)
+    _check_labels(y, where)
     indices, classes = class_indices(y)
     return RawData(x=x, y=indices, task=task, classes=classes)

@@ -14,7 +14,7 @@ from dlpipe.errors import DataError
 
 RERUN_PREPARE = "rerun the prepare stage: `dvc repro prepare` or `python pipelines/prepare.py`"
 # What the checks, training and evaluation read from meta.json.
-META_KEYS = ("task", "input_shape", "num_outputs", "classes", "hash")
+META_KEYS = ("task", "input_shape", "num_outputs", "classes", "sizes", "hash")
 
 
 def check_meta(meta: object, path: Path) -> None:

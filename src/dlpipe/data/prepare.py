@@ -2,6 +2,8 @@
 
 Classification is split stratified, regression at random, forecasting by time (its
 windows overlap, so shuffling them across splits would leak test values into training).
+Every source's data is checked in the type it is stored in (float32) before any of this,
+so that nothing NaN or infinite is ever written.
 
 Layout written to the output directory:
     train.npz, val.npz, test.npz   arrays `x` (float32) and `y` (int64 labels or float32;
@@ -10,6 +12,7 @@ Layout written to the output directory:
                                    and a content hash
 """
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from dlpipe import files
 from dlpipe.config import to_dict
-from dlpipe.data.raw import RawData, head_slices
+from dlpipe.data.raw import RawData, check_stored, head_slices
 from dlpipe.data.sources import load_source
 from dlpipe.errors import ConfigError
 
@@ -84,19 +87,36 @@ def _feature_axes(x: np.ndarray) -> tuple[int, ...]:
     return (0, 2, 3) if x.ndim == 4 else tuple(range(x.ndim - 1))
 
 
+def checked(raw: RawData, where: str) -> RawData:
+    """`raw` with its values as float32, or a DataError naming the first sample that float32
+    cannot hold: whatever a source returns is checked here, in the type it is stored in."""
+    x = check_stored(raw.x, "x", where)
+    y = raw.y if raw.task == "classification" else check_stored(raw.y, "y", where)
+    return dataclasses.replace(raw, x=x, y=y)
+
+
+def _mean_std(values: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """In float64: values that fit float32 can have a variance that does not (1e30 -> 1e60).
+
+    From float32 values, both fit float32 (the standard deviation is at most half the
+    range), and so do the standardised values.
+    """
+    mean = values.mean(axis=axes, keepdims=True, dtype=np.float64)
+    return mean, values.std(axis=axes, keepdims=True, dtype=np.float64)
+
+
 def statistics(splits: dict[str, tuple], raw: RawData) -> dict[str, list]:
     """Means and standard deviations of the training split's inputs (and regression targets)."""
     x, y = splits["train"]
-    axes = _feature_axes(x)
-    stats = {"x_mean": x.mean(axis=axes, keepdims=True), "x_std": x.std(axis=axes, keepdims=True)}
+    stats = dict(zip(("x_mean", "x_std"), _mean_std(x, _feature_axes(x)), strict=True))
     task = raw.task
     if task == "regression":
-        stats.update(y_mean=y.mean(axis=0, keepdims=True), y_std=y.std(axis=0, keepdims=True))
+        stats.update(zip(("y_mean", "y_std"), _mean_std(y, (0,)), strict=True))
     elif task == "multitask":  # regression targets only: class indices stay as they are
         values = np.concatenate(
             [np.full(head["columns"], head["task"] == "regression") for head in raw.heads]
         )
-        mean, std = y.mean(axis=0, keepdims=True), y.std(axis=0, keepdims=True)
+        mean, std = _mean_std(y, (0,))
         stats.update(y_mean=np.where(values, mean, 0.0), y_std=np.where(values, std, 1.0))
     elif task == "forecasting":  # the target is the series' first feature, on its scale
         stats.update(y_mean=stats["x_mean"][..., :1], y_std=stats["x_std"][..., :1])
@@ -129,7 +149,8 @@ def content_hash(splits: dict[str, tuple]) -> str:
 def prepare(data_cfg: Any, out_dir: Path) -> dict:
     """Prepare the configured data set into `out_dir`; return its meta data."""
     settings = {key: value for key, value in to_dict(data_cfg).items() if key != "batch_size"}
-    raw = load_source(settings)
+    where = f"data file {settings['path']}" if "path" in settings else f"data '{data_cfg.name}'"
+    raw = checked(load_source(settings), where)
     cut = data_cfg.split
     splits = split(raw, cut.val, cut.test, cut.seed)
     per_class = settings.get("train_per_class")

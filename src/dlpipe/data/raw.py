@@ -4,8 +4,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlpipe.errors import DataError
+
 TASKS = ("classification", "regression", "forecasting", "multitask")
 HEAD_TASKS = ("classification", "regression")
+# Prepared data holds its values (all but class indices) as float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+BEYOND_FLOAT32 = f"beyond float32's range (±{FLOAT32_MAX:.1e}), the type data is prepared in"
 
 
 @dataclass(frozen=True)
@@ -89,3 +94,30 @@ def head_slices(heads: list[dict], axis: str) -> dict[str, slice]:
         slices[head["name"]] = slice(start, start + head[axis])
         start += head[axis]
     return slices
+
+
+def as_stored(values: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """`values` as float32, and the first sample (along the first axis) left NaN or inf.
+
+    Checked after the cast, not before: 1e308 is finite in float64 and inf in float32.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # what overflows is found below
+        stored = np.asarray(values).astype(np.float32, copy=False)
+    bad = np.flatnonzero(~np.isfinite(stored.reshape(len(stored), -1)).all(axis=1))
+    return stored, (int(bad[0]) if len(bad) else None)
+
+
+def check_stored(values: np.ndarray, name: str, where: str) -> np.ndarray:
+    """`values` as float32, or a DataError naming `where` (the data), the array `name` and
+    its first sample holding NaN or inf, or a value float32 cannot hold."""
+    stored, row = as_stored(values)
+    if row is None:
+        return stored
+    sample = np.asarray(values[row], dtype=np.float64).ravel()
+    huge = sample[np.isfinite(sample) & (np.abs(sample) > FLOAT32_MAX)]
+    problem = (
+        f"{huge[0]:g}, {BEYOND_FLOAT32}; rescale the data or fix that sample"
+        if len(huge)
+        else "NaN or inf; fix or drop that sample"
+    )
+    raise DataError(f"{where}: {name} of sample {row} holds {problem}")

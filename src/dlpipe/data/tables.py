@@ -1,9 +1,9 @@
 """User tables: CSV or Parquet files of feature columns and one or more target columns.
 
 Categorical feature columns (listed in `data.categorical`, or holding no number at all)
-are one-hot encoded. Every other feature column must be numeric and finite, and no
-category or label may be missing; the first value that breaks this is named with its
-file, column and row.
+are one-hot encoded. Every other feature column must be numeric and finite in float32
+(the type data is prepared in), and no category or label may be missing; the first value
+that breaks this is named with its file, column and row.
 """
 
 from pathlib import Path
@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlpipe.data.raw import HEAD_TASKS, RawData, Target, class_indices, multitask
+from dlpipe.data.raw import (
+    BEYOND_FLOAT32,
+    HEAD_TASKS,
+    RawData,
+    Target,
+    as_stored,
+    class_indices,
+    multitask,
+)
 from dlpipe.errors import ConfigError, DataError
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
@@ -47,16 +55,21 @@ def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, setting
 
 
 def numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
-    """`column` as float64, or a DataError naming the first value that is not a finite number."""
+    """`column` as float32, or a DataError naming the first value that is not a finite
+    number, or is one that float32 cannot hold."""
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(values))
-    if len(bad):
-        row = int(bad[0])
-        raise DataError(
-            f"data file {path}, column '{column}', row {row + 1}: {_shown(frame[column].iloc[row])}"
-            f" is not a finite number; {_FIX_ROW}"
+    stored, row = as_stored(values)
+    if row is not None:
+        problem = (
+            f"is {BEYOND_FLOAT32}; rescale that column or fix that row"
+            if np.isfinite(values[row])
+            else f"is not a finite number; {_FIX_ROW}"
         )
-    return values
+        raise DataError(
+            f"data file {path}, column '{column}', row {row + 1}: "
+            f"{_shown(frame[column].iloc[row])} {problem}"
+        )
+    return stored
 
 
 def _check_no_missing(frame: pd.DataFrame, column: str, path: Path, what: str) -> None:
@@ -140,7 +153,7 @@ def table(
 def _target(frame: pd.DataFrame, column: str, task: str, file: Path) -> Target:
     """Column `column` as regression values, or as class indices with the class names."""
     if task == "regression":
-        return Target(column, numeric_column(frame, column, file).astype(np.float32))
+        return Target(column, numeric_column(frame, column, file))
     _check_no_missing(frame, column, file, "label")
     labels = frame[column]
     numeric = pd.api.types.is_numeric_dtype(labels)

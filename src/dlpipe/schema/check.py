@@ -1,12 +1,12 @@
 """Declaring settings and checking values against them.
 
 A config group is a dataclass, one field per setting. The field's type says what kind of
-value the setting takes: bool, int, float (an int is a number too), str, Literal choices,
-list[...], dict[str, ...], a nested group, Any, and unions of these (`| None`: null is
-allowed). `setting()` adds what a type cannot say: a range for the numbers, a list's
-length, the options of a group picked by its `name`, or a rule of its own. A field with a
-default may be left out of the config (the code that reads the setting has its own
-default); every other setting must be there.
+value the setting takes: bool, int, float (an int is a number too; NaN and inf are not),
+str, Literal choices, list[...], dict[str, ...], a nested group, Any, and unions of these
+(`| None`: null is allowed). `setting()` adds what a type cannot say: a range for the
+numbers, a list's length (or that it holds something), the options of a group picked by
+its `name`, or a rule of its own. A field with a default may be left out of the config
+(the code that reads the setting has its own default); every other setting must be there.
 
 Checking a group walks the config's values field by field and builds the dataclass, so
 its `__post_init__` can check settings against each other. The first bad value raises a
@@ -14,6 +14,7 @@ ConfigError of one line: its full key path, the value, and what is allowed.
 """
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -68,6 +69,7 @@ def setting(
     lt: float | None = None,
     le: float | None = None,
     length: int | None = None,
+    nonempty: bool = False,
     options: dict[str, type] | None = None,
     rule: Callable[[Any], bool] | None = None,
     allowed: str = "",
@@ -78,11 +80,17 @@ def setting(
     Args:
         gt, ge, lt, le: the range of the numbers in the value (list items, mapping values too).
         length: how many items a list holds.
+        nonempty: a list must hold at least one item (e.g. one that sizes layers).
         options: a group's dataclass by the value of its `name` setting.
         rule: a test the value must pass beyond its type; `allowed` says what it allows.
         default: makes the setting optional (any value: the code reading it has its own).
     """
-    meta = {"bounds": Bounds(gt, ge, lt, le), "length": length, "options": options}
+    meta = {
+        "bounds": Bounds(gt, ge, lt, le),
+        "length": length,
+        "nonempty": nonempty,
+        "options": options,
+    }
     return dataclasses.field(default=default, metadata={**meta, "rule": rule, "allowed": allowed})
 
 
@@ -133,7 +141,7 @@ def check_value(value: Any, hint: Any, meta: dict, path: str) -> Any:
             if _fits(value, arg, meta) or _same_container(value, arg):
                 return check_value(value, arg, meta, path)
     elif origin is list and isinstance(value, list):
-        if meta["length"] not in (None, len(value)):
+        if meta["length"] not in (None, len(value)) or (meta["nonempty"] and not value):
             raise _wrong(value, hint, meta, path)
         return [
             check_value(item, args[0], meta, f"{path}[{index}]") for index, item in enumerate(value)
@@ -164,7 +172,7 @@ def _fits(value: Any, hint: Any, meta: dict) -> bool:
     elif hint in (int, float):
         kinds = (int,) if hint is int else (int, float)
         typed = isinstance(value, kinds) and not isinstance(value, bool)
-        typed = typed and meta["bounds"].holds(value)
+        typed = typed and math.isfinite(value) and meta["bounds"].holds(value)
     else:
         typed = hint is Any or (hint in (bool, str) and isinstance(value, hint))
     return typed and (meta["rule"] is None or meta["rule"](value))
@@ -179,7 +187,12 @@ def _same_container(value: Any, hint: Any) -> bool:
 
 
 def _wrong(value: Any, hint: Any, meta: dict, path: str) -> ConfigError:
-    return ConfigError(f"{path} must be {meta['allowed'] or describe(hint, meta)}, got {value!r}")
+    # inf is within a range with no upper end: say what is wrong with it.
+    infinite = isinstance(value, float) and not math.isfinite(value)
+    return ConfigError(
+        f"{path} must be {meta['allowed'] or describe(hint, meta)}, got {value!r}"
+        f"{', which is not finite' if infinite else ''}"
+    )
 
 
 def describe(hint: Any, meta: dict, plural: bool = False) -> str:
@@ -193,7 +206,8 @@ def describe(hint: Any, meta: dict, plural: bool = False) -> str:
         return f"{'values among' if plural else 'one of'} {', '.join(map(str, args))}"
     if origin is list:
         count = f"{meta['length']} " if meta["length"] else ""
-        return f"a list of {count}{describe(args[0], meta, plural=True)}"
+        kind = "a non-empty list" if meta["nonempty"] else "a list"
+        return f"{kind} of {count}{describe(args[0], meta, plural=True)}"
     if origin is dict:
         return f"a mapping of names to {describe(args[1], meta, plural=True)}"
     if dataclasses.is_dataclass(hint):

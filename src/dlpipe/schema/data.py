@@ -77,7 +77,7 @@ class Sunspots(Data):
 @dataclass(kw_only=True)
 class Table(Data):
     path: str
-    target: str | list[str]
+    target: str | list[str] = setting(nonempty=True)
     task: HeadTask | list[HeadTask]
     categorical: list[str] | None
 

@@ -197,15 +197,12 @@ class Evaluate:
     classifier: str | None
 
 
-# A registered model's name ends up in `models:/<name>@<alias>` URIs.
-_MODEL_NAME = re.compile(r"^[\w.-]+$")
-
-
 @dataclass(kw_only=True)
 class Registry:
     name: str | None = setting(
-        rule=lambda name: bool(_MODEL_NAME.match(name)),
-        allowed="a name of letters, digits, '_', '.' and '-', or null",
+        rule=lambda name: bool(champion.NAME.match(name)),
+        allowed=f"a name of letters, digits, '_', '.' and '-', {champion.AUTO} (named after "
+        "the data set) or null",
     )
     metric: str | None = setting(rule=champion.is_known, allowed=champion.ALLOWED)
     promote: bool

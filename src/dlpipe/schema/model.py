@@ -26,7 +26,7 @@ class Perceptron(Model):
 
 @dataclass(kw_only=True)
 class Mlp(Model):
-    hidden: list[int] = setting(gt=0)
+    hidden: list[int] = setting(gt=0, nonempty=True)
     activation: Activation
     dropout: float = dropout()
     batch_norm: bool
@@ -34,14 +34,14 @@ class Mlp(Model):
 
 @dataclass(kw_only=True)
 class Cnn(Model):
-    channels: list[int] = setting(gt=0)
+    channels: list[int] = setting(gt=0, nonempty=True)
     hidden: int = setting(gt=0)
     dropout: float = dropout()
 
 
 @dataclass(kw_only=True)
 class Resnet(Model):
-    channels: list[int] = setting(gt=0)
+    channels: list[int] = setting(gt=0, nonempty=True)
     blocks: int = setting(gt=0)
     dropout: float = dropout()
 
@@ -66,7 +66,7 @@ class Transformer(Model):
 
 @dataclass(kw_only=True)
 class Autoencoder(Model):
-    hidden: list[int] = setting(gt=0)
+    hidden: list[int] = setting(gt=0, nonempty=True)
     latent: int = setting(gt=0)
     activation: Activation
     dropout: float = dropout()
@@ -75,7 +75,7 @@ class Autoencoder(Model):
 @dataclass(kw_only=True)
 class Gan(Model):
     latent: int = setting(gt=0)
-    hidden: list[int] = setting(gt=0)
+    hidden: list[int] = setting(gt=0, nonempty=True)
     dropout: float = dropout()
 
 

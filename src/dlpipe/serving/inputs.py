@@ -5,10 +5,12 @@ A table model takes the training table's feature columns by name (others, such a
 target, are left out). Any other model takes samples shaped as its training inputs: from
 an .npz, or from a table with one column per value (an image's pixels, flattened). Images
 are read as the training read them: resized, in grey or colour, on the training data's
-pixel scale. Errors say what is wrong without naming the file; the command adds it.
+pixel scale. Columns of a table or arrays of an .npz (an id, say) can be carried, as read,
+into the predictions. Errors say what is wrong without naming the file; the command adds it.
 """
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +21,30 @@ from dlpipe.errors import DataError
 from dlpipe.serving import transform
 
 
-def read_input(path: Path, settings: dict) -> tuple[pd.DataFrame | np.ndarray, list[str] | None]:
-    """The raw inputs in `path` for the model `settings` describe, and each row's image
-    file when `path` holds images."""
+def read_input(
+    path: Path, settings: dict, keep: Sequence[str] = ()
+) -> tuple[pd.DataFrame | np.ndarray, pd.DataFrame | None]:
+    """The raw inputs in `path` for the model `settings` describe, and what each row's
+    prediction carries: its image file when `path` holds images, else the table's columns
+    (or the .npz's arrays) named in `keep`, as strings as read."""
     if path.is_dir():
         found = sorted(file for file in path.rglob("*") if file.suffix.lower() in images.SUFFIXES)
         if not found:
             raise DataError(f"holds no image files ({', '.join(images.SUFFIXES)})")
-        return _images(found, settings), [file.relative_to(path).as_posix() for file in found]
+        files = [file.relative_to(path).as_posix() for file in found]
+        return _images(found, settings, keep), pd.DataFrame({"file": files})
     if not path.is_file():
         raise DataError("does not exist")
     suffix = path.suffix.lower()
     if suffix in tables.READERS:
-        return _table(_frame(path), settings), None
+        frame = _frame(path)
+        carried = _carried(frame, keep, "column", len(frame))
+        return _table(frame, settings, keep), carried
     if suffix == ".npz":
-        return _samples(_array(path), settings), None
+        x, carried = _arrays(path, keep)
+        return _samples(x, settings), carried
     if suffix in images.SUFFIXES:
-        return _images([path], settings), [path.name]
+        return _images([path], settings, keep), pd.DataFrame({"file": [path.name]})
     kinds = ", ".join([*tables.READERS, ".npz", *images.SUFFIXES])
     raise DataError(f"is not a table, .npz or image file: give one of {kinds}, or a folder")
 
@@ -52,11 +61,31 @@ def _frame(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _table(frame: pd.DataFrame, settings: dict) -> pd.DataFrame | np.ndarray:
-    """A table model's columns, typed as its signature has them; else one value a column."""
+def _carried(found, keep: Sequence[str], kind: str, samples: int) -> pd.DataFrame | None:
+    """The `keep` columns of table `found` (or arrays of an .npz), each one value per
+    sample, as strings: they are written back as read, whatever their type."""
+    if not keep:
+        return None
+    has, carried = list(found.keys()), {}
+    for name in keep:
+        if name not in has:
+            raise DataError(f"has no {kind} '{name}' to keep (it has {', '.join(map(str, has))})")
+        carried[name] = np.asarray(found[name])
+        if carried[name].shape != (samples,):
+            raise DataError(
+                f"{kind} '{name}' is shaped {transform.dims(carried[name].shape)}: keep "
+                f"{kind}s of one value per sample ({samples})"
+            )
+    return pd.DataFrame(carried).astype("string")
+
+
+def _table(frame: pd.DataFrame, settings: dict, keep: Sequence[str]) -> pd.DataFrame | np.ndarray:
+    """A table model's columns, typed as its signature has them; else one value a column
+    (the columns kept for the output aside)."""
     columns = settings["columns"]
     if not columns:
-        values = np.stack([transform.numbers(frame[name]) for name in frame.columns], axis=1)
+        names = [name for name in frame.columns if name not in keep]
+        values = np.stack([transform.numbers(frame[name]) for name in names], axis=1)
         return _samples(values, settings)
     transform.encode_table(frame, columns)  # refuses what the model cannot take, by row
     return pd.DataFrame(
@@ -69,12 +98,14 @@ def _table(frame: pd.DataFrame, settings: dict) -> pd.DataFrame | np.ndarray:
     )
 
 
-def _array(path: Path) -> np.ndarray:
+def _arrays(path: Path, keep: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame | None]:
+    """Array `x`, and the arrays to keep."""
     try:
         with np.load(path, allow_pickle=False) as arrays:
             if "x" not in arrays.files:
                 raise DataError(f"holds no array 'x' (it has {', '.join(arrays.files) or 'none'})")
-            return arrays["x"]
+            x = arrays["x"]
+            return x, _carried(arrays, keep, "array", len(x))
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # the last two: truncated
         raise DataError(f"cannot be read as .npz: {exc}") from exc
 
@@ -85,7 +116,9 @@ def _samples(x: np.ndarray, settings: dict) -> np.ndarray:
     return transform.as_samples(x, settings["input_shape"]).astype(np.float32)
 
 
-def _images(found: list[Path], settings: dict) -> np.ndarray:
+def _images(found: list[Path], settings: dict, keep: Sequence[str]) -> np.ndarray:
+    if keep:
+        raise DataError("holds images, which have no columns to keep: the output names each file")
     shape, scale = settings["input_shape"], settings["pixel_range"]
     if scale is None or len(shape) != 3 or shape[0] not in images.MODES:
         raise DataError(

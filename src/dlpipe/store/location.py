@@ -6,11 +6,12 @@ are therefore read from the `tracking` group's YAML file, which is all they depe
 """
 
 import os
+import urllib.parse
 from pathlib import Path
 
 import yaml
 
-from dlpipe.errors import ConfigError
+from dlpipe.errors import ConfigError, TrackingError
 
 # The settings a tracking override may change on the command line.
 _SETTINGS = ("uri", "experiment")
@@ -20,6 +21,46 @@ def resolve_uri(setting: str | None) -> str:
     """tracking.uri if set, else MLFLOW_TRACKING_URI, else mlflow.db at the project root."""
     uri = setting or os.environ.get("MLFLOW_TRACKING_URI")
     return uri or f"sqlite:///{project_root(Path.cwd()) / 'mlflow.db'}"
+
+
+def sqlite_file(uri: str) -> Path:
+    """The file of a `sqlite:///<path>` store.
+
+    Raises:
+        TrackingError: the URI names no file (a store in memory keeps no run past the
+            process) or names a folder: errors no retry can mend, said at once.
+    """
+    path = uri.removeprefix("sqlite:///")
+    if not uri.startswith("sqlite:///") or path in ("", ":memory:"):
+        raise TrackingError(
+            f"tracking store {uri} names no file, and a store in memory keeps no run: set "
+            "tracking.uri or MLFLOW_TRACKING_URI to sqlite:///path/mlflow.db"
+        )
+    if Path(path).is_dir():
+        raise TrackingError(
+            f"tracking store {uri} names a folder, not a file: name the store's file, e.g. "
+            f"sqlite:///{Path(path) / 'mlflow.db'}"
+        )
+    return Path(path)
+
+
+def server_address(uri: str) -> tuple[str, str]:
+    """`http(s)://[login@]host[:port][/path]` as the address without its login, and the login.
+
+    Raises:
+        TrackingError: the URI is no URL (a bracket unclosed, a port out of range).
+    """
+    try:
+        parts = urllib.parse.urlsplit(uri.rstrip("/"))
+        parts.port  # noqa: B018 - read to check it
+    except ValueError as exc:
+        from dlpipe.store import masked
+
+        raise TrackingError(
+            f"tracking.uri {masked(uri)} is no URL ({exc}): set it to http(s)://host:port"
+        ) from None
+    login, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=host).geturl(), login
 
 
 def project_root(cwd: Path) -> Path:

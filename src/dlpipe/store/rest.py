@@ -15,6 +15,7 @@ import urllib.request
 
 from dlpipe.errors import TrackingError
 from dlpipe.store import masked
+from dlpipe.store.location import server_address
 from dlpipe.store.query import Clause, Order
 from dlpipe.store.run import Run
 
@@ -28,9 +29,7 @@ class RestStore:
 
     def __init__(self, uri: str):
         self.uri = uri
-        parts = urllib.parse.urlsplit(uri.rstrip("/"))
-        login, _, host = parts.netloc.rpartition("@")
-        self._base = parts._replace(netloc=host).geturl()
+        self._base, login = server_address(uri)
         self._headers = {"Content-Type": "application/json", **_authorization(login)}
 
     def search(

@@ -6,9 +6,9 @@ params, tags, latest_metrics, metrics); the tests run them against a store MLflo
 
 import math
 import sqlite3
-from pathlib import Path
 
 from dlpipe.errors import TrackingError
+from dlpipe.store.location import sqlite_file
 from dlpipe.store.query import Clause, Order
 from dlpipe.store.run import Run
 
@@ -33,7 +33,7 @@ class SqliteStore:
 
     def __init__(self, uri: str):
         self.uri = uri
-        path = Path(uri.removeprefix("sqlite:///"))
+        path = sqlite_file(uri)
         if not path.is_file():
             raise TrackingError(
                 f"no tracking store at {path}: train first, or set tracking.uri or "
