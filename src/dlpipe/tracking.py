@@ -48,6 +48,8 @@ _PARAMS_PER_BATCH = 100
 _MAX_PARAM_LENGTH = 6000
 # The data hash's hex digits a dataset input shows: a commit's short hash has as many.
 _DIGEST_LENGTH = 12
+# Runs that may log one new data set at the same moment (see _lost_insert_race).
+_DATASET_ATTEMPTS = 3
 # Which process holds a run open: a RUNNING run whose process is gone was killed.
 _HOST_TAG, PID_TAG, _PID_START_TAG = "dlpipe.host", "dlpipe.pid", "dlpipe.pid_started"
 
@@ -193,7 +195,21 @@ def log_data_input(client: MlflowClient, run_id: str, meta: dict, prepared: Path
         profile=json.dumps({"num_rows": sum(meta["sizes"].values()), "splits": meta["sizes"]}),
     )
     context = InputTag(MLFLOW_DATASET_CONTEXT, "training")
-    client.log_inputs(run_id, datasets=[DatasetInput(dataset, [context])])
+    for attempt in range(_DATASET_ATTEMPTS):
+        try:
+            client.log_inputs(run_id, datasets=[DatasetInput(dataset, [context])])
+            return
+        except MlflowException as exc:
+            if attempt + 1 == _DATASET_ATTEMPTS or not _lost_insert_race(exc):
+                raise
+
+
+def _lost_insert_race(exc: MlflowException) -> bool:
+    """MLflow looks a data set up, then inserts it when missing: two runs logging the same
+    new data set at once can both miss it, and the second insert breaks the table's unique
+    key. Logged again, the data set is found and only the run's link to it is written."""
+    text = str(exc).lower()
+    return "unique" in text or "duplicate" in text
 
 
 def one_line(exc: BaseException) -> str:

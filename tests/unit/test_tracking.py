@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,37 @@ def test_runs_name_the_data_that_trained_them(client, data, name, source):
     assert given.dataset.name == name and given.dataset.digest == "ab" * 6
     assert json.loads(given.dataset.source)["uri"] == str(Path(source).resolve())
     assert {tag.key: tag.value for tag in given.tags} == {"mlflow.data.context": "training"}
+
+
+def log_at_once(client: MlflowClient, runs: list[str], meta: dict) -> list[Exception]:
+    """Log `meta` as the input of every run, all threads released together."""
+    start = threading.Barrier(len(runs))
+    errors = []
+
+    def log_input(run_id: str) -> None:
+        start.wait()
+        try:
+            tracking.log_data_input(client, run_id, meta, Path("data/prepared"))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=log_input, args=(run_id,)) for run_id in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_runs_logging_one_new_data_set_at_once_all_record_it(client):
+    # Eight trainings that start together on new data each log it as their input: MLflow
+    # inserts the data set once, and the others must still link to it, not fail.
+    for round_ in range(6):
+        meta = {"name": "digits", "data": {"name": "digits"}, "sizes": {"train": 7}}
+        meta["hash"] = f"{round_:02d}" * 32
+        runs = [open_run(client) for _ in range(8)]
+        errors = log_at_once(client, runs, meta)
+        assert not errors, errors[0]
+        for run_id in runs:
+            (given,) = client.get_run(run_id).inputs.dataset_inputs
+            assert given.dataset.digest == f"{round_:02d}" * 6
