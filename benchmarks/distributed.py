@@ -97,9 +97,11 @@ def all_reduce_ms(numel: int, port: int, rounds: int = 100) -> float:
 
 def cnn_parameters() -> int:
     """How many weights the digits CNN (conf/model/cnn.yaml) has: its gradient's size."""
-    from dlpipe.models import build_model
+    from dlpipe.models.registry import build_model
 
-    model = build_model("cnn", (1, 8, 8), 10, channels=[32, 64], hidden=128)
+    model = build_model(
+        {"_target_": "dlpipe.models.cnn.cnn", "channels": [32, 64], "hidden": 128}, (1, 8, 8), 10
+    )
     return sum(p.numel() for p in model.parameters())
 
 

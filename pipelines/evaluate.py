@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from dlpipe.app import TRUSTED, launch, user_errors
-from dlpipe.schema import validate
+from dlpipe.schema.validate import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from dlpipe.app import TRUSTED, launch, user_errors
 from dlpipe.paths import PREPARED_DIR
-from dlpipe.schema import validate
+from dlpipe.schema.validate import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 

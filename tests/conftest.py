@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 
 # One torch thread per process, here and in every stage a test starts (they inherit it):
@@ -46,6 +47,31 @@ def make_cfg():
             return compose("config", overrides=list(overrides))
 
     return _compose
+
+
+# Samples of each kind a model may read: images as the digits are, sequences (steps,
+# features) as a time series is, and a table's rows.
+SAMPLE_SHAPES = {"image": (1, 8, 8), "sequence": (12, 3), "row": (64,)}
+
+
+def model_cfg(name: str, **settings) -> dict:
+    """conf/model/<name>.yaml as the model config a run holds, `settings` changed."""
+    return {**yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text()), **settings}
+
+
+def reads(model: dict, kind: str) -> bool:
+    """Whether `model` reads samples of `kind` (SAMPLE_SHAPES): built for them, it does
+    not say that it expects other data."""
+    from dlpipe.errors import ConfigError
+    from dlpipe.models.registry import build_model
+
+    try:
+        build_model(model, SAMPLE_SHAPES[kind], 2)
+    except ConfigError as exc:
+        if " expects " not in str(exc):
+            raise
+        return False
+    return True
 
 
 def project_files() -> list[str]:

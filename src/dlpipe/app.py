@@ -4,64 +4,96 @@ Hydra's own message for an unknown group option spans a dozen lines (search path
 so those are checked before Hydra starts, with the valid options listed.
 """
 
-import argparse
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlpipe.errors import DlpipeError
+from dlpipe.exits import fail
 from dlpipe.paths import PROJECT, Outputs
 
 if TYPE_CHECKING:
     from dlpipe.sweep import SweepJob
 
-EXIT_USAGE = 2
 # What config `_target_`s may instantiate (dlpipe's Hydra callbacks); Hydra warns otherwise.
 TRUSTED = ("dlpipe.*",)
 _GROUP_CHOICE = re.compile(r"^\+{0,2}(?P<group>[A-Za-z_][\w/]*)=(?P<choices>[^=]+)$")
 
 
-def fail(message: str) -> None:
-    """Print `error: <message>`, secrets masked, on stderr and exit with code 2."""
-    from dlpipe.secrets import mask_text  # on the way out only: it loads Hydra
-
-    print(f"error: {mask_text(message)}", file=sys.stderr)
-    raise SystemExit(EXIT_USAGE)
-
-
-def whole_number(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from `low` to `high`, else argparse's error (exit
-    code 2). The bounds are those of where the number goes: a larger one would stop the
-    command later, with a traceback from sqlite, a socket or torch."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"a whole number from {low} to {high}, got {text}")
-        return value
-
-    return parse
-
-
 def check_group_choices(argv: list[str], conf_dir: Path) -> None:
-    """`model=foo` where conf/model/foo.yaml does not exist -> one line listing the options."""
+    """`model=foo` where no folder of the search path has model/foo.yaml -> one line
+    listing the options of every folder."""
+    folders = search_folders(argv, conf_dir)
     for arg in argv:
         match = _GROUP_CHOICE.match(arg)
-        if not match or not (conf_dir / match["group"]).is_dir():
+        if not match:
             continue
-        options = sorted(p.stem for p in (conf_dir / match["group"]).glob("*.yaml"))
+        group = match["group"]
+        places = [folder / group for folder in folders if (folder / group).is_dir()]
+        if not places:
+            continue
+        options = sorted({path.stem for place in places for path in place.glob("*.yaml")})
         for choice in match["choices"].split(","):  # a multirun sweep lists several
             if choice not in options:
-                fail(
-                    f"unknown {match['group']} '{choice}': choose one of {', '.join(options)} "
-                    f"(conf/{match['group']}/*.yaml)"
-                )
+                where = ", ".join(f"{_shown(place)}/*.yaml" for place in places)
+                fail(f"unknown {group} '{choice}': choose one of {', '.join(options)} ({where})")
+
+
+def search_folders(argv: list[str], conf_dir: Path) -> list[Path]:
+    """`conf_dir` and the folders Hydra also looks in for a group's options: those of
+    `hydra.searchpath` in conf/config.yaml, or on the command line, which replaces it."""
+    entries = None
+    for arg in argv:
+        if arg.startswith("hydra.searchpath="):
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+            from hydra.errors import HydraException
+
+            try:
+                entries = OverridesParser.create().parse_override(arg).value()
+            except HydraException as exc:
+                fail(f"cannot read {arg}: {str(exc).splitlines()[0]}")
+    if entries is None:
+        primary = conf_dir / "config.yaml"
+        if primary.is_file():
+            from omegaconf import OmegaConf
+
+            entries = OmegaConf.select(OmegaConf.load(primary), "hydra.searchpath")
+    if entries is None:
+        return [conf_dir]
+    if isinstance(entries, str) or not isinstance(entries, Sequence):
+        fail(f"hydra.searchpath must be a list of folders, e.g. [file://myconf], got {entries!r}")
+    folders = (_search_folder(str(entry)) for entry in entries)
+    return [conf_dir, *(folder for folder in folders if folder is not None)]
+
+
+def _search_folder(entry: str) -> Path | None:
+    """The folder of one search-path entry as Hydra reads it: `file://path` (or a bare
+    path), relative to the working directory; `pkg://package.module`, that module's."""
+    scheme, _, place = entry.rpartition("://")
+    if scheme in ("", "file"):
+        return Path(place)
+    if scheme == "pkg":
+        import importlib.util
+
+        top, *rest = place.split(".")
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            return None
+        locations = (spec.submodule_search_locations or []) if spec else []
+        return Path(locations[0], *rest) if locations else None
+    return None
+
+
+def _shown(folder: Path) -> str:
+    """`folder` as a user types it: relative to the working directory when inside it."""
+    try:
+        return str(folder.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(folder)
 
 
 def in_sweep() -> bool:
@@ -107,7 +139,7 @@ def compose_checked(conf_dir: Path, overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from dlpipe.schema import validate
+    from dlpipe.schema.validate import validate
 
     check_group_choices(overrides, conf_dir)
     try:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from dlpipe.errors import ConfigError
+from dlpipe.tasks.kinds import builtin
 
 # registry.name: the model is named after the data it was trained on.
 AUTO = "auto"
@@ -20,12 +21,6 @@ NAME = re.compile(r"^[\w.-]+$")
 # an acc, test/baseline_rmse an rmse.
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae")
 HIGHER_IS_BETTER = ("acc", "f1", "auroc", "r2", "skill")
-# What a task is judged by when registry.metric is null (a multi-task model: its first head).
-TASK_METRICS = {
-    "classification": "acc",
-    "regression": "rmse",
-    "forecasting": "rmse",
-}
 ALLOWED = (
     f"a test metric whose name says which way is better ({', '.join(LOWER_IS_BETTER)}: lower; "
     f"{', '.join(HIGHER_IS_BETTER)}: higher), e.g. test/acc, or null for the task's own"
@@ -54,12 +49,10 @@ def higher_is_better(metric: str) -> bool:
     return kind in HIGHER_IS_BETTER
 
 
-def task_metric(task: str, heads: list[dict] | None = None) -> str:
-    """The metric models of `task` are compared on when registry.metric is null."""
-    if task == "multitask":
-        head = heads[0]
-        return f"test/{head['name']}/{TASK_METRICS[head['task']]}"
-    return f"test/{TASK_METRICS[task]}"
+def task_metric(task: str, heads: list[dict] | None = None) -> str | None:
+    """The metric models of dlpipe's `task` are compared on when registry.metric is null
+    (its descriptor's: a multi-task model's first head's)."""
+    return builtin(task).champion_metric(heads)
 
 
 def beats(metric: str, new: float, old: float) -> bool:

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from dlpipe.errors import DataError
+from dlpipe.models import registry
+from dlpipe.models.multitask import build_for_data
 from dlpipe.tracking import one_line
 
 # A task (a LightningModule) holds the model it trains as `self.model`.
@@ -57,6 +59,26 @@ def model_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
         for name, value in checkpoint["state_dict"].items()
         if name.startswith(_MODEL_PREFIX)
     }
+
+
+def load_model(record: dict, fix: str) -> nn.Module:
+    """Rebuild a trained model from its run record (models/run.json's keys) and load its
+    best weights, in eval mode: nothing pickled, the settings rebuild the code.
+
+    Args:
+        record: the model's recorded settings, input shape, outputs (and heads) and
+            `best_checkpoint`.
+        fix: how to get a usable checkpoint; it ends the error message.
+    """
+    model = build_for_data(
+        registry.recorded(record["model"]),
+        record["input_shape"],
+        record["num_outputs"],
+        record.get("heads"),
+        record.get("shared"),
+    )
+    load_into(model, record["best_checkpoint"], fix)
+    return model.eval()
 
 
 def load_into(model: nn.Module, path: Path | str, fix: str) -> None:

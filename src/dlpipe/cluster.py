@@ -8,6 +8,7 @@ first, and Ray's own connection retries are bounded by cluster.connect_timeout.
 import os
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -63,8 +64,12 @@ def _use_token_when_present() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def connect(address_setting: str | None, timeout: float) -> str:
-    """Join the cluster at the configured address, or start a local one; return which."""
+def connect(address_setting: str | None, timeout: float, code: Sequence[Path] = ()) -> str:
+    """Join the cluster at the configured address, or start a local one; return which.
+
+    `code`: the folders of a user's own packages (dlpipe.usercode), shipped to every
+    worker (Ray's py_modules), which may run where the project folder is not.
+    """
     address = cluster_address(address_setting)
     if address is not None:
         # Read by Ray when it is imported.
@@ -74,12 +79,15 @@ def connect(address_setting: str | None, timeout: float) -> str:
 
     if ray.is_initialized():
         return "the Ray cluster this process already uses"
+    runtime_env = {"py_modules": [str(path) for path in code]} if code else None
     if address is None:
-        ray.init(address="local", include_dashboard=False, log_to_driver=True)
+        ray.init(
+            address="local", include_dashboard=False, log_to_driver=True, runtime_env=runtime_env
+        )
         return "a local Ray cluster"
     check_reachable(address, timeout)
     try:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(
             f"cluster.address={address}: cannot join the Ray cluster there "

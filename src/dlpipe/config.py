@@ -11,15 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dlpipe.errors import ConfigError
-from dlpipe.schema.groups import HEAD_METRICS, MONITORS
-
-
-def monitors(task: str, heads: list[dict] | None = None) -> tuple[str, ...]:
-    """The validation metrics a training of `task` logs (with multi-task data's `heads`)."""
-    if task != "multitask":
-        return MONITORS[task]
-    per_head = (f"val/{h['name']}/{m}" for h in heads for m in HEAD_METRICS[h["task"]])
-    return ("val/loss", *per_head)
+from dlpipe.tasks.kinds import TaskKind, kind
 
 
 def to_dict(cfg: DictConfig) -> dict:
@@ -66,15 +58,20 @@ def check_batch_size(cfg: DictConfig, meta: dict) -> None:
         )
 
 
-def check_monitors(cfg: DictConfig, task: str, heads: list[dict] | None = None) -> None:
-    """Checkpointing and early stopping must watch a metric the data's task logs."""
-    allowed = monitors(task, heads)
+def check_monitors(
+    cfg: DictConfig, task: "str | TaskKind", heads: list[dict] | None = None
+) -> None:
+    """Checkpointing and early stopping must watch a metric the task (a TaskKind, or the
+    name of one of dlpipe's) logs."""
+    found = kind(task)
+    allowed = found.monitors(heads)
     for key in ("trainer.checkpoint_monitor", "trainer.early_stopping.monitor"):
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
+            mode = key.replace("monitor", "mode")
             raise ConfigError(
-                f"{key}={value} is not logged for {task} data: use one of "
-                f"{', '.join(allowed)}, e.g. {key}=val/loss {key.replace('monitor', 'mode')}=min"
+                f"{key}={value} is not logged for {found.name} data: use one of "
+                f"{', '.join(allowed)}, e.g. {key}={found.monitor} {mode}={found.mode}"
             )
 
 

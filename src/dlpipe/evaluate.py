@@ -11,15 +11,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from dlpipe import champion, checkpoints, config, files, generation, plots, registry, tracking
-from dlpipe import metrics as task_metrics
 from dlpipe.data.arrays import load_prepared
 from dlpipe.errors import ConfigError, DataError, TrackingError
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
+from dlpipe.tasks import configured
+from dlpipe.tasks.kinds import Scoring
 
 _RUN_TRAIN = "run the train stage first: `dvc repro train` or `python pipelines/train.py`"
 _RECORD_KEYS = (
@@ -36,7 +35,7 @@ _RECORD_KEYS = (
     "best_checkpoint_sha256",
 )
 # What describes the trained model, as config keys, and the record's keys holding it.
-_RECORDED = {"data": "data", "model": "model", "multitask.shared": "shared"}
+_RECORDED = {"data": "data", "model": "model", "task": "task_config", "multitask.shared": "shared"}
 # Group choices that set those; a preset may set both.
 _GROUPS = {"data": ("data",), "model": ("model",), "experiment": ("data", "model")}
 # How many test samples one forward pass takes: evaluate's own, not the model's.
@@ -59,30 +58,32 @@ def evaluate(
     check_overrides(cfg, record, overrides, out.run_file)
     # A checkpoint that is missing, truncated or another model's is named as such before
     # its checksum, which would only say that it changed.
-    model = load_model(record)
+    model = checkpoints.load_model(record, _RUN_TRAIN)
     _check_saved_by_run(record)
     client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
     _check_run_exists(client, record["run_id"], out)
-    # Reconstruction is compared with PCA fitted on the training split.
-    splits = ("train", "test") if record["task"] == "reconstruction" else ("test",)
-    data = load_prepared(PREPARED_DIR, splits)
+    kind = configured.resolve(record.get("task_config"), record["task"])
+    data = load_prepared(PREPARED_DIR, kind.splits)
     if data.meta["hash"] != record["data_hash"]:
         raise DataError(
             f"{PREPARED_DIR} changed since run {record['run_id']} was trained: "
             "retrain (`dvc repro`) before evaluating"
         )
     # Checked before any report is written: a table model reads its columns from the table.
-    served = registry.servable(model, record, data.meta)
+    served = registry.servable(model, record, data.meta) if kind.servable else None
     for folder in (out.reports, out.plots):
         files.clear_partial(folder)
-    if record["task"] == "generation":
-        classifier = generation.classifier_of(client, cfg.evaluate.classifier, data.meta)
-        metrics, written = generation.score_samples(
-            model, data.splits["test"][0], cfg.evaluate.samples, cfg.seed, classifier, out.plots
-        )
-    else:
-        outputs = predict(model, data.splits["test"][0], cfg.data.batch_size)
-        metrics, written = _score(record, data, outputs, out.plots)
+    scoring = Scoring(
+        model=model,
+        record=record,
+        data=data,
+        folder=out.plots,
+        batch_size=cfg.data.batch_size,
+        seed=cfg.seed,
+        samples=cfg.evaluate.samples,
+        classifier=lambda: generation.classifier_of(client, cfg.evaluate.classifier, data.meta),
+    )
+    metrics, written = kind.test(scoring)
     files.write_json(out.metrics_file, metrics)
     written += plots.learning_curves(files.read_json(out.history_file), out.plots)
     tracking.log_metrics(client, record["run_id"], metrics)
@@ -93,7 +94,8 @@ def evaluate(
         given = cfg.registry
         # `auto`: the name the training gave (registry.name then), else its data set's.
         name = record["registry_name"] if given.name == champion.AUTO else given.name
-        registry.publish(client, served, data.splits["test"][0], name, given.metric, given.promote)
+        metric = given.metric or kind.champion_metric(record.get("heads"))
+        registry.publish(client, served, data.splits["test"][0], name, metric, given.promote)
     return metrics
 
 
@@ -127,7 +129,7 @@ def _recorded_settings(record: dict) -> dict:
     """The settings describing the trained model, as the flat config keys holding them."""
     settings = {}
     for key, field in _RECORDED.items():
-        value = record[field]
+        value = record.get(field)  # a record from before a field was kept holds none
         settings.update(
             config.flatten(value, f"{key}.") if isinstance(value, dict) else {key: value}
         )
@@ -153,81 +155,6 @@ def _leaves_under(setting: str, leaves: list[str]) -> list[str]:
 
 def _shown(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def _score(record: dict, data, outputs: torch.Tensor, folder: Path) -> tuple[dict, list[Path]]:
-    """The task's test metrics for the model's `outputs`, and the plots written for them."""
-    x, y = data.splits["test"]
-    task = record["task"]
-    if task == "classification":
-        metrics, matrix = task_metrics.classification(outputs, y, len(record["classes"]))
-        predicted = task_metrics.predicted_classes(outputs).numpy()
-        written = plots.confusion(y.numpy(), predicted, matrix.numpy(), record["classes"], folder)
-        return metrics, written + _binary_curves(y, outputs, record["classes"], folder)
-    if task == "multitask":
-        return _score_heads(record["heads"], outputs, y, data.meta["stats"], folder)
-    if task == "reconstruction":
-        latent = record["model"]["latent"]
-        metrics = task_metrics.reconstruction(outputs, x, data.splits["train"][0], latent)
-        return metrics, plots.reconstructions(x.numpy(), outputs.numpy(), folder)
-    stats = data.meta["stats"]
-    if task == "forecasting":
-        metrics = task_metrics.forecasting(outputs, x, y, stats)
-    else:
-        metrics = task_metrics.regression(outputs, y, stats)
-    actual, estimate = task_metrics.unscale(y, stats), task_metrics.unscale(outputs, stats)
-    written = plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), folder)
-    if task == "forecasting":
-        return metrics, written + plots.forecasts(actual.numpy(), estimate.numpy(), folder)
-    return metrics, written + plots.residuals(actual.numpy(), estimate.numpy(), folder)
-
-
-def _binary_curves(
-    target: torch.Tensor,
-    scores: torch.Tensor,
-    classes: list[str],
-    folder: Path,
-    head: str | None = None,
-) -> list[Path]:
-    """The ROC and precision-recall curves of a classifier of two classes; none for more."""
-    if len(classes) != 2:
-        return []
-    probability = plots.positive_probability(scores.numpy())
-    return plots.roc_pr(target.numpy(), probability, classes, folder, head)
-
-
-def _score_heads(
-    heads: list[dict], outputs: torch.Tensor, y: torch.Tensor, stats: dict, folder: Path
-) -> tuple[dict, list[Path]]:
-    """Each head's test metrics, named test/<head>/<metric>, and its plots, named <head>_*."""
-    from dlpipe.data.raw import head_slices
-    from dlpipe.tasks.objectives import head_target
-
-    outputs_of, columns_of = head_slices(heads, "outputs"), head_slices(heads, "columns")
-    metrics, written = {}, []
-    for head in heads:
-        name, columns = head["name"], columns_of[head["name"]]
-        scores, target = outputs[:, outputs_of[name]], head_target(y, columns, head["task"])
-        if head["task"] == "classification":
-            found, matrix = task_metrics.classification(scores, target, len(head["classes"]))
-            predicted = task_metrics.predicted_classes(scores).numpy()
-            written += plots.confusion(
-                target.numpy(), predicted, matrix.numpy(), head["classes"], folder, name
-            )
-            written += _binary_curves(target, scores, head["classes"], folder, name)
-        else:
-            scale = {
-                key: np.asarray(value)[..., columns]
-                for key, value in stats.items()
-                if key.startswith("y_")
-            }
-            found = task_metrics.regression(scores, target, scale)
-            actual = task_metrics.unscale(target, scale)
-            estimate = task_metrics.unscale(scores, scale)
-            written += plots.predicted_vs_actual(actual.numpy(), estimate.numpy(), folder, name)
-            written += plots.residuals(actual.numpy(), estimate.numpy(), folder, name)
-        metrics.update({key.replace("test/", f"test/{name}/"): v for key, v in found.items()})
-    return metrics, written
 
 
 def _read_run_record(out: Outputs) -> dict:
@@ -263,26 +190,3 @@ def _check_run_exists(client, run_id: str, out: Outputs) -> None:
             f"run {run_id} (from {out.run_file}) is not in tracking store "
             f"{client.tracking_uri}: evaluate with the tracking.uri the model was trained with"
         ) from exc
-
-
-def load_model(record: dict) -> torch.nn.Module:
-    """Rebuild the model from its recorded settings and load the best weights (no pickled code)."""
-    from dlpipe.models import build_for_data
-
-    model = build_for_data(
-        record["model"],
-        record["input_shape"],
-        record["num_outputs"],
-        record.get("heads"),
-        record.get("shared"),
-    )
-    checkpoints.load_into(model, record["best_checkpoint"], _RUN_TRAIN)
-    return model.eval()
-
-
-@torch.inference_mode()
-def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """The model's outputs (scores or values) for every row of `x`, `batch_size` rows at a time."""
-    return torch.cat(
-        [model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
-    )

@@ -13,18 +13,17 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
-from dlpipe import plots
+from dlpipe import checkpoints, plots
 from dlpipe.errors import ConfigError
 
 # A class counts as covered when at least this share of the samples is labelled with it.
 COVERED_SHARE = 0.02
+_TRAIN_AGAIN = "name a classification run whose checkpoint is intact, or train one again"
 
 
 def load_classifier(client: MlflowClient, run_id: str, meta: dict) -> torch.nn.Module:
     """The model of the classification run `run_id`, which must be trained on `meta`'s data."""
     from mlflow.exceptions import MlflowException
-
-    from dlpipe.evaluate import load_model
 
     try:
         run = client.get_run(run_id)
@@ -48,7 +47,7 @@ def load_classifier(client: MlflowClient, run_id: str, meta: dict) -> torch.nn.M
             "num_outputs": meta["num_outputs"],
             "best_checkpoint": checkpoint,
         }
-        return load_model(record)
+        return checkpoints.load_model(record, f"evaluate.classifier={run_id}: {_TRAIN_AGAIN}")
 
 
 @torch.inference_mode()

@@ -24,6 +24,13 @@ from dlpipe.data.arrays import ArrayLoader, PreparedData
 from dlpipe.errors import DlpipeError, TrainingError
 from dlpipe.paths import Outputs
 from dlpipe.resume import EpochOrder, RandomState
+from dlpipe.trainer_setup import (
+    early_stopping,
+    fit_settings,
+    quiet_lightning,
+    seed_all,
+    worker_threads,
+)
 
 log = logging.getLogger(__name__)
 _CHECKPOINT = "checkpoint.ckpt"  # RayTrainReportCallback's file name in a checkpoint
@@ -43,8 +50,6 @@ def scaling_config(cluster: DictConfig):
 
 def trainer_settings(cfg: DictConfig, steps_per_epoch: int) -> dict:
     """The Lightning Trainer settings of a worker, from conf/trainer (strategy aside)."""
-    from dlpipe.train import fit_settings
-
     return {
         **fit_settings(cfg.trainer, steps_per_epoch),
         "accelerator": "gpu" if cfg.cluster.use_gpu else "cpu",
@@ -136,8 +141,6 @@ def _work(loop: dict) -> None:
         RayTrainReportCallback,
         prepare_trainer,
     )
-
-    from dlpipe.train import early_stopping, quiet_lightning, seed_all, worker_threads
 
     cfg = OmegaConf.create(loop["cfg"])
     context = ray.train.get_context()

@@ -20,9 +20,9 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from dlpipe import __version__, champion, tracking
+from dlpipe import __version__, champion, tracking, usercode
 from dlpipe.errors import ConfigError, TrackingError
-from dlpipe.serving import SERVED_TASKS, transform
+from dlpipe.serving import transform
 from dlpipe.serving.predictor import Predictor
 from dlpipe.serving.settings import describe
 
@@ -38,16 +38,14 @@ _MODEL_CODE = Path(__file__).parent / "serving" / "pyfunc_model.py"
 _EXAMPLE_ROWS = 2
 
 
-def servable(network: torch.nn.Module, record: dict, meta: dict) -> Predictor | None:
-    """The trained `network` with its serving settings, or None for a model of a task that
-    makes no predictions (generative models, autoencoders).
+def servable(network: torch.nn.Module, record: dict, meta: dict) -> Predictor:
+    """The trained `network` with its serving settings, for a model of a task that makes
+    predictions (its TaskKind's `servable`: not generative models, autoencoders).
 
     Args:
         network: the model as models/run.json (`record`) describes it, with its weights.
         meta: the prepared data's meta.json, which holds the training's statistics.
     """
-    if record["task"] not in SERVED_TASKS:
-        return None
     return Predictor(network, describe(record, meta))
 
 
@@ -108,6 +106,9 @@ def _log(client: MlflowClient, predictor: Predictor, x_test: torch.Tensor, name:
             signature=signature,
             input_example=example,
             registered_model_name=name,
+            # A user's own model (task, data source) travels with it: loading it needs no
+            # project folder on the path.
+            code_paths=[str(path) for path in usercode.code_folders(predictor.settings)] or None,
             # Given, so that MLflow does not load the model in a subprocess to infer them.
             pip_requirements=[
                 f"dlpipe=={__version__}",

@@ -20,9 +20,10 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe import config, files, lineage, schema, secrets
+from dlpipe import config, files, lineage, secrets
 from dlpipe.errors import ConfigError, DlpipeError, LineageError
 from dlpipe.paths import PREPARED_DIR, Outputs
+from dlpipe.schema.validate import validate
 
 REPRODUCES_TAG = "dlpipe.reproduces"
 # What a training logs; evaluate's test/ metrics are not part of a reproduction.
@@ -146,7 +147,7 @@ def reproduction_config(record: Record, uri: str) -> DictConfig:
         settings["search"] = {**settings["search"], "trial": None}
     cfg = OmegaConf.create(settings)
     try:
-        schema.validate(cfg)
+        validate(cfg)
     except ConfigError as exc:
         # Code of another commit (--force) may take other settings than the run had.
         raise ConfigError(

@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from dlpipe import secrets
+from dlpipe.exits import fail
 from dlpipe.lineage import command_line
 
 # Hydra builds its callbacks as every stage starts, before the config is checked: MLflow,
@@ -69,7 +70,6 @@ def child_tags(client: "MlflowClient", experiment: str, job: SweepJob) -> dict:
 
 def _check_search(config: DictConfig) -> None:
     """A bad search space stops the sweep before its first trial, with one line."""
-    from dlpipe.app import fail
     from dlpipe.errors import ConfigError
     from dlpipe.search import check_space
 

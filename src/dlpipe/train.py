@@ -9,17 +9,27 @@ costs no run.
 import logging
 import sys
 import uuid
-import warnings
 from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe import config, files, schema, secrets, tracking
+from dlpipe import config, files, secrets, tracking
 from dlpipe.data.arrays import ArrayLoader, PreparedData, load_prepared
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.lineage import lineage_tags
+from dlpipe.models import registry
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
+from dlpipe.schema.validate import validate
 from dlpipe.sweep import SweepJob, child_tags
+from dlpipe.tasks import configured, kinds
+from dlpipe.tasks.kinds import Setup, TaskKind
+from dlpipe.trainer_setup import (
+    early_stopping,
+    fit_settings,
+    quiet_lightning,
+    seed_all,
+    worker_threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +117,8 @@ def _open_run(
         stale.unlink(missing_ok=True)
     # MLflow draws run names from `random`, which the seed has just fixed: every run
     # would get the same name.
-    name = {"mlflow.runName": f"{cfg.model.name}-{cfg.data.name}-{uuid.uuid4().hex[:6]}"}
+    label = registry.label(config.to_dict(cfg.model))
+    name = {"mlflow.runName": f"{label}-{cfg.data.name}-{uuid.uuid4().hex[:6]}"}
     run_id = tracking.open_run(client, cfg.tracking.experiment, {**name, **tags, **sweep_tags})
     resume.write_record(out, run_id, tags["dlpipe.config_hash"], tags["dlpipe.data_hash"])
     shown = secrets.mask(config.to_dict(cfg))
@@ -173,24 +184,23 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     from dlpipe.lightning_hooks import MlflowEpochLogger
 
     # Again here: train() is also called as a library function (tests, sweeps).
-    schema.validate(cfg)
+    validate(cfg)
     data = load_prepared(PREPARED_DIR, ("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
     config.check_batch_size(cfg, data.meta)
-    config.check_monitors(cfg, task_of(cfg, data.meta), data.meta.get("heads"))
+    kind = task_kind(cfg, data.meta)
+    config.check_monitors(cfg, kind, data.meta.get("heads"))
     threads = _share_cpus()
-    where = _reach_cluster(cfg)
+    where = _reach_cluster(cfg, kind)
     seed_all(cfg.seed)
     train_loader, val_loader = loaders(cfg, data)
     model = build_model(cfg, data.meta)
     transfer_tags = _transfer(cfg, model)
-    task = build_task(cfg, data.meta, model, len(train_loader))
+    task = build_task(cfg, data.meta, model, len(train_loader), kind)
     logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
     trial, search_callbacks = _search_trial(cfg)
     trainer = (
-        None
-        if where
-        else _local_trainer(cfg, data.meta, logger, train_loader, out, search_callbacks)
+        None if where else _local_trainer(cfg, kind, logger, train_loader, out, search_callbacks)
     )
     tags = {
         **lineage_tags(config.config_hash(cfg), data.meta["hash"]),
@@ -201,31 +211,30 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     return _Fit(data, task, train_loader, val_loader, logger, trainer, trial, tags)
 
 
-def _local_trainer(cfg: DictConfig, meta: dict, logger, train_loader, out: Outputs, extra: tuple):
+def _local_trainer(
+    cfg: DictConfig, kind: TaskKind, logger, train_loader, out: Outputs, extra: tuple
+):
     """The Trainer of a training in this process (on Ray, each worker builds its own: see
     ray_train), with what a resumed training needs to go on as an uninterrupted one would."""
     from dlpipe.resume import EpochOrder, RandomState, RunId
 
     callbacks = (EpochOrder(train_loader), RandomState(), RunId(), *extra)
-    return build_trainer(cfg, logger, len(train_loader), out, callbacks, task_of(cfg, meta))
+    return build_trainer(cfg, logger, len(train_loader), out, callbacks, kind)
 
 
-def worker_threads(cfg: DictConfig) -> int:
-    """Torch threads of a Ray Train worker: the CPUs it reserves."""
-    return max(1, int(cfg.cluster.resources_per_worker.get("CPU", 1)))
-
-
-def _reach_cluster(cfg: DictConfig) -> str | None:
+def _reach_cluster(cfg: DictConfig, kind: TaskKind) -> str | None:
     """With cluster=ray: join or start the cluster, before any run opens; say which."""
     if cfg.cluster.name != "ray":
         return None
     from dlpipe import cluster
+    from dlpipe.usercode import code_folders
 
     if OmegaConf.select(cfg, "search.trial") is not None:
         raise ConfigError("an Optuna search prunes trials in their own process: use cluster=local")
-    if cfg.model.name == "gan":
-        raise ConfigError("model 'gan' trains in one process: use cluster=local")
-    where = cluster.connect(cfg.cluster.address, cfg.cluster.connect_timeout)
+    if not kind.distributed:
+        label = registry.label(config.to_dict(cfg.model))
+        raise ConfigError(f"model '{label}' trains in one process: use cluster=local")
+    where = cluster.connect(cfg.cluster.address, cfg.cluster.connect_timeout, code_folders(cfg))
     log.info(f"training on {where} with {cfg.cluster.num_workers} workers")
     return where
 
@@ -278,18 +287,11 @@ def _share_cpus() -> int:
     return torch.get_num_threads()
 
 
-def seed_all(seed: int) -> None:
-    """Seed Python, NumPy and torch before the model exists: its initial weights depend on it."""
-    from lightning.fabric.utilities.seed import seed_everything
-
-    seed_everything(seed, workers=True, verbose=False)
-
-
 def build_model(cfg: DictConfig, meta: dict):
     """The configured model, shaped for the prepared data."""
-    from dlpipe import models
+    from dlpipe.models.multitask import build_for_data
 
-    return models.build_for_data(
+    return build_for_data(
         config.to_dict(cfg.model),
         meta["input_shape"],
         meta["num_outputs"],
@@ -300,9 +302,7 @@ def build_model(cfg: DictConfig, meta: dict):
 
 def task_of(cfg: DictConfig, meta: dict) -> str:
     """What the training learns: the model's own task (reconstruction) or the data's."""
-    from dlpipe import models
-
-    return models.model_task(cfg.model.name, meta["task"])
+    return registry.model_task(config.to_dict(cfg.model), meta["task"])
 
 
 def _transfer(cfg: DictConfig, model) -> dict[str, str]:
@@ -316,11 +316,18 @@ def _transfer(cfg: DictConfig, model) -> dict[str, str]:
     return transfer(model, str(source), cfg.transfer.freeze, uri)
 
 
-def build_task(cfg: DictConfig, meta: dict, model, steps_per_epoch: int):
-    """The LightningModule fitting `model`; its optimiser and schedule settings are tried first."""
+def task_kind(cfg: DictConfig, meta: dict) -> TaskKind:
+    """The descriptor of what the training learns: the config's task (a user's), else
+    dlpipe's own for the model's or the data's task."""
+    return configured.resolve(config.to_dict(cfg).get("task"), task_of(cfg, meta))
+
+
+def build_task(
+    cfg: DictConfig, meta: dict, model, steps_per_epoch: int, kind: TaskKind | None = None
+):
+    """The LightningModule fitting `model` for the task (`kind`, found from the config when
+    not given); its optimiser and schedule settings are tried first."""
     from dlpipe.optim import build_optimizer, build_schedule
-    from dlpipe.tasks import objectives
-    from dlpipe.tasks.module import Task
 
     optim = config.to_dict(cfg.optim)
     schedule = {
@@ -329,24 +336,15 @@ def build_task(cfg: DictConfig, meta: dict, model, steps_per_epoch: int):
         "max_epochs": cfg.trainer.max_epochs,
     }
     build_schedule(build_optimizer(model.parameters(), **optim), **schedule)
-    task = task_of(cfg, meta)
-    weights = config.head_weights(cfg, meta.get("heads"))
-    if task == "generation":
-        from dlpipe.tasks.adversarial import AdversarialTask
-
-        if schedule["name"] != "none" or schedule["warmup_epochs"]:
-            raise ConfigError("model 'gan' trains at a constant rate: set schedule=none")
-        return AdversarialTask(model, optim)
-    if task == "classification":
-        step = getattr(model, "output", None) == "step"
-        objective = objectives.classification(len(meta["classes"]), step)
-    elif task == "reconstruction":
-        objective = objectives.reconstruction()
-    elif task == "multitask":
-        objective = objectives.multitask(meta["heads"], weights)
-    else:
-        objective = objectives.regression()
-    return Task(model, objective, optim, schedule)
+    setup = Setup(
+        model=model,
+        label=registry.label(config.to_dict(cfg.model)),
+        meta=meta,
+        optim=optim,
+        schedule=schedule,
+        weights=config.head_weights(cfg, meta.get("heads")),
+    )
+    return (kind or task_kind(cfg, meta)).lightning_module(setup)
 
 
 def loaders(cfg: DictConfig, data: PreparedData) -> tuple[ArrayLoader, ArrayLoader]:
@@ -365,7 +363,7 @@ def build_trainer(
     steps_per_epoch: int,
     out: Outputs,
     extra_callbacks: tuple = (),
-    task: str = "classification",
+    task: str | TaskKind = "classification",
 ):
     """The Lightning Trainer a dlpipe training runs with; settings it refuses are config errors."""
     import lightning.pytorch as pl
@@ -396,60 +394,24 @@ def build_trainer(
         raise ConfigError(f"trainer settings refused: {tracking.one_line(exc)}") from exc
 
 
-def fit_settings(t: DictConfig, steps_per_epoch: int) -> dict:
-    """Trainer settings from conf/trainer that do not depend on where training runs."""
-    return {
-        "precision": t.precision,
-        "max_epochs": t.max_epochs,
-        "gradient_clip_val": t.gradient_clip_val,
-        "gradient_clip_algorithm": t.gradient_clip_algorithm,
-        "deterministic": True,
-        # Metrics are logged per epoch: gathering step metrics for the logger every step
-        # would cost a small model a tenth of its throughput for nothing.
-        "log_every_n_steps": steps_per_epoch,
-    }
-
-
-def early_stopping(t: DictConfig):
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    return EarlyStopping(
-        monitor=t.early_stopping.monitor,
-        mode=t.early_stopping.mode,
-        patience=t.early_stopping.patience,
-    )
-
-
-def _callbacks(t: DictConfig, out: Outputs, task: str) -> list:
-    """Checkpointing of the best epoch, and early stopping.
-
-    A GAN's losses say little about its samples and do not settle: it keeps its last
-    epoch as best.ckpt and trains all its epochs.
-    """
+def _callbacks(t: DictConfig, out: Outputs, task: str | TaskKind) -> list:
+    """Checkpointing of the best epoch, and early stopping; a task that does not keep its
+    best epoch (a GAN, whose losses say little about its samples and do not settle) keeps
+    its last one as best.ckpt and trains all its epochs."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    generating = task == "generation"
+    keeps_best = kinds.kind(task).keeps_best
     checkpoint = ModelCheckpoint(
         dirpath=out.models,
         filename="best",
-        monitor=None if generating else t.checkpoint_monitor,
+        monitor=t.checkpoint_monitor if keeps_best else None,
         mode=t.checkpoint_mode,
         save_last=True,
         enable_version_counter=False,
     )
-    if generating:
+    if not keeps_best:
         return [checkpoint]
     return [checkpoint, early_stopping(t)]
-
-
-def quiet_lightning() -> None:
-    """Drop what Lightning prints on every run but says nothing about this one."""
-    # Device availability lines and product tips.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    # Re-running into models/ is the normal case: DVC tracks these fixed paths.
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Outputs) -> dict:
@@ -465,6 +427,8 @@ def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Out
         "registry_name": registered_name(cfg.registry.name, data),
         "model": config.to_dict(cfg.model),
         "task": task_of(cfg, meta),
+        # A user's task (its `_target_` and settings): evaluate builds it again.
+        "task_config": config.to_dict(cfg).get("task"),
         "input_shape": meta["input_shape"],
         "num_outputs": meta["num_outputs"],
         "classes": meta["classes"],

@@ -47,12 +47,19 @@ def _holds_weights(part: nn.Module) -> bool:
 
 
 def head_names(model: nn.Module) -> set[str]:
-    """The weights of the model's output layer: its last top-level part holding weights."""
-    parts = [(name, part) for name, part in model.named_children() if _holds_weights(part)]
+    """The weights of the model's output layer: its last top-level part holding weights,
+    looked for inside the one part that holds them all (a model built as one Sequential)."""
+    prefix, parts = "", _weighted_parts(model)
+    while len(parts) == 1 and _weighted_parts(parts[0][1]):
+        prefix, parts = f"{prefix}{parts[0][0]}.", _weighted_parts(parts[0][1])
     if not parts:
         return set()
     name, head = parts[-1]
-    return {f"{name}.{weight}" for weight, _ in head.named_parameters()}
+    return {f"{prefix}{name}.{weight}" for weight, _ in head.named_parameters()}
+
+
+def _weighted_parts(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, part) for name, part in module.named_children() if _holds_weights(part)]
 
 
 def load_weights(model: nn.Module, path: Path) -> list[str]:
@@ -68,7 +75,7 @@ def load_weights(model: nn.Module, path: Path) -> list[str]:
     if not taken:
         raise DataError(
             f"checkpoint {path} holds no weights of this model: was it trained with another "
-            "model.name or settings?"
+            "model (model._target_) or other model settings?"
         )
     model.load_state_dict({**own, **taken})
     return sorted(set(own) - set(taken))

@@ -20,8 +20,7 @@ import subprocess
 import sys
 
 from dlpipe.errors import DlpipeError, TrackingError
-from dlpipe.store import masked
-from dlpipe.store.location import sqlite_file
+from dlpipe.store.location import masked, sqlite_file
 
 # The UI needs no job runner (a handful of processes, for MLflow's GenAI jobs).
 _ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -7,7 +7,8 @@ import torch
 
 from dlpipe.checkpoints import load_checkpoint, load_into
 from dlpipe.errors import DataError
-from dlpipe.models import build_model
+from dlpipe.models.registry import build_model
+from tests.conftest import model_cfg
 
 FIX = "train again"
 
@@ -20,7 +21,7 @@ def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
 
 
 def mlp(hidden: list[int]) -> torch.nn.Module:
-    return build_model("mlp", (64,), 10, hidden=hidden)
+    return build_model(model_cfg("mlp", hidden=hidden, dropout=0.0), (64,), 10)
 
 
 def test_weights_of_the_same_model_are_loaded(tmp_path: Path):
@@ -68,7 +69,7 @@ def test_pickled_code_is_never_loaded(tmp_path: Path):
 
 
 def test_weights_of_another_model_are_named_foreign(tmp_path: Path):
-    path = save_checkpoint(build_model("cnn", (1, 8, 8), 10), tmp_path / "cnn.ckpt")
+    path = save_checkpoint(build_model(model_cfg("cnn"), (1, 8, 8), 10), tmp_path / "cnn.ckpt")
     with pytest.raises(
         DataError,
         match=r"cnn.ckpt was saved by another model: it lacks 1 of this model's 4 weights "

@@ -1,25 +1,80 @@
 """The `dlpipe` command, run as a user runs it, from the project's folder."""
 
+import json
 import signal
 import socket
 import subprocess
+import sys
 
 import pytest
 
 from tests.conftest import BIN_DIR, ROOT, git_env
+from tests.unit.test_model_catalog import USERS_NET
+
+COMMANDS = ("gradcheck", "reproduce", "runs", "compare", "ui", "models", "promote", "predict")
 
 
-def dlpipe(*args: str) -> subprocess.CompletedProcess:
+def dlpipe(*args: str, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN_DIR / "dlpipe"), *args], cwd=ROOT, env=git_env(), capture_output=True, text=True
+        [str(BIN_DIR / "dlpipe"), *args],
+        cwd=cwd,
+        env=env or git_env(),
+        capture_output=True,
+        text=True,
     )
 
 
 def test_help_lists_the_commands():
     done = dlpipe("--help")
     assert done.returncode == 0
-    for command in ("gradcheck", "runs", "compare", "ui"):
+    for command in COMMANDS:
         assert command in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [("runs",), ("models",), ("gradcheck",), ("promote", "0" * 32), ("reproduce", "x")]
+)
+def test_every_command_outside_a_project_says_so_in_one_line(tmp_path, args):
+    done = dlpipe(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"error: no conf/config.yaml in {tmp_path}: run dlpipe from the project's folder\n"
+    )
+
+
+def test_models_lists_a_users_model_from_its_config_folder_without_torch(tmp_path):
+    """`dlpipe models hydra.searchpath=[...]`: the user's model beside dlpipe's, its
+    settings read from its class's signature, and neither torch nor MLflow loaded."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "nets.py").write_text(USERS_NET)
+    (tmp_path / "my_conf" / "model").mkdir(parents=True)
+    (tmp_path / "my_conf" / "model" / "my_net.yaml").write_text("_target_: mypkg.nets.MyNet\n")
+    command = [sys.executable, "-X", "importtime", str(BIN_DIR / "dlpipe"), "models", "--json"]
+    done = subprocess.run(
+        [*command, f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]"],
+        cwd=ROOT,
+        env={**git_env(), "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    found = {model["name"]: model for model in json.loads(done.stdout)}
+    assert {"mlp", "cnn", "my_net"} <= set(found)
+    assert found["my_net"]["target"] == "mypkg.nets.MyNet"
+    width = next(s for s in found["my_net"]["settings"] if s["name"] == "width")
+    assert (width["type"], width["value"], width["range"]) == ("int", 32, "> 0")
+    timings = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in timings}
+    assert not imported & {"torch", "lightning", "mlflow"}
+
+
+def test_models_prints_each_model_with_a_table_of_its_settings():
+    lines = dlpipe("models").stdout.splitlines()
+    start = lines.index("cnn: dlpipe.models.cnn.cnn (conf/model/cnn.yaml)")
+    assert lines[start + 1].split() == ["setting", "type", "value", "range"]
+    assert lines[start + 3].split() == ["hidden", "int", "128", ">", "0"]
 
 
 @pytest.mark.parametrize("model", ["resnet", "lstm"])

@@ -8,7 +8,7 @@ import pytest
 from dlpipe import cluster
 from dlpipe.errors import ConfigError, TrainingError
 from dlpipe.ray_train import _run, scaling_config, trainer_settings
-from dlpipe.train import _reach_cluster
+from dlpipe.train import _reach_cluster, task_kind
 from tests.conftest import free_port
 
 
@@ -56,8 +56,9 @@ def test_unreachable_head_is_named_within_the_timeout():
     ],
 )
 def test_what_cannot_run_on_ray_is_refused_before_connecting(make_cfg, overrides, message):
+    cfg = make_cfg("cluster=ray", "cluster.address=nowhere:1", *overrides)
     with pytest.raises(ConfigError, match=message):
-        _reach_cluster(make_cfg("cluster=ray", "cluster.address=nowhere:1", *overrides))
+        _reach_cluster(cfg, task_kind(cfg, {"task": "classification"}))
 
 
 class _FailingTrainer:

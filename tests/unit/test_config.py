@@ -10,12 +10,12 @@ from dvc.utils.hydra import compose_and_dump
 
 from dlpipe import config
 from dlpipe.errors import ConfigError
-from dlpipe.models import model_task
+from dlpipe.models.registry import model_task
 from dlpipe.optim import build_optimizer, build_schedule
 from dlpipe.paths import PROJECT
-from dlpipe.schema import validate
+from dlpipe.schema.validate import validate
 from dlpipe.train import build_model, build_trainer
-from tests.conftest import CONF_DIR, ROOT
+from tests.conftest import CONF_DIR, ROOT, SAMPLE_SHAPES, reads
 
 
 def options(group: str) -> list[str]:
@@ -37,15 +37,17 @@ def test_params_yaml_is_conf_composed_without_overrides(tmp_path: Path):
 def test_every_option_composes_validates_and_builds(make_cfg, model, optim, trainer):
     cfg = make_cfg(f"model={model}", f"optim={optim}", f"trainer={trainer}")
     validate(cfg)
-    net = build_model(cfg, {"input_shape": [1, 8, 8], "num_outputs": 10})
+    settings = config.to_dict(cfg.model)
+    shape = next(SAMPLE_SHAPES[kind] for kind in SAMPLE_SHAPES if reads(settings, kind))
+    net = build_model(cfg, {"input_shape": list(shape), "num_outputs": 10})
     optimiser = build_optimizer(net.parameters(), **config.to_dict(cfg.optim))
     before = [p.detach().clone() for p in net.parameters()]
-    generates = model_task(model, "classification") == "generation"
-    logits = net(torch.randn(4, net.latent) if generates else torch.randn(4, 1, 8, 8))
+    generates = model_task(settings, "classification") == "generation"
+    logits = net(torch.randn(4, net.latent) if generates else torch.randn(4, *shape))
     logits.sum().backward()
     optimiser.step()
-    images = model_task(model, "classification") in ("reconstruction", "generation")
-    assert logits.shape == ((4, 1, 8, 8) if images else (4, 10))
+    samples = model_task(settings, "classification") in ("reconstruction", "generation")
+    assert logits.shape == ((4, *shape) if samples else (4, 10))
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
@@ -149,7 +151,7 @@ def test_prepared_data_must_match_the_data_config(make_cfg):
 
 def test_settings_the_model_or_optimiser_refuse_are_config_errors(make_cfg):
     meta = {"input_shape": [1, 8, 8], "num_outputs": 10}
-    with pytest.raises(ConfigError, match="model 'mlp' refuses its settings"):
+    with pytest.raises(ConfigError, match=r"model\.hidden must be a non-empty list of integers"):
         build_model(make_cfg("model=mlp", "model.hidden=abc"), meta)
     net = build_model(make_cfg(), meta)
     with pytest.raises(ConfigError, match="optim 'adam' refuses its settings"):

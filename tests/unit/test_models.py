@@ -1,64 +1,62 @@
-"""The model registry and every family in it: shapes, gradients, learning, bad inputs."""
+"""The model families of conf/model/ and a user's own model, all built by `_target_`:
+shapes, gradients, learning, bad settings."""
 
+import sys
+import textwrap
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 
 from dlpipe.errors import ConfigError
 from dlpipe.gradcheck import check_gradients
-from dlpipe.models import build_model, list_models, model_task, register
 from dlpipe.models.init import initialise
+from dlpipe.models.registry import build_model, check_model, model_task, recorded
+from tests.conftest import CONF_DIR, SAMPLE_SHAPES, model_cfg, reads
 
-FAMILIES = [
-    "autoencoder",
-    "cnn",
-    "gan",
-    "gru",
-    "lstm",
-    "mlp",
-    "perceptron",
-    "resnet",
-    "rnn",
-    "transformer",
-]
-# Images as the digits are, and sequences (steps, features) as a time series is.
-SHAPES = {"image": (1, 8, 8), "sequence": (12, 3)}
-READS_SEQUENCES = {"autoencoder", "gru", "lstm", "mlp", "perceptron", "rnn", "transformer"}
-CLASSIFIERS = [
-    name for name in list_models() if model_task(name, "classification") == "classification"
-]
+# Every family conf/model/ offers: one added there is tested here with no edit.
+FAMILIES = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 
 
-def test_registry_lists_every_family():
-    assert list_models() == FAMILIES
+def build(name: str, input_shape, num_outputs: int, **settings) -> torch.nn.Module:
+    return build_model(model_cfg(name, **settings), input_shape, num_outputs)
 
 
-def test_registering_a_name_twice_is_refused():
-    with pytest.raises(ValueError, match="registered twice"):
-        register("mlp")(lambda input_shape, num_outputs: torch.nn.Identity())
+def task(name: str) -> str:
+    return model_task(model_cfg(name), "classification")
+
+
+def first_read(name: str) -> tuple[int, ...]:
+    """The shape of the first kind of sample the family reads."""
+    kinds = [kind for kind in SAMPLE_SHAPES if reads(model_cfg(name), kind)]
+    assert kinds, f"model '{name}' reads none of {SAMPLE_SHAPES}"
+    return SAMPLE_SHAPES[kinds[0]]
 
 
 # A GAN's forward pass turns noise into samples; it is tested on its own below.
-MAPPERS = [name for name in list_models() if model_task(name, "classification") != "generation"]
+MAPPERS = [name for name in FAMILIES if task(name) != "generation"]
+CLASSIFIERS = [name for name in FAMILIES if task(name) == "classification"]
 
 
-def cases() -> list[tuple[str, str]]:
-    return [
-        (name, kind)
-        for name in MAPPERS
-        for kind in SHAPES
-        if kind == "image" or name in READS_SEQUENCES
-    ]
+def test_every_family_is_named_by_its_builder_and_checks_before_torch_loads():
+    for name in FAMILIES:
+        values = model_cfg(name)
+        assert values["name"] == name and values["_target_"].startswith("dlpipe.models.")
+        assert check_model(values)["name"] == name
 
 
-@pytest.mark.parametrize("name,kind", cases())
+# Each family with each kind of sample it reads (the others it refuses in one line).
+READ = [(name, kind) for name in MAPPERS for kind in SAMPLE_SHAPES if reads(model_cfg(name), kind)]
+
+
+@pytest.mark.parametrize("name,kind", READ)
 def test_forward_and_backward_shapes(name, kind):
-    model = build_model(name, SHAPES[kind], 5)
-    x = torch.randn(6, *SHAPES[kind], requires_grad=True)
+    model = build(name, SAMPLE_SHAPES[kind], 5)
+    x = torch.randn(6, *SAMPLE_SHAPES[kind], requires_grad=True)
     out = model(x)
-    reconstructs = model_task(name, "classification") == "reconstruction"
-    assert out.shape == ((6, *SHAPES[kind]) if reconstructs else (6, 5))
+    reconstructs = task(name) == "reconstruction"
+    assert out.shape == ((6, *SAMPLE_SHAPES[kind]) if reconstructs else (6, 5))
     out.sum().backward()
     assert x.grad.shape == x.shape
     assert all(p.grad is not None for p in model.parameters()), "a weight gets no gradient"
@@ -66,7 +64,8 @@ def test_forward_and_backward_shapes(name, kind):
 
 @pytest.mark.parametrize("name", MAPPERS)
 def test_gradients_match_finite_differences(name):
-    results = check_gradients(build_model(name, SHAPES["image"], 3), SHAPES["image"], batch=2)
+    shape = first_read(name)
+    results = check_gradients(build(name, shape, 3), shape, batch=2)
     assert results and all(result.passed for result in results), results
 
 
@@ -87,8 +86,9 @@ def fit(model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], steps: int)
 def test_each_classifier_learns_a_tiny_batch(name):
     # A few steps on 16 fixed samples must fit them: forward, backward and the update all work.
     torch.manual_seed(0)
-    x, y = torch.randn(16, 1, 8, 8), torch.arange(16) % 4
-    model = build_model(name, (1, 8, 8), 4)
+    shape = first_read(name)
+    x, y = torch.randn(16, *shape), torch.arange(16) % 4
+    model = build(name, shape, 4)
     losses = fit(model, lambda: torch.nn.functional.cross_entropy(model(x), y), steps=60)
     model.eval()
     assert losses[-1] < losses[0] / 4
@@ -126,39 +126,37 @@ def test_image_models_on_rows_name_expected_and_actual_shape(name):
         ConfigError,
         match=rf"model '{name}' expects images shaped \(channels, height, width\).*\(64,\)",
     ):
-        build_model(name, (64,), 10)
+        build(name, (64,), 10)
 
 
 @pytest.mark.parametrize("name", ["lstm", "transformer"])
 def test_sequence_models_on_rows_name_expected_and_actual_shape(name):
     with pytest.raises(ConfigError, match=r"expects sequences shaped \(steps, features\).*\(64,\)"):
-        build_model(name, (64,), 10)
+        build(name, (64,), 10)
 
 
 def test_cnn_too_deep_for_small_images_says_what_to_change():
     with pytest.raises(ConfigError, match=r"use fewer model\.channels"):
-        build_model("cnn", (1, 8, 8), 10, channels=[8, 8, 8, 8])
+        build("cnn", (1, 8, 8), 10, channels=[8, 8, 8, 8])
 
 
 def test_transformer_settings_that_cannot_work_are_named():
     with pytest.raises(ConfigError, match=r"model\.patch=3 must divide"):
-        build_model("transformer", (1, 8, 8), 10, patch=3)
+        build("transformer", (1, 8, 8), 10, patch=3)
     with pytest.raises(ConfigError, match=r"model\.width=30 must be a multiple of model\.heads=4"):
-        build_model("transformer", (1, 8, 8), 10, width=30)
+        build("transformer", (1, 8, 8), 10, width=30)
 
 
 def test_mlp_options_shape_the_network():
-    model = build_model(
+    model = build(
         "mlp", (1, 8, 8), 10, hidden=[32], activation="tanh", dropout=0.5, batch_norm=True
     )
     kinds = [type(layer).__name__ for layer in model]
     assert kinds == ["Flatten", "Linear", "BatchNorm1d", "Tanh", "Dropout", "Linear"]
-    with pytest.raises(ConfigError, match=r"unknown activation 'swish'"):
-        build_model("mlp", (1, 8, 8), 10, activation="swish")
 
 
 def test_recurrent_options_shape_the_network():
-    model = build_model("lstm", (12, 3), 2, hidden=16, layers=2, bidirectional=True)
+    model = build("lstm", (12, 3), 2, hidden=16, layers=2, bidirectional=True)
     assert (model.rnn.num_layers, model.rnn.bidirectional) == (2, True)
     assert model.head[-1].in_features == 32  # both directions' final states
 
@@ -176,28 +174,174 @@ def test_init_schemes_set_weights_to_their_scale_and_zero_biases(scheme, expecte
 
 def test_init_is_applied_from_the_model_settings():
     torch.manual_seed(0)
-    default = build_model("mlp", (256,), 4, hidden=[64])
-    normal = build_model("mlp", (256,), 4, hidden=[64], init="normal")
+    default = build("mlp", (256,), 4, hidden=[64])
+    normal = build("mlp", (256,), 4, hidden=[64], init="normal")
     assert normal[1].weight.std().item() == pytest.approx(0.02, rel=0.05)
     assert default[1].weight.std().item() != pytest.approx(0.02, rel=0.05)
-    with pytest.raises(ConfigError, match=r"unknown model.init 'he'"):
-        build_model("mlp", (256,), 4, init="he")
 
 
 def test_autoencoder_learns_to_rebuild_its_input_through_its_embedding():
     torch.manual_seed(0)
     x = torch.randn(32, 1, 8, 8)
-    model = build_model("autoencoder", (1, 8, 8), 10, hidden=[32], latent=4)
+    model = build("autoencoder", (1, 8, 8), 10, hidden=[32], latent=4)
     assert model.encode(x).shape == (32, 4)
     losses = fit(model, lambda: torch.nn.functional.mse_loss(model(x), x), steps=100)
     assert losses[-1] < losses[0] * 0.8
 
 
 def test_gan_draws_samples_its_discriminator_scores():
-    model = build_model("gan", (1, 8, 8), 10, latent=8, hidden=[16, 32])
+    model = build("gan", (1, 8, 8), 10, latent=8, hidden=[16, 32])
     samples = model.sample(5, torch.Generator().manual_seed(0))
     assert samples.shape == (5, 1, 8, 8)
     assert model.discriminator(samples).shape == (5, 1)
     for part, shape in ((model.generator, (8,)), (model.discriminator, (1, 8, 8))):
         results = check_gradients(part, shape, batch=2)
         assert results and all(result.passed for result in results)
+
+
+# Bad model configs: one line each, naming the setting and what it takes.
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        (
+            {"name": "cnn", "channels": [8]},
+            "model._target_ is missing: choose a model with model=<name> (dlpipe models lists "
+            "them) or name your own with model._target_=package.module.Class",
+        ),
+        (
+            model_cfg("cnn", depth=3),
+            "model.depth is not a setting of model 'cnn' (dlpipe.models.cnn.cnn): it takes "
+            "channels, hidden, dropout",
+        ),
+        (
+            model_cfg("mlp", hidden="abc"),
+            "model.hidden must be a non-empty list of integers > 0, got 'abc'",
+        ),
+        (model_cfg("lstm", layers=0), "model.layers must be an integer > 0, got 0"),
+        (
+            model_cfg("gru", bidirectional="both"),
+            "model.bidirectional must be true or false, got 'both'",
+        ),
+        (
+            model_cfg("mlp", activation="swish"),
+            "model.activation must be one of relu, tanh, gelu, sigmoid, got 'swish'",
+        ),
+        (
+            model_cfg("mlp", init="he"),
+            "model.init must be one of default, xavier, kaiming, normal, got 'he'",
+        ),
+    ],
+)
+def test_bad_model_settings_are_one_line_before_building(values, message):
+    with pytest.raises(ConfigError) as caught:
+        check_model(values)
+    assert str(caught.value) == message
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        build_model(values, (1, 8, 8), 10)
+
+
+# A user's own model: a class in a package of the project folder, named by `_target_`.
+USER_NETS = '''
+    from typing import Annotated
+
+    import torch
+    from torch import nn
+
+    from dlpipe.schema.targets import Range
+
+
+    class TinyNet(nn.Module):
+        """One hidden layer of `width` units; `extra` more outputs than the data asks."""
+
+        def __init__(
+            self,
+            input_shape: tuple[int, ...],
+            num_outputs: int,
+            width: Annotated[int, Range(gt=0)] = 8,
+            extra: int = 0,
+        ):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Flatten(), nn.Linear(int(torch.tensor(input_shape).prod()), width), nn.ReLU()
+            )
+            self.head = nn.Linear(width, num_outputs + extra)
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+
+    class Unflattened(nn.Module):
+        """Forgets to flatten its input."""
+
+        def __init__(self, input_shape, num_outputs):
+            super().__init__()
+            self.head = nn.Linear(input_shape[-1], num_outputs)
+
+        def forward(self, x):
+            return self.head(x.transpose(1, 2))
+'''
+
+
+@pytest.fixture
+def user_package(tmp_path: Path, monkeypatch) -> str:
+    """A package `usernets` in a project folder, the working directory; its name is
+    forgotten afterwards so that another test's copy imports afresh."""
+    package = tmp_path / "usernets"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text(textwrap.dedent(USER_NETS))
+    monkeypatch.chdir(tmp_path)
+    yield "usernets.nets"
+    for module in [name for name in sys.modules if name.split(".")[0] == "usernets"]:
+        del sys.modules[module]
+
+
+def test_a_users_class_is_built_and_checked_like_a_family(user_package):
+    model = build_model({"_target_": f"{user_package}.TinyNet", "width": 4}, (1, 8, 8), 3)
+    assert model(torch.randn(5, 1, 8, 8)).shape == (5, 3) and model.head.in_features == 4
+    assert check_model({"_target_": f"{user_package}.TinyNet"})["name"] == "TinyNet"
+    with pytest.raises(ConfigError) as caught:
+        check_model({"_target_": f"{user_package}.TinyNet", "width": 0})
+    assert str(caught.value) == "model.width must be an integer > 0, got 0"
+    with pytest.raises(ConfigError) as caught:
+        check_model({"_target_": f"{user_package}.TinyNet", "depth": 2})
+    assert str(caught.value) == (
+        "model.depth is not a setting of model 'TinyNet' (usernets.nets.TinyNet): "
+        "it takes width, extra"
+    )
+
+
+def test_a_model_whose_output_does_not_fit_the_data_is_named(user_package):
+    with pytest.raises(ConfigError) as caught:
+        build_model({"_target_": f"{user_package}.TinyNet", "extra": 2}, (5,), 3)
+    assert str(caught.value) == (
+        "model 'TinyNet' (usernets.nets.TinyNet) gives outputs shaped (2, 5) for 2 samples "
+        "shaped (5,), the data needs (2, 3): make it return 3 numbers per sample, or choose "
+        "a model for this data"
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_model({"_target_": f"{user_package}.Unflattened", "name": "mine"}, (4, 6), 3)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "model 'mine' (usernets.nets.Unflattened) fails on 2 samples shaped (4, 6) (RuntimeError: "
+    )
+    assert message.endswith("make it return 3 numbers per sample, or choose a model for this data")
+
+
+def test_the_shape_check_leaves_a_model_in_training_mode():
+    model = build("cnn", (1, 8, 8), 4)
+    assert model.training
+
+
+def test_a_record_made_before_targets_is_built_from_the_projects_yaml(tmp_path, monkeypatch):
+    # models/run.json of an older training holds the family's name and settings only.
+    monkeypatch.chdir(CONF_DIR.parent)
+    old = {"name": "mlp", "hidden": [8], "init": "default"}
+    assert recorded(old) == {"_target_": "dlpipe.models.mlp.mlp", **old}
+    assert build_model(recorded(old), (5,), 3)(torch.zeros(4, 5)).shape == (4, 3)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^the recorded model 'mlp' names no _target_ and "):
+        recorded(old)

@@ -15,10 +15,11 @@ from dlpipe.data.located import located_digits
 from dlpipe.data.prepare import prepare
 from dlpipe.data.tables import table
 from dlpipe.errors import ConfigError
-from dlpipe.models import build_for_data
-from dlpipe.schema import validate
+from dlpipe.models.multitask import build_for_data
+from dlpipe.schema.validate import validate
 from dlpipe.tasks.objectives import multitask
 from dlpipe.transfer import head_names
+from tests.conftest import model_cfg
 
 HEADS = [
     {"name": "digit", "task": "classification", "classes": list("0123"), "columns": 1,
@@ -77,7 +78,7 @@ def test_loss_is_the_weighted_sum_of_the_heads_losses():
 
 
 def test_a_head_weighted_zero_does_not_train_the_body():
-    model = build_for_data({"name": "mlp", "hidden": [8]}, [5], 6, HEADS, shared=4)
+    model = build_for_data(model_cfg("mlp", hidden=[8]), [5], 6, HEADS, shared=4)
     x, y = torch.randn(10, 5), torch.zeros(10, 3)
     multitask(HEADS, {"digit": 0.0, "position": 1.0}).loss(model(x), x, y).backward()
     assert model.heads["digit"].weight.grad.abs().sum() == 0
@@ -85,16 +86,16 @@ def test_a_head_weighted_zero_does_not_train_the_body():
 
 
 def test_shared_body_feeds_a_fresh_head_per_target():
-    model = build_for_data({"name": "cnn", "channels": [4]}, [1, 8, 8], 6, HEADS, shared=16)
+    model = build_for_data(model_cfg("cnn", channels=[4]), [1, 8, 8], 6, HEADS, shared=16)
     assert model(torch.randn(3, 1, 8, 8)).shape == (3, 6)
     assert list(model.heads) == ["digit", "position"]
     assert model.heads["digit"].in_features == 16
     # Transfer learning starts every head fresh and copies the body.
     assert head_names(model) == {f"heads.{h}.{w}" for h in model.heads for w in ("weight", "bias")}
     with pytest.raises(ConfigError, match=r"multitask\.shared must be a positive number"):
-        build_for_data({"name": "mlp"}, [5], 6, HEADS, shared=0)
+        build_for_data(model_cfg("mlp"), [5], 6, HEADS, shared=0)
     # A model with its own task (reconstruction) ignores the targets.
-    autoencoder = build_for_data({"name": "autoencoder", "latent": 3}, [5], 6, HEADS, shared=4)
+    autoencoder = build_for_data(model_cfg("autoencoder", latent=3), [5], 6, HEADS, shared=4)
     assert autoencoder(torch.randn(2, 5)).shape == (2, 5)
 
 

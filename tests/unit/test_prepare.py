@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dlpipe.config import to_dict
 from dlpipe.data.arrays import ArrayLoader, load_prepared
 from dlpipe.data.prepare import prepare, split
 from dlpipe.data.sources import load_source
@@ -28,6 +29,9 @@ def test_writes_splits_and_meta_without_leftovers(prepared):
     assert meta["sizes"] == {"train": 1257, "val": 270, "test": 270}
     assert meta["input_shape"] == [1, 8, 8] and meta["num_outputs"] == 10
     assert meta["task"] == "classification" and meta["classes"] == [str(d) for d in range(10)]
+    # The source's own facts travel with the data: its `_target_`, and its pixels' range.
+    assert meta["source"]["_target_"] == "dlpipe.data.digits.digits"
+    assert meta["pixel_range"] == 16.0
 
 
 def test_split_is_stratified_and_disjoint(prepared):
@@ -46,7 +50,7 @@ def test_normalised_with_train_statistics_only(make_cfg, prepared):
     meta, folder = prepared
     x_train = load_prepared(folder).splits["train"][0]
     assert abs(float(x_train.mean())) < 1e-4 and abs(float(x_train.std()) - 1) < 1e-3
-    raw = load_source({"name": "digits"})
+    raw = load_source(to_dict(make_cfg().data))
     cut = make_cfg().data.split
     raw_train = split(raw, cut.val, cut.test, cut.seed)["train"][0]
     mean, std = (np.ravel(meta["stats"][key])[0] for key in ("x_mean", "x_std"))
@@ -154,7 +158,7 @@ def test_huge_values_are_standardised_not_flattened(make_cfg, tmp_path: Path):
 
 def test_a_source_s_values_are_checked_as_stored(make_cfg, monkeypatch, tmp_path: Path):
     """Whatever a source returns, what float32 cannot hold stops prepare before it writes."""
-    from dlpipe.data import sources
+    from dlpipe.data import synthetic
     from dlpipe.data.raw import RawData
 
     def huge(samples: int = 200, noise: float = 0.1, seed: int = 0) -> RawData:
@@ -162,7 +166,7 @@ def test_a_source_s_values_are_checked_as_stored(make_cfg, monkeypatch, tmp_path
         x[7, 1] = 1e300
         return RawData(x=x, y=np.ones((samples, 1), dtype=np.float32), task="regression")
 
-    monkeypatch.setitem(sources.SOURCES, "linear", huge)
+    monkeypatch.setattr(synthetic, "linear", huge)
     for normalise in ("true", "false"):
         out = tmp_path / normalise
         with pytest.raises(

@@ -10,18 +10,14 @@ import typing
 import pytest
 from omegaconf import OmegaConf
 
-from dlpipe.data import images
-from dlpipe.data.raw import HEAD_TASKS
-from dlpipe.data.sources import COMMON, SOURCES
 from dlpipe.errors import ConfigError
-from dlpipe.models import list_models
+from dlpipe.models import registry
 from dlpipe.models.init import SCHEMES
 from dlpipe.models.mlp import ACTIVATIONS
-from dlpipe.models.perceptron import OUTPUTS
-from dlpipe.models.registry import model_settings
 from dlpipe.optim import OPTIMIZERS, build_optimizer, build_schedule
-from dlpipe.schema import data, groups, model, validate
-from tests.conftest import CONF_DIR, ROOT
+from dlpipe.schema import groups
+from dlpipe.schema.validate import validate
+from tests.conftest import CONF_DIR, ROOT, model_cfg
 
 GROUPS = ("data", "model", "optim", "schedule", "trainer", "tracking", "cluster", "search")
 
@@ -55,8 +51,10 @@ def test_every_option_and_preset_validates(make_cfg, override):
 
 def test_params_yaml_validates_into_typed_settings():
     typed = validate(OmegaConf.load(ROOT / "params.yaml"))
-    assert isinstance(typed.model, model.Cnn) and typed.model.channels == [32, 64]
-    assert isinstance(typed.data, data.Digits) and typed.data.split.val == 0.15
+    assert typed.model["_target_"] == "dlpipe.models.cnn.cnn"
+    assert typed.model["channels"] == [32, 64]
+    assert typed.data.source == "dlpipe.data.digits.digits" and typed.data.split.val == 0.15
+    assert typed.data.settings == {"keep": None, "canvas": None, "seed": 0}
     assert typed.resume is True and typed.search is None
 
 
@@ -66,8 +64,8 @@ def test_params_yaml_validates_into_typed_settings():
         # Unknown keys, at the top level and nested, list what the group takes.
         (
             ("+lr=0.1",),
-            "lr is not a setting of the config: it takes data, model, optim, schedule, trainer, "
-            "tracking, cluster, search, seed, resume, transfer, multitask, evaluate, "
+            "lr is not a setting of the config: it takes data, model, task, optim, schedule, "
+            "trainer, tracking, cluster, search, seed, resume, transfer, multitask, evaluate, "
             "registry",
         ),
         (
@@ -88,8 +86,8 @@ def test_params_yaml_validates_into_typed_settings():
         ),
         (
             ("+model.depth=3",),
-            "model.depth is not a setting of model 'cnn': it takes name, init, channels, hidden, "
-            "dropout",
+            "model.depth is not a setting of model 'cnn' (dlpipe.models.cnn.cnn): it takes "
+            "channels, hidden, dropout",
         ),
         # Wrong types.
         (("data.batch_size=abc",), "data.batch_size must be an integer > 0, got 'abc'"),
@@ -162,9 +160,22 @@ def test_params_yaml_validates_into_typed_settings():
         ),
         # Choices.
         (
-            ("model.name=vgg",),
-            "model.name must be one of autoencoder, cnn, gan, gru, lstm, mlp, perceptron, "
-            "resnet, rnn, transformer, got 'vgg'",
+            ("~model._target_",),
+            "model._target_ is missing: choose a model with model=<name> (dlpipe models lists "
+            "them) or name your own with model._target_=package.module.Class",
+        ),
+        (
+            ("model._target_=dlpipe.models.cnn.vgg",),
+            "_target_ 'dlpipe.models.cnn.vgg': module 'dlpipe.models.cnn' has no 'vgg'",
+        ),
+        (("model=lstm", "model.layers=0"), "model.layers must be an integer > 0, got 0"),
+        (
+            ("model=transformer", "model.heads=two"),
+            "model.heads must be an integer > 0, got 'two'",
+        ),
+        (
+            ("model=perceptron", "model.output=relu"),
+            "model.output must be one of sigmoid, step, got 'relu'",
         ),
         (("optim.name=lbfgs",), "optim.name must be one of adam, adamw, rmsprop, sgd, got 'lbfgs'"),
         (
@@ -190,6 +201,16 @@ def test_params_yaml_validates_into_typed_settings():
         ),
         # What conf/ leaves for the command line.
         (("data=table",), "data.path is required for data 'table': set data.path=..."),
+        (
+            ("~data._target_",),
+            "data._target_ is missing: choose a data set with data=<name> or name your own "
+            "source in its YAML with _target_: package.module.function",
+        ),
+        (
+            ("data._target_=dlpipe.data.synthetic.spirals",),
+            "_target_ 'dlpipe.data.synthetic.spirals': module 'dlpipe.data.synthetic' has no "
+            "'spirals'",
+        ),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(make_cfg, overrides, message):
@@ -203,11 +224,12 @@ def test_a_string_may_follow_another_setting(make_cfg):
     assert typed.tracking.experiment == "weather-runs"
 
 
+MODEL_OPTIONS = options("model")
 LAYER_LISTS = [
-    (name, field.name)
-    for name, schema in model.MODELS.items()
-    for field in dataclasses.fields(schema)
-    if typing.get_origin(typing.get_type_hints(schema)[field.name]) is list
+    (name, key)
+    for name in MODEL_OPTIONS
+    for key, found in registry.signature(model_cfg(name)).settings.items()
+    if typing.get_origin(found.hint) is list
 ]
 
 
@@ -218,12 +240,14 @@ def test_every_list_that_sizes_layers_is_refused_empty(make_cfg, name, key):
 
 
 def test_validating_imports_neither_torch_nor_mlflow():
+    # Every model's settings are read from its builder's source, not by importing it.
     script = (
         "import sys\n"
         "from hydra import compose, initialize_config_dir\n"
-        "from dlpipe.schema import validate\n"
+        "from dlpipe.schema.validate import validate\n"
         f"with initialize_config_dir({str(CONF_DIR)!r}):\n"
-        "    validate(compose('config'))\n"
+        f"    for name in {MODEL_OPTIONS!r}:\n"
+        "        validate(compose('config', overrides=[f'model={name}']))\n"
         "print(sorted({'torch', 'lightning', 'mlflow'} & set(sys.modules)))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -234,23 +258,18 @@ def test_validating_imports_neither_torch_nor_mlflow():
 # The schema against the code that reads each setting.
 
 
-def test_data_sets_take_their_sources_arguments():
-    assert set(data.DATA) == set(SOURCES)
-    assert settings(data.Data) == set(COMMON)
-    for name, source in SOURCES.items():
-        assert settings(data.DATA[name]) == set(COMMON) | set(inspect.signature(source).parameters)
-    assert choices(data.HeadTask) == set(HEAD_TASKS)
-    assert choices(typing.get_type_hints(data.Images)["channels"]) == set(images.MODES)
+@pytest.mark.parametrize("name", MODEL_OPTIONS)
+def test_models_set_every_setting_of_their_builders(name):
+    # conf/model/<name>.yaml shows (and a sweep or a search can vary) each setting.
+    values = model_cfg(name)
+    found = registry.signature(values)
+    assert set(values) == set(found.settings) | set(registry.OWN_KEYS)
+    if "activation" in found.settings:
+        assert choices(found.settings["activation"].hint) == set(ACTIVATIONS)
 
 
-def test_models_take_their_builders_arguments():
-    assert set(model.MODELS) == set(list_models())
-    for name in list_models():
-        assert settings(model.MODELS[name]) == model_settings(name) | {"name"}
-    hints = typing.get_type_hints
-    assert choices(hints(model.Model)["init"]) == set(SCHEMES)
-    assert choices(model.Activation) == set(ACTIVATIONS)
-    assert choices(hints(model.Perceptron)["output"]) == set(OUTPUTS)
+def test_init_schemes_are_the_ones_a_config_may_name():
+    assert tuple(SCHEMES) == registry.INITS
 
 
 def test_optimisers_take_torchs_arguments():

@@ -14,12 +14,19 @@ from dlpipe import champion
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.errors import ConfigError, DataError
-from dlpipe.schema import validate
+from dlpipe.schema.validate import validate
 from dlpipe.serving import transform
 from dlpipe.serving.inputs import read_input
 from dlpipe.serving.predictor import Predictor, build_network
 
-MLP = {"name": "mlp", "hidden": [8], "activation": "relu", "dropout": 0.0, "batch_norm": False}
+MLP = {
+    "_target_": "dlpipe.models.mlp.mlp",
+    "name": "mlp",
+    "hidden": [8],
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+}
 
 
 def served(meta: dict, model: dict = MLP) -> Predictor:

@@ -1,21 +1,30 @@
-"""Data sources: the built-in sets and the user's files, read from small files the tests write."""
+"""Data sources: the built-in sets, the user's files (small files the tests write) and a
+user's own source, each named by `_target_`."""
 
+import json
+import re
+import subprocess
+import sys
+import typing
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
+from dlpipe.champion import registered_name
 from dlpipe.data import arrays_file, images, series, synthetic, tables
-from dlpipe.data.sources import digits, list_sources, load_source, source_settings
+from dlpipe.data.digits import digits
+from dlpipe.data.prepare import prepare
+from dlpipe.data.raw import HEAD_TASKS
+from dlpipe.data.sources import code_digest, load_source
 from dlpipe.errors import ConfigError, DataError
-from tests.conftest import CONF_DIR
-
-
-def test_every_source_has_a_config():
-    configs = sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))
-    assert list_sources() == configs
+from dlpipe.schema import targets
+from dlpipe.schema.data import COMMON, source_settings
+from dlpipe.schema.validate import validate
+from tests.conftest import CONF_DIR, ROOT
 
 
 def test_digits_on_a_canvas_are_the_same_digits_moved():
@@ -216,9 +225,187 @@ def test_series_csv_is_windowed_and_bad_values_named(tmp_path: Path):
         series.series_csv(str(huge), column="load")
 
 
+LINEAR = {"_target_": "dlpipe.data.synthetic.linear", "name": "linear"}
+
+
 def test_settings_are_checked_against_the_source():
-    assert source_settings({"name": "linear", "batch_size": 4, "noise": 0.2}) == {"noise": 0.2}
+    assert source_settings({**LINEAR, "batch_size": 4, "noise": 0.2}) == {"noise": 0.2}
     with pytest.raises(ConfigError, match=r"data.window is not a setting of data 'linear'"):
-        source_settings({"name": "linear", "window": 3})
+        source_settings({**LINEAR, "window": 3})
+    npz = {"_target_": "dlpipe.data.arrays_file.npz", "name": "npz", "path": "???"}
     with pytest.raises(ConfigError, match=r"data.path is required for data 'npz'"):
-        load_source({"name": "npz", "path": "???"})
+        load_source(npz)
+
+
+# Every data set is named by `_target_`, dlpipe's as a user's.
+
+
+def data_configs() -> dict[str, dict]:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in (CONF_DIR / "data").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("name", sorted(data_configs()))
+def test_every_data_config_names_its_source_read_from_its_signature(name):
+    config = data_configs()[name]
+    assert config["name"] == name and config["_target_"].startswith("dlpipe.data.")
+    # Read from the module's source, not imported: checking a config loads no data library.
+    found = targets._read_source(config["_target_"])
+    assert found is not None and not found.open
+    own = {key for key in config if key not in COMMON}
+    assert own <= set(found.settings)
+
+
+def test_checking_every_data_config_loads_no_data_library():
+    overrides = {"table": "data.target=t", "series": "data.column=c"}
+    script = (
+        "import sys\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from dlpipe.schema.validate import validate\n"
+        f"with initialize_config_dir({str(CONF_DIR)!r}):\n"
+        f"    for name in {sorted(data_configs())!r}:\n"
+        f"        extra = {overrides!r}.get(name)\n"
+        "        validate(compose('config', [f'data={name}', 'data.path=x', extra][: 3 if extra"
+        " else 2] if name in ('table', 'series', 'npz', 'images') else [f'data={name}']))\n"
+        "print(sorted({'torch', 'sklearn', 'pandas', 'PIL', 'statsmodels', 'dlpipe.data'}"
+        " & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_source_choices_are_the_tasks_and_modes_the_code_takes():
+    table = targets.signature("dlpipe.data.tables.table").settings
+    assert set(typing.get_args(table["task"].hint)[0].__args__) == set(HEAD_TASKS)
+    npz = targets.signature("dlpipe.data.arrays_file.npz").settings
+    assert set(typing.get_args(npz["task"].hint)) == set(HEAD_TASKS)
+    channels = targets.signature("dlpipe.data.images.image_folder").settings["channels"]
+    assert set(typing.get_args(channels.hint)) == set(images.MODES)
+
+
+# A user's own source: the README's example, prepared as a built-in is.
+
+SECTION = "### Your own data source"
+# A code block of the README that is a file of the example: its first line names it.
+_FILE_BLOCK = re.compile(
+    r"```(?:python|yaml)\n# (?P<path>[\w/.]+\.(?:py|yaml))\b[^\n]*\n(?P<body>.*?)```", re.S
+)
+
+
+def readme_example() -> tuple[dict[str, str], list[str]]:
+    """The section's files by path, and its shell commands."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(SECTION) :].split("\n## ", 1)[0]
+    files = {match["path"]: match["body"] for match in _FILE_BLOCK.finditer(section)}
+    shell = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return files, [line for line in shell.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def own_source(tmp_path: Path, monkeypatch) -> Path:
+    """A project folder holding the README's package and config folder, as the cwd."""
+    files, _ = readme_example()
+    for path, body in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(body)
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    for module in [name for name in sys.modules if name.split(".")[0] == "mypkg"]:
+        del sys.modules[module]
+
+
+def own_config(make_cfg, *overrides: str):
+    return make_cfg("hydra.searchpath=[file://myconf]", "data=my_data", *overrides)
+
+
+def test_the_readme_shows_the_package_the_config_and_the_commands():
+    files, commands = readme_example()
+    assert set(files) == {"mypkg/data.py", "myconf/data/my_data.yaml"}
+    assert commands[0].startswith("python pipelines/prepare.py data=my_data")
+
+
+def test_own_source_is_prepared_as_a_built_in_is(own_source: Path, make_cfg):
+    cfg = own_config(make_cfg, "data.samples=90")
+    typed = validate(cfg)
+    assert typed.data.source == "mypkg.data.blobs" and typed.data.settings["samples"] == 90
+    meta = prepare(cfg.data, own_source / "prepared")
+    assert sorted(p.name for p in (own_source / "prepared").iterdir()) == [
+        "meta.json",
+        "test.npz",
+        "train.npz",
+        "val.npz",
+    ]
+    assert meta["name"] == "blobs" and meta["task"] == "classification"
+    assert meta["classes"] == ["0", "1", "2"] and meta["input_shape"] == [2]
+    assert sum(meta["sizes"].values()) == 90 and meta["stats"]["x_mean"]
+    assert meta["data"]["_target_"] == meta["source"]["_target_"] == "mypkg.data.blobs"
+    assert registered_name("auto", meta["data"]) == "blobs"
+    # The prepared record follows the loader's code: an edit shows in it.
+    before = meta["source"]["code"]
+    loader = own_source / "mypkg" / "data.py"
+    loader.write_text(loader.read_text() + "\n# edited\n")
+    assert code_digest("mypkg.data.blobs") != before
+
+
+def test_own_source_of_float_targets_is_a_regression(own_source: Path, make_cfg):
+    (own_source / "mypkg" / "line.py").write_text(
+        "import numpy as np\n\n\ndef line(samples: int = 40):\n"
+        "    x = np.linspace(-1, 1, samples)\n    return x, 2 * x + 1\n"
+    )
+    raw = load_source({"_target_": "mypkg.line.line", "name": "line"})
+    assert raw.task == "regression" and raw.x.shape == (40, 1) and raw.y.shape == (40, 1)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ("+data.depth=3",),
+            "data.depth is not a setting of data 'blobs': it takes name, split, batch_size, "
+            "normalise, train_per_class, samples, spread, seed",
+        ),
+        (("data.spread=-1",), "data.spread must be a number > 0, got -1"),
+        (("data.samples=many",), "data.samples must be an integer > 0, got 'many'"),
+        (
+            ("data.split.test=0.9",),
+            "data.split.val + data.split.test must be below 1 to leave training data",
+        ),
+    ],
+)
+def test_own_source_bad_settings_are_one_line(own_source: Path, make_cfg, overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        validate(own_config(make_cfg, *overrides))
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "returned,message",
+    [
+        ("[1, 2]", r"^data source mypkg.bad.load returned list: return arrays \(x, y\)"),
+        ("np.ones((3, 2)), np.ones(4)", r"^data source mypkg.bad.load: x has 3 samples and y 4"),
+        ("np.ones((2, 2)), np.array([1.0, np.nan])", r"y of sample 1 holds NaN or inf"),
+    ],
+)
+def test_own_source_returning_what_is_not_data_is_named(own_source: Path, returned, message):
+    (own_source / "mypkg" / "bad.py").write_text(
+        f"import numpy as np\n\n\ndef load():\n    return {returned}\n"
+    )
+    with pytest.raises(DataError, match=message):
+        load_source({"_target_": "mypkg.bad.load", "name": "bad"})
+
+
+def test_readme_commands_prepare_the_own_source(own_source: Path):
+    """The README's prepare command, in a project folder with the config folder on the
+    search path, as the user runs it."""
+    _, commands = readme_example()
+    _, script, *overrides = commands[0].split()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / script), *overrides, "hydra.searchpath=[file://myconf]"],
+        cwd=own_source,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((own_source / "data" / "prepared" / "meta.json").read_text())
+    assert meta["source"]["_target_"] == "mypkg.data.blobs" and meta["data"]["spread"] == 0.8

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from dlpipe.cli.project import tracking_settings
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.store import open_store
-from dlpipe.store.location import tracking_settings
 from dlpipe.store.query import Clause, Key, QueryError, parse_filter, parse_key, parse_order
 from tests.conftest import CONF_DIR
 

@@ -1,11 +1,25 @@
-"""Losses and test metrics per task, checked against values worked out by hand."""
+"""Losses and test metrics per task, checked against values worked out by hand; a user's
+own task trained as a built-in one is."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from dlpipe import metrics
+from dlpipe import config, metrics
+from dlpipe.data.arrays import ArrayLoader
+from dlpipe.errors import ConfigError
+from dlpipe.lightning_hooks import MlflowEpochLogger
+from dlpipe.paths import Outputs
+from dlpipe.schema.validate import validate
 from dlpipe.tasks.objectives import classification_loss, perceptron_criterion
+from dlpipe.train import build_model, build_task, build_trainer, task_kind
+from tests.conftest import ROOT, assert_one_line_error
 
 
 def test_perceptron_criterion_counts_only_the_wrong_side():
@@ -46,3 +60,118 @@ def test_forecast_skill_is_measured_against_the_last_value():
     assert metrics.forecasting(baseline, x, y, stats)["test/skill"] == pytest.approx(0.0)
     perfect = metrics.forecasting(y, x, y, stats)
     assert perfect["test/baseline_rmse"] == pytest.approx(1.0) and perfect["test/skill"] == 1.0
+
+
+# A user's own task: the README's example ("Extend dlpipe > Your own task"), trained
+# through the path a built-in task takes.
+
+SECTION = "### Your own task"
+# A code block of the README that is a file of the example: its first line names it.
+_FILE_BLOCK = re.compile(r"```python\n# (?P<path>[\w/.]+\.py)\b[^\n]*\n(?P<body>.*?)```", re.S)
+
+
+def readme_example() -> tuple[dict[str, str], list[str]]:
+    """The section's files by path, and the overrides of its train command."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(SECTION) :].split("\n### ", 1)[0]
+    files = {match["path"]: match["body"] for match in _FILE_BLOCK.finditer(section)}
+    command = section.split("```bash\n", 1)[1].split("```", 1)[0].split()
+    assert command[:2] == ["python", "pipelines/train.py"]
+    return files, command[2:]
+
+
+@pytest.fixture
+def own_task(tmp_path: Path, monkeypatch) -> Path:
+    """A project folder holding the README's package, as the cwd."""
+    files, _ = readme_example()
+    for path, body in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(body)
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    for module in [name for name in sys.modules if name.split(".")[0] == "mypkg"]:
+        del sys.modules[module]
+
+
+class Recorded:
+    """An MLflow client that keeps what the epoch logger logs."""
+
+    def __init__(self):
+        self.logged: dict[str, list[float]] = {}
+
+    def log_batch(self, run_id: str, metrics=(), **kwargs) -> None:
+        for metric in metrics:
+            self.logged.setdefault(metric.key, []).append(metric.value)
+
+
+def test_own_task_trains_as_a_built_in_and_logs_its_metric(own_task: Path, make_cfg, tmp_path):
+    _, overrides = readme_example()
+    cfg = make_cfg(*overrides, "model=mlp", "model.hidden=[8]")
+    validate(cfg)
+    meta = {"task": "classification", "classes": ["a", "b", "c"], "input_shape": [4]}
+    meta["num_outputs"] = 3
+    kind = task_kind(cfg, meta)
+    config.check_monitors(cfg, kind)
+    # Its settings reach its loss.
+    scores, y = torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
+    setup = SimpleNamespace(model=None, meta=meta)
+    expected = F.cross_entropy(scores, y, label_smoothing=0.2)
+    assert kind.objective(setup).loss(scores, None, y).item() == pytest.approx(expected.item())
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 4, generator=generator), torch.arange(48) % 3
+    batches = ArrayLoader(x, y, 16)
+    model = build_model(cfg, meta)
+    task = build_task(cfg, meta, model, len(batches), kind)
+    client, logger = Recorded(), MlflowEpochLogger()
+    logger.attach(client, "run")
+    trainer = build_trainer(cfg, logger, len(batches), Outputs(tmp_path / "out"), (), kind)
+    trainer.fit(task, batches, batches)
+    assert len(client.logged["val/confidence"]) == 2 and len(client.logged["train/acc"]) == 2
+    assert trainer.checkpoint_callback.monitor == "val/confidence"
+    assert trainer.checkpoint_callback.best_model_score is not None
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (("+task.smoothing=1",), "task.smoothing must be a number in [0, 1), got 1"),
+        (
+            ("+task.width=3",),
+            "task.width is not a setting of task mypkg.tasks.smoothed: it takes smoothing",
+        ),
+        (
+            ("trainer.checkpoint_monitor=val/mae",),
+            "trainer.checkpoint_monitor=val/mae is not logged for classification data: use one "
+            "of val/loss, val/acc, val/confidence, e.g. trainer.checkpoint_monitor=val/acc "
+            "trainer.checkpoint_mode=max",
+        ),
+    ],
+)
+def test_own_task_bad_settings_are_one_line(own_task: Path, make_cfg, overrides, message):
+    cfg = make_cfg("+task._target_=mypkg.tasks.smoothed", *overrides)
+    with pytest.raises(ConfigError) as caught:
+        validate(cfg)
+        config.check_monitors(cfg, task_kind(cfg, {"task": "classification"}))
+    assert str(caught.value) == message
+
+
+def test_own_task_for_other_data_is_refused(own_task: Path, make_cfg):
+    cfg = make_cfg("+task._target_=mypkg.tasks.smoothed")
+    with pytest.raises(ConfigError, match=r"is a classification task but this training is regr"):
+        task_kind(cfg, {"task": "regression"})
+
+
+def test_own_task_bad_setting_stops_the_stage_with_one_line(own_task: Path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "pipelines" / "train.py"),
+            "+task._target_=mypkg.tasks.smoothed",
+            "+task.smoothing=-0.5",
+        ],
+        cwd=own_task,
+        capture_output=True,
+        text=True,
+    )
+    assert_one_line_error(done, "task.smoothing must be a number in [0, 1), got -0.5")

@@ -2,10 +2,11 @@
 
 import zipfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from dlpipe.data.raw import RawData, check_stored, class_indices
+from dlpipe.data.raw import RawData, from_arrays
 from dlpipe.errors import ConfigError, DataError
 
 
@@ -17,17 +18,7 @@ def _array(arrays, name: str, file: Path) -> np.ndarray:
     return arrays[name]
 
 
-def _check_labels(y: np.ndarray, where: str) -> None:
-    """A NaN label would become a class of its own (labels stay as they are: any finite
-    value names a class, however large)."""
-    if not np.issubdtype(y.dtype, np.floating):
-        return
-    bad = np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).all(axis=1))
-    if len(bad):
-        raise DataError(f"{where}: y of sample {bad[0]} holds NaN or inf; fix or drop that sample")
-
-
-def npz(path: str, task: str = "classification") -> RawData:
+def npz(path: str, task: Literal["classification", "regression"] = "classification") -> RawData:
     """Arrays `x` and `y` of the .npz file at `path`, for classification or regression."""
     if task not in ("classification", "regression"):
         raise ConfigError(f"data.task must be classification or regression, got {task!r}")
@@ -41,12 +32,4 @@ def npz(path: str, task: str = "classification") -> RawData:
         raise DataError(f"data file {file} cannot be read as .npz: {exc}") from exc
     if len(x) == len(y) == 0:
         raise DataError(f"data file {file} holds no samples: set data.path to a file that does")
-    if len(x) != len(y):
-        raise DataError(f"data file {file}: x has {len(x)} samples and y {len(y)}; they must match")
-    where = f"data file {file}"
-    x = check_stored(x, "x", where)
-    if task == "regression":
-        return RawData(x=x, y=check_stored(y.reshape(len(y), -1), "y", where), task=task)
-    _check_labels(y, where)
-    indices, classes = class_indices(y)
-    return RawData(x=x, y=indices, task=task, classes=classes)
+    return from_arrays(x, y, task, f"data file {file}")

@@ -1,11 +1,13 @@
 """User images: a folder with one subfolder per class, holding PNG or JPEG files."""
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 
 from dlpipe.data.raw import RawData
 from dlpipe.errors import ConfigError, DataError
+from dlpipe.schema.targets import Range
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 MODES = {1: "L", 3: "RGB"}
@@ -25,7 +27,11 @@ def read_image(file: Path, size: tuple[int, int], mode: str) -> np.ndarray:
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def image_folder(path: str, size: list | None = None, channels: int = 1) -> RawData:
+def image_folder(
+    path: str,
+    size: Annotated[list[int] | None, Range(gt=0, length=2)] = None,
+    channels: Literal[1, 3] = 1,
+) -> RawData:
     """Every image under `path`/<class>/, resized to `size` (height, width), `channels` 1 or 3."""
     if channels not in MODES:
         raise ConfigError(f"data.channels must be 1 (grey) or 3 (colour), got {channels!r}")
@@ -50,4 +56,5 @@ def image_folder(path: str, size: list | None = None, channels: int = 1) -> RawD
         y=np.array(labels, dtype=np.int64),
         task="classification",
         classes=classes,
+        pixel_range=1.0,  # read_image scales 8-bit pixels to [0, 1]
     )

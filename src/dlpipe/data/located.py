@@ -4,15 +4,23 @@ The classic multi-task demo: one network answers two questions about an image, a
 and a position, from one shared body.
 """
 
+import dataclasses
+from typing import Annotated
+
 import numpy as np
 
 from dlpipe.data.raw import RawData, Target, class_indices, multitask
 from dlpipe.errors import ConfigError
+from dlpipe.schema.targets import Range
 
 DIGIT_SIDE = 8
+# scikit-learn's digits run from 0 (blank) to 16 (full ink).
+PIXEL_RANGE = 16.0
 
 
-def located_digits(canvas: int = 16, seed: int = 0) -> RawData:
+def located_digits(
+    canvas: Annotated[int, Range(ge=8)] = 16, seed: Annotated[int, Range(ge=0)] = 0
+) -> RawData:
     """scikit-learn's 1797 digits, each placed at a random spot of a `canvas`-sided square.
 
     Targets: `digit` (10 classes) and `position`, the digit's centre (row, column) in pixels.
@@ -23,7 +31,8 @@ def located_digits(canvas: int = 16, seed: int = 0) -> RawData:
     x, corners = place(bunch.images, canvas, seed)
     labels, classes = class_indices(bunch.target)
     centres = (corners + (DIGIT_SIDE - 1) / 2).astype(np.float32)
-    return multitask(x, [Target("digit", labels, classes), Target("position", centres)])
+    found = multitask(x, [Target("digit", labels, classes), Target("position", centres)])
+    return dataclasses.replace(found, pixel_range=PIXEL_RANGE)
 
 
 def place(images: np.ndarray, canvas: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,9 @@ so that nothing NaN or infinite is ever written.
 Layout written to the output directory:
     train.npz, val.npz, test.npz   arrays `x` (float32) and `y` (int64 labels or float32;
                                    multi-task: each head's columns side by side)
-    meta.json                      task, shapes, classes, heads, statistics, the data settings
-                                   and a content hash
+    meta.json                      task, shapes, classes, heads, statistics, the data settings,
+                                   the source (its `_target_` and a digest of its package's
+                                   code) and a content hash of the arrays
 """
 
 import dataclasses
@@ -23,7 +24,7 @@ from sklearn.model_selection import train_test_split
 from dlpipe import files
 from dlpipe.config import to_dict
 from dlpipe.data.raw import RawData, check_stored, head_slices
-from dlpipe.data.sources import load_source
+from dlpipe.data.sources import load_source, source_record
 from dlpipe.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -167,11 +168,14 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
     meta = {
         "name": data_cfg.name,
         "data": settings,
+        # The source's `_target_` and a digest of its package's code (see code_digest).
+        "source": source_record(settings["_target_"]),
         "task": raw.task,
         "input_shape": list(raw.x.shape[1:]),
         "num_outputs": raw.num_outputs,
         "classes": raw.classes,
         "heads": raw.heads,
+        "pixel_range": raw.pixel_range,
         "sizes": {name: len(splits[name][1]) for name in SPLITS},
         "stats": {key: value.astype(float).tolist() for key, value in stats.items()},
         "hash": content_hash(splits),

@@ -28,6 +28,8 @@ class RawData:
         classes: the class names, index by index (classification only).
         heads: multi-task only: per target, its name, task (classification or regression),
             classes, y columns and model outputs (see `multitask`).
+        pixel_range: images only: the value of a pixel at full intensity in x, to which a
+            served model scales the 8-bit images it is given.
     """
 
     x: np.ndarray
@@ -35,6 +37,7 @@ class RawData:
     task: str
     classes: list[str] | None = None
     heads: list[dict] | None = None
+    pixel_range: float | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -94,6 +97,27 @@ def head_slices(heads: list[dict], axis: str) -> dict[str, slice]:
         slices[head["name"]] = slice(start, start + head[axis])
         start += head[axis]
     return slices
+
+
+def from_arrays(x: np.ndarray, y: np.ndarray, task: str, where: str) -> RawData:
+    """Samples `x` with labels (classification) or targets (regression) `y`, checked: as
+    many of each, none NaN or infinite, values float32 can hold. `where` names the data
+    in messages. A label may be any finite value or text: each distinct one is a class."""
+    if len(x) == len(y) == 0:
+        raise DataError(f"{where} holds no samples")
+    if len(x) != len(y):
+        raise DataError(f"{where}: x has {len(x)} samples and y {len(y)}; they must match")
+    x = check_stored(x.reshape(len(x), -1) if x.ndim == 1 else x, "x", where)
+    if task == "regression":
+        return RawData(x=x, y=check_stored(y.reshape(len(y), -1), "y", where), task=task)
+    if np.issubdtype(y.dtype, np.floating):  # a NaN label would become a class of its own
+        bad = np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).all(axis=1))
+        if len(bad):
+            raise DataError(
+                f"{where}: y of sample {bad[0]} holds NaN or inf; fix or drop that sample"
+            )
+    indices, classes = class_indices(y)
+    return RawData(x=x, y=indices, task=task, classes=classes)
 
 
 def as_stored(values: np.ndarray) -> tuple[np.ndarray, int | None]:

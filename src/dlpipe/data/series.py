@@ -1,12 +1,14 @@
 """Time series cut into windows for forecasting: `window` steps in, the next `horizon` out."""
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from dlpipe.data.raw import RawData
 from dlpipe.data.tables import numeric_column, read_frame, require_columns
 from dlpipe.errors import ConfigError, DataError
+from dlpipe.schema.targets import Range
 
 
 def windows(series: np.ndarray, window: int, horizon: int, name: str) -> RawData:
@@ -29,7 +31,9 @@ def windows(series: np.ndarray, window: int, horizon: int, name: str) -> RawData
     return RawData(x=x, y=y, task="forecasting")
 
 
-def sunspots(window: int = 24, horizon: int = 1) -> RawData:
+def sunspots(
+    window: Annotated[int, Range(gt=0)] = 24, horizon: Annotated[int, Range(gt=0)] = 1
+) -> RawData:
     """Yearly mean sunspot numbers 1700-2008, shipped inside statsmodels."""
     from statsmodels.datasets import sunspots as bundled
 
@@ -37,7 +41,12 @@ def sunspots(window: int = 24, horizon: int = 1) -> RawData:
     return windows(values, window, horizon, "sunspots")
 
 
-def series_csv(path: str, column: str, window: int = 24, horizon: int = 1) -> RawData:
+def series_csv(
+    path: str,
+    column: str,
+    window: Annotated[int, Range(gt=0)] = 24,
+    horizon: Annotated[int, Range(gt=0)] = 1,
+) -> RawData:
     """A user's series: `column` of the CSV or Parquet file at `path`, rows in time order."""
     frame = read_frame(Path(path))
     require_columns(frame, [column], Path(path), "data.column")

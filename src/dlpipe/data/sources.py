@@ -1,81 +1,63 @@
-"""Data sources by name: built-in sets (shipped inside installed packages or generated from a
-seed: nothing is downloaded) and the user's own files.
+"""Data sources by `_target_`: dlpipe's sets (shipped inside installed packages or
+generated from a seed: nothing is downloaded), the user's files, and a user's own source.
 
-A source is a function of its own settings, the keys of its conf/data/<name>.yaml beyond
-the ones every data config has (COMMON), returning RawData.
+A source is a function of its own settings (the keys of its data config beyond those
+every data set has: dlpipe.schema.data.COMMON), found at the config's `_target_`. It
+returns either RawData, or arrays `(x, y)`: samples first, y of floats a regression's
+targets, any other y (integers, text, booleans) a classification's labels, each distinct
+label a class. The prepare stage splits, standardises, hashes and writes either alike.
 """
 
-import dataclasses
-import inspect
-from collections.abc import Callable
+import hashlib
 
 import numpy as np
 
-from dlpipe.data import arrays_file, images, located, series, synthetic, tables
-from dlpipe.data.raw import RawData, class_indices
-from dlpipe.errors import ConfigError
-from dlpipe.schema.data import Data
-
-# Settings of every data config: read by the prepare stage and the loaders, not the source.
-COMMON = tuple(field.name for field in dataclasses.fields(Data))
-
-
-def digits(keep: list | None = None, canvas: int | None = None, seed: int = 0) -> RawData:
-    """scikit-learn's bundled 8x8 handwritten digits: 1797 images, 10 classes; only the
-    digits in `keep`, when given; each placed at a random spot (drawn from `seed`) of a
-    larger `canvas`-sided square, when given."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    chosen = np.isin(bunch.target, keep) if keep else np.ones(len(bunch.target), dtype=bool)
-    if not chosen.any():
-        raise ConfigError(f"data.keep={keep} holds no digit: list some of 0 to 9")
-    if canvas is None:
-        x = bunch.images.astype(np.float32)[chosen, None, :, :]  # (n, channel, height, width)
-    else:
-        x = located.place(bunch.images, canvas, seed)[0][chosen]
-    y, classes = class_indices(bunch.target[chosen])
-    return RawData(x=x, y=y, task="classification", classes=classes)
-
-
-SOURCES: dict[str, Callable[..., RawData]] = {
-    "digits": digits,
-    "located_digits": located.located_digits,
-    "linear": synthetic.linear,
-    "weather": synthetic.weather,
-    "waves": synthetic.waves,
-    "sunspots": series.sunspots,
-    "table": tables.table,
-    "images": images.image_folder,
-    "npz": arrays_file.npz,
-    "series": series.series_csv,
-}
-
-
-def list_sources() -> list[str]:
-    return sorted(SOURCES)
-
-
-def check_source_name(name: str) -> None:
-    if name not in SOURCES:
-        raise ConfigError(f"unknown data '{name}': choose one of {', '.join(list_sources())}")
-
-
-def source_settings(data_cfg: dict) -> dict:
-    """The settings `data_cfg` passes to its source, checked against what the source takes."""
-    name = data_cfg["name"]
-    check_source_name(name)
-    settings = {key: value for key, value in data_cfg.items() if key not in COMMON}
-    parameters = inspect.signature(SOURCES[name]).parameters
-    for key, value in settings.items():
-        if key not in parameters:
-            allowed = ", ".join(parameters) or "none"
-            raise ConfigError(f"data.{key} is not a setting of data '{name}': it takes {allowed}")
-        if value == "???":
-            raise ConfigError(f"data.{key} is required for data '{name}': set data.{key}=...")
-    return settings
+from dlpipe.data.raw import TASKS, RawData, from_arrays
+from dlpipe.errors import DataError
+from dlpipe.schema import targets
+from dlpipe.schema.data import source_settings, target_of
 
 
 def load_source(data_cfg: dict) -> RawData:
     """Load the data a data config names, with its settings."""
-    return SOURCES[data_cfg["name"]](**source_settings(data_cfg))
+    target = target_of(data_cfg)
+    settings = source_settings(data_cfg)
+    return as_raw(targets.load(target)(**settings), target)
+
+
+def as_raw(returned: object, target: str) -> RawData:
+    """What the source at `target` returned, as RawData."""
+    where = f"data source {target}"
+    if isinstance(returned, RawData):
+        if returned.task not in TASKS:
+            raise DataError(f"{where} returned data of task {returned.task!r}: use one of {TASKS}")
+        return returned
+    if isinstance(returned, tuple) and len(returned) == 2:
+        x, y = (np.asarray(array) for array in returned)
+        task = "regression" if np.issubdtype(y.dtype, np.floating) else "classification"
+        return from_arrays(x, y, task, where)
+    raise DataError(
+        f"{where} returned {type(returned).__name__}: return arrays (x, y), samples first, "
+        "or a dlpipe.data.raw.RawData"
+    )
+
+
+def code_digest(target: str) -> str:
+    """A digest of the source code of the package that `target` is in: every .py file of
+    its top-level package (or its module, when that is a single file), so that any change
+    to a source, or to the helpers it calls, shows in the prepared data's record."""
+    module = target.rpartition(".")[0]
+    found = targets.module_file(module.split(".")[0]) or targets.module_file(module)
+    if found is None:
+        return ""
+    files = sorted(found.parent.rglob("*.py")) if found.name == "__init__.py" else [found]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.relative_to(found.parent).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def source_record(target: str) -> dict:
+    """What meta.json records of the source that made the data."""
+    return {"_target_": target, "code": code_digest(target)}

@@ -1,15 +1,21 @@
 """Data generated from a fixed seed: the classic small demos of a deep-learning course."""
 
 import itertools
+from typing import Annotated
 
 import numpy as np
 
 from dlpipe.data.raw import RawData
+from dlpipe.schema.targets import Range
 
 WEATHER_INPUTS = ("clear", "light", "warm")
 
 
-def linear(samples: int = 200, noise: float = 0.1, seed: int = 0) -> RawData:
+def linear(
+    samples: Annotated[int, Range(gt=0)] = 200,
+    noise: Annotated[float, Range(ge=0)] = 0.1,
+    seed: Annotated[int, Range(ge=0)] = 0,
+) -> RawData:
     """y = 3x + 1 plus Gaussian noise, x uniform in [-1, 1]: a line for a neuron to fit."""
     generator = np.random.default_rng(seed)
     x = generator.uniform(-1, 1, size=(samples, 1)).astype(np.float32)
@@ -22,7 +28,7 @@ def go_outside(clear: int, light: int, warm: int) -> int:
     return int(light and (clear or warm))
 
 
-def weather(copies: int = 25) -> RawData:
+def weather(copies: Annotated[int, Range(gt=0)] = 25) -> RawData:
     """The truth table of (clear, light, warm) -> go outside, each of its 8 rows `copies` times.
 
     The rule is linearly separable, so a single neuron can learn every row of it.
@@ -36,7 +42,12 @@ def weather(copies: int = 25) -> RawData:
 WAVES = ("sine", "square", "triangle", "sawtooth")
 
 
-def waves(samples: int = 1200, steps: int = 32, noise: float = 0.15, seed: int = 0) -> RawData:
+def waves(
+    samples: Annotated[int, Range(gt=0)] = 1200,
+    steps: Annotated[int, Range(gt=0)] = 32,
+    noise: Annotated[float, Range(ge=0)] = 0.15,
+    seed: Annotated[int, Range(ge=0)] = 0,
+) -> RawData:
     """Sequence classification: which of WAVES a noisy, randomly scaled and shifted signal is."""
     generator = np.random.default_rng(seed)
     kind = np.arange(samples) % len(WAVES)

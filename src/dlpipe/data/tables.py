@@ -7,6 +7,7 @@ that breaks this is named with its file, column and row.
 """
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,13 @@ from dlpipe.data.raw import (
     multitask,
 )
 from dlpipe.errors import ConfigError, DataError
+from dlpipe.schema.targets import Range
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 _FILL_OR_REPLACE = "add a header row and data rows, or set data.path to another file"
 _FIX_ROW = "fix or drop that row"
+# What a target column is learnt as (dlpipe.data.raw.HEAD_TASKS).
+HeadTask = Literal["classification", "regression"]
 
 
 def read_frame(path: Path) -> pd.DataFrame:
@@ -116,9 +120,9 @@ def _features(frame: pd.DataFrame, path: Path, categorical: list[str]) -> np.nda
 
 def table(
     path: str,
-    target: str | list,
-    task: str | list = "classification",
-    categorical: list | None = None,
+    target: Annotated[str | list[str], Range(nonempty=True)],
+    task: HeadTask | list[HeadTask] = "classification",
+    categorical: list[str] | None = None,
 ) -> RawData:
     """The table at `path`: `target` is predicted from every other column.
 

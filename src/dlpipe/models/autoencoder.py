@@ -8,12 +8,14 @@ over the flattened input, mirror images of each other.
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
 from dlpipe.models.mlp import make_activation
-from dlpipe.models.registry import register
+from dlpipe.models.registry import sets_task
+from dlpipe.schema.targets import Range
 
 
 def _stack(widths: Sequence[int], activation: str, dropout: float) -> list[nn.Module]:
@@ -52,14 +54,14 @@ class Autoencoder(nn.Module):
         return self.decoder(self.encode(x)).reshape(len(x), *self.input_shape)
 
 
-@register("autoencoder", task="reconstruction")
+@sets_task("reconstruction")
 def autoencoder(
     input_shape: Sequence[int],
     num_outputs: int,
-    hidden: Sequence[int] = (128,),
-    latent: int = 16,
-    activation: str = "relu",
-    dropout: float = 0.0,
+    hidden: Annotated[list[int], Range(gt=0, nonempty=True)] = (128,),
+    latent: Annotated[int, Range(gt=0)] = 16,
+    activation: Literal["relu", "tanh", "gelu", "sigmoid"] = "relu",
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0,
 ) -> nn.Module:
     """`num_outputs` is unused: an autoencoder's output is its input's shape."""
     return Autoencoder(input_shape, hidden, latent, activation, dropout)

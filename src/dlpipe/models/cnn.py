@@ -1,22 +1,23 @@
 """Convolutional network: conv-batchnorm-relu blocks, each halving the image, then a small head."""
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from torch import nn
 
 from dlpipe.errors import ConfigError
-from dlpipe.models.registry import register
 from dlpipe.models.shapes import require_image
+from dlpipe.schema.targets import Range
 
 
-@register("cnn")
 def cnn(
     input_shape: Sequence[int],
     num_outputs: int,
-    channels: Sequence[int] = (32, 64),
-    hidden: int = 128,
-    dropout: float = 0.0,
+    channels: Annotated[list[int], Range(gt=0, nonempty=True)] = (32, 64),
+    hidden: Annotated[int, Range(gt=0)] = 128,
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0,
 ) -> nn.Module:
+    """One block of two convolutions and a halving per entry of `channels`."""
     width, _, _ = require_image("cnn", input_shape)
     layers: list[nn.Module] = []
     for size in channels:

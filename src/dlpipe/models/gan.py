@@ -8,11 +8,13 @@ linear: the data it imitates is standardised by the prepare stage, not squashed 
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from typing import Annotated
 
 import torch
 from torch import nn
 
-from dlpipe.models.registry import register
+from dlpipe.models.registry import sets_task
+from dlpipe.schema.targets import Range
 
 
 def _mlp(widths: Sequence[int], hidden_activation: Callable[[], nn.Module], dropout: float):
@@ -49,13 +51,13 @@ class GAN(nn.Module):
         return self(torch.randn(count, self.latent, generator=generator))
 
 
-@register("gan", task="generation")
+@sets_task("generation")
 def gan(
     input_shape: Sequence[int],
     num_outputs: int,
-    latent: int = 32,
-    hidden: Sequence[int] = (128, 256),
-    dropout: float = 0.3,
+    latent: Annotated[int, Range(gt=0)] = 32,
+    hidden: Annotated[list[int], Range(gt=0, nonempty=True)] = (128, 256),
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.3,
 ) -> nn.Module:
     """`hidden` are the generator's widths (the discriminator's, reversed); `num_outputs` is
     unused: a generator's output is a sample shaped like the data."""

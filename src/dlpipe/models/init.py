@@ -21,6 +21,8 @@ def _normal(weight: torch.Tensor) -> None:
     nn.init.normal_(weight, mean=0.0, std=0.02)
 
 
+# How each scheme fills a weight, by the names a config may give (registry.INITS, which
+# checks them without torch; a test keeps the two alike).
 SCHEMES: dict[str, Callable[[torch.Tensor], None] | None] = {
     "default": None,
     "xavier": nn.init.xavier_uniform_,

@@ -2,32 +2,31 @@
 
 import math
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
 from torch import nn
 
-from dlpipe.errors import ConfigError
-from dlpipe.models.registry import register
+from dlpipe.schema.targets import Range
 
+Activation = Literal["relu", "tanh", "gelu", "sigmoid"]
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+Widths = Annotated[list[int], Range(gt=0, nonempty=True)]
+Dropout = Annotated[float, Range(ge=0, lt=1)]
 
 
-def make_activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise ConfigError(
-            f"unknown activation '{name}': choose one of {', '.join(sorted(ACTIVATIONS))}"
-        )
+def make_activation(name: Activation) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-@register("mlp")
 def mlp(
     input_shape: Sequence[int],
     num_outputs: int,
-    hidden: Sequence[int] = (256, 128),
-    activation: str = "relu",
-    dropout: float = 0.0,
+    hidden: Widths = (256, 128),
+    activation: Activation = "relu",
+    dropout: Dropout = 0.0,
     batch_norm: bool = False,
 ) -> nn.Module:
+    """One hidden layer per entry of `hidden`, each followed by the activation."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
     for size in hidden:

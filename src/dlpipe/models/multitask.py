@@ -1,7 +1,7 @@
 """Multi-task learning: one shared body, a head per target.
 
-Any registered model can be the body: built with `shared` outputs, it becomes a feature
-extractor whose features every head reads. The heads' outputs are returned side by side,
+Any model, dlpipe's or a user's, can be the body: built with `shared` outputs, it becomes
+a feature extractor whose features every head reads. The heads' outputs are returned side by side,
 so the model still maps a batch to one tensor (see data.raw.head_slices).
 """
 
@@ -32,12 +32,12 @@ class SharedBody(nn.Module):
 def build_for_data(
     model: dict, input_shape: Sequence[int], num_outputs: int, heads: list[dict] | None, shared: int
 ) -> nn.Module:
-    """The model `model` (settings with its name) for data with one target, or, given the
+    """The model of the model config `model` for data with one target, or, given the
     data's `heads`, that model as the shared body of a multi-task network."""
     # A model with its own task (an autoencoder) ignores the data's targets.
-    if not heads or model_task(model["name"], "multitask") != "multitask":
-        return build_model(input_shape=input_shape, num_outputs=num_outputs, **model)
+    if not heads or model_task(model, "multitask") != "multitask":
+        return build_model(model, input_shape, num_outputs)
     if isinstance(shared, bool) or not isinstance(shared, int) or shared < 1:
         raise ConfigError(f"multitask.shared must be a positive number of features, got {shared!r}")
-    body = build_model(input_shape=input_shape, num_outputs=shared, **model)
+    body = build_model(model, input_shape, shared)
     return SharedBody(body, shared, {head["name"]: head["outputs"] for head in heads})

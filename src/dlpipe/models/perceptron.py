@@ -2,14 +2,13 @@
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
 
-from dlpipe.errors import ConfigError
-from dlpipe.models.registry import register
-
-OUTPUTS = ("sigmoid", "step")
+# How the classification task reads the scores (see Perceptron).
+Output = Literal["sigmoid", "step"]
 
 
 class Perceptron(nn.Module):
@@ -26,8 +25,7 @@ class Perceptron(nn.Module):
         return self.linear(x.flatten(1))
 
 
-@register("perceptron")
-def perceptron(input_shape: Sequence[int], num_outputs: int, output: str = "sigmoid") -> nn.Module:
-    if output not in OUTPUTS:
-        raise ConfigError(f"model.output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+def perceptron(
+    input_shape: Sequence[int], num_outputs: int, output: Output = "sigmoid"
+) -> nn.Module:
     return Perceptron(math.prod(input_shape), num_outputs, output)

@@ -5,14 +5,17 @@ for the output layer. Images are read row by row, one row per step.
 """
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import nn
 
-from dlpipe.models.registry import register
 from dlpipe.models.shapes import ImageRows, sequence_shape
+from dlpipe.schema.targets import Range
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+Positive = Annotated[int, Range(gt=0)]
+Dropout = Annotated[float, Range(ge=0, lt=1)]
 
 
 class Recurrent(nn.Module):
@@ -51,20 +54,41 @@ class Recurrent(nn.Module):
         return self.head(summary)
 
 
-def _builder(cell: str):
-    def build(
-        input_shape: Sequence[int],
-        num_outputs: int,
-        hidden: int = 128,
-        layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-    ) -> nn.Module:
-        return Recurrent(cell, input_shape, num_outputs, hidden, layers, bidirectional, dropout)
-
-    build.__doc__ = f"A {cell.upper()} of `layers` stacked layers with `hidden` units each."
-    return build
+# One plain function per cell, each its own `_target_`: their settings are read from
+# their signatures without importing torch, which a function made by a factory would hide.
 
 
-for _cell in CELLS:
-    register(_cell)(_builder(_cell))
+def rnn(
+    input_shape: Sequence[int],
+    num_outputs: int,
+    hidden: Positive = 128,
+    layers: Positive = 1,
+    bidirectional: bool = False,
+    dropout: Dropout = 0.0,
+) -> nn.Module:
+    """A RNN (tanh) of `layers` stacked layers with `hidden` units each."""
+    return Recurrent("rnn", input_shape, num_outputs, hidden, layers, bidirectional, dropout)
+
+
+def gru(
+    input_shape: Sequence[int],
+    num_outputs: int,
+    hidden: Positive = 128,
+    layers: Positive = 1,
+    bidirectional: bool = False,
+    dropout: Dropout = 0.0,
+) -> nn.Module:
+    """A GRU of `layers` stacked layers with `hidden` units each."""
+    return Recurrent("gru", input_shape, num_outputs, hidden, layers, bidirectional, dropout)
+
+
+def lstm(
+    input_shape: Sequence[int],
+    num_outputs: int,
+    hidden: Positive = 128,
+    layers: Positive = 1,
+    bidirectional: bool = False,
+    dropout: Dropout = 0.0,
+) -> nn.Module:
+    """A LSTM of `layers` stacked layers with `hidden` units each."""
+    return Recurrent("lstm", input_shape, num_outputs, hidden, layers, bidirectional, dropout)

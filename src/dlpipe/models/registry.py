@@ -1,77 +1,176 @@
-"""A small strict registry of model builders: `@register("cnn")`, `list_models()`, `build_model()`.
+"""Models by `_target_`: dlpipe's families and a user's own take one path.
 
-A builder takes the input shape (without the batch axis), the number of outputs and the
-model's own flat arguments, and returns a plain `nn.Module`. Every model also takes
-`init`, the weight initialisation scheme, applied after it is built.
+A model config (conf/model/<name>.yaml, or one in a config folder of the user's) names
+its builder, a function or an `nn.Module` class, by `_target_: package.module.Name`, and
+holds the builder's settings plus `init`, the weight initialisation applied after it is
+built, and optionally `name`, its label in runs (the builder's name when left out). The
+builder takes the data's `input_shape` (without the batch axis) and `num_outputs` when
+its signature has them, and its settings as keyword arguments; the settings' types and
+ranges come from its signature (see dlpipe.schema.targets), read without importing torch.
+
+A builder whose model trains for a task of its own, whatever the data's (an autoencoder
+reconstructs), says so with a `task` attribute: `@sets_task("reconstruction")` on a
+function, `task = "reconstruction"` in a class.
+
+This module imports no torch: the config check and `dlpipe models` use it.
 """
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from dlpipe.errors import ConfigError, DlpipeError
+from dlpipe.schema import targets
 
-from dlpipe.errors import ConfigError
+if TYPE_CHECKING:
+    from torch import nn
 
-Builder = Callable[..., nn.Module]
-_BUILDERS: dict[str, Builder] = {}
-# Models that define their own task whatever the data's (an autoencoder reconstructs).
-_TASKS: dict[str, str] = {}
+# What dlpipe passes a builder from the data, when its signature takes them.
+PASSED = ("input_shape", "num_outputs")
+# Keys of a model config that are not the builder's settings.
+OWN_KEYS = ("_target_", "name", "init")
+# Weight initialisation schemes (dlpipe.models.init applies them).
+INITS = ("default", "xavier", "kaiming", "normal")
 
 
-def register(name: str, task: str | None = None) -> Callable[[Builder], Builder]:
-    """Register a builder under `name`; `task` when the model sets its own task."""
+def sets_task(task: str) -> Callable[[Callable], Callable]:
+    """Mark a builder whose model trains for `task` whatever the data's."""
 
-    def add(builder: Builder) -> Builder:
-        if name in _BUILDERS:
-            raise ValueError(f"model '{name}' is registered twice")
-        _BUILDERS[name] = builder
-        if task:
-            _TASKS[name] = task
+    def mark(builder: Callable) -> Callable:
+        builder.task = task
         return builder
 
-    return add
+    return mark
 
 
-def model_task(name: str, data_task: str) -> str:
-    """The task a model trains for on data of `data_task`: its own, or the data's."""
-    return _TASKS.get(name, data_task)
-
-
-def list_models() -> list[str]:
-    return sorted(_BUILDERS)
-
-
-def check_model_name(name: str) -> None:
-    if name not in _BUILDERS:
-        raise ConfigError(f"unknown model '{name}': choose one of {', '.join(list_models())}")
-
-
-def model_settings(name: str) -> set[str]:
-    """The settings model `name` takes (conf/model/<name>.yaml): its builder's own and init."""
-    check_model_name(name)
-    own = set(inspect.signature(_BUILDERS[name]).parameters) - {"input_shape", "num_outputs"}
-    return own | {"init"}
-
-
-def build_model(
-    name: str, input_shape: Sequence[int], num_outputs: int, init: str = "default", **params
-) -> nn.Module:
-    """Build a registered model, its weights set by the `init` scheme (see models.init).
-
-    Unknown or missing arguments are named as config errors.
-    """
-    from dlpipe.models.init import check_init_name, initialise
-
-    accepted = model_settings(name)
-    check_init_name(init)
-    unknown = sorted(set(params) - accepted)
-    if unknown:
+def target_of(model: Mapping) -> str:
+    target = model.get("_target_")
+    if not isinstance(target, str) or not target:
         raise ConfigError(
-            f"model.{unknown[0]} is not a setting of model '{name}': "
-            f"use one of {', '.join(sorted(accepted))}"
+            "model._target_ is missing: choose a model with model=<name> (dlpipe models lists "
+            "them) or name your own with model._target_=package.module.Class"
         )
+    return target
+
+
+def label(model: Mapping) -> str:
+    """The model's name in runs: its `name`, or its builder's."""
+    return model.get("name") or target_of(model).rpartition(".")[2]
+
+
+def settings(model: Mapping) -> dict[str, Any]:
+    """The builder's own settings of a model config."""
+    return {key: value for key, value in model.items() if key not in OWN_KEYS}
+
+
+def signature(model: Mapping) -> targets.Signature:
+    """The settings the model's builder takes (not `init`, `name`, `_target_`)."""
+    return targets.signature(target_of(model), PASSED)
+
+
+def check_model(values: Any, path: str = "model") -> dict:
+    """A model config checked before torch loads: its builder found, its settings known,
+    of their types and in range; `init` one of INITS."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must be a group of settings with _target_, got {values!r}")
+    target = target_of(values)
+    name = values.get("name", label(values))
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}.name must be a string, got {name!r}")
+    init = values.get("init", "default")
+    if init not in INITS:
+        raise ConfigError(f"{path}.init must be one of {', '.join(INITS)}, got {init!r}")
+    checked = targets.check_settings(
+        settings(values), signature(values), path, f"model '{name}' ({target})"
+    )
+    return {"_target_": target, "name": name, "init": init, **checked}
+
+
+def builder(model: Mapping) -> Callable:
+    """The function or class that builds the model, imported."""
+    return targets.load(target_of(model))
+
+
+def model_task(model: Mapping, data_task: str) -> str:
+    """The task the model trains for on data of `data_task`: its own, or the data's."""
+    return getattr(builder(model), "task", None) or data_task
+
+
+def build_model(model: Mapping, input_shape: Sequence[int], num_outputs: int) -> "nn.Module":
+    """The model of a model config for data of `input_shape` and `num_outputs`, its weights
+    set by its `init` scheme (see dlpipe.models.init)."""
+    from torch import nn
+
+    from dlpipe.models.init import initialise
+
+    checked = check_model(dict(model))
+    build = builder(model)
+    given = {"input_shape": tuple(input_shape), "num_outputs": num_outputs}
+    taken = inspect.signature(build).parameters
+    passed = {key: value for key, value in given.items() if key in taken}
     try:
-        model = _BUILDERS[name](input_shape=tuple(input_shape), num_outputs=num_outputs, **params)
-    except (TypeError, ValueError) as exc:  # e.g. model.hidden=abc
-        raise ConfigError(f"model '{name}' refuses its settings {params}: {exc}") from exc
-    return initialise(model, init)
+        built = build(**passed, **settings(checked))
+    except (TypeError, ValueError) as exc:  # what the signature's types could not tell
+        raise ConfigError(
+            f"model '{checked['name']}' refuses its settings {settings(checked)}: {exc}"
+        ) from exc
+    named = f"model '{checked['name']}' ({checked['_target_']})"
+    if not isinstance(built, nn.Module):
+        raise ConfigError(f"{named} built a {type(built).__name__}: make it build a nn.Module")
+    initialise(built, checked["init"])
+    if not getattr(build, "task", None):
+        check_output(built, named, tuple(input_shape), num_outputs)
+    return built
+
+
+def check_output(model: "nn.Module", named: str, input_shape: tuple, num_outputs: int) -> None:
+    """One forward pass on two zero samples gives one row of `num_outputs` per sample: a
+    model (dlpipe's or a user's) that does not fit the data is named here, in one line,
+    rather than by a shape error deep in the first training step, an evaluation or a
+    prediction. A model with a task of its own (its outputs are samples or inputs) is not
+    checked."""
+    import torch
+
+    wanted = (2, num_outputs)
+    fix = f"make it return {num_outputs} numbers per sample, or choose a model for this data"
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))
+    except DlpipeError:
+        raise
+    except Exception as exc:  # a user's forward may raise anything
+        said = next(iter(str(exc).splitlines()), "")
+        raise ConfigError(
+            f"{named} fails on 2 samples shaped {input_shape} ({type(exc).__name__}: {said}): {fix}"
+        ) from exc
+    finally:
+        model.train(was_training)
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+    if got != wanted:
+        raise ConfigError(
+            f"{named} gives outputs shaped {got} for 2 samples shaped {input_shape}, "
+            f"the data needs {wanted}: {fix}"
+        )
+
+
+def recorded(model: Mapping) -> dict:
+    """A model config read back from a run record (models/run.json, a registered model).
+
+    Runs recorded before models were named by `_target_` hold only the family's `name`:
+    its `_target_` is taken from the project's conf/model/<name>.yaml, so those runs still
+    evaluate, predict and serve without training again."""
+    if model.get("_target_"):
+        return dict(model)
+    import yaml
+
+    path = Path("conf") / "model" / f"{model.get('name')}.yaml"
+    target = (yaml.safe_load(path.read_text()) or {}).get("_target_") if path.is_file() else None
+    if not target:
+        raise ConfigError(
+            f"the recorded model '{model.get('name')}' names no _target_ and {path} gives "
+            "none: run dlpipe from the project the model was trained in, or train it again"
+        )
+    return {"_target_": target, **model}

@@ -5,12 +5,13 @@ instead of hurting. Each stage after the first halves the image and widens the c
 """
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import nn
 
-from dlpipe.models.registry import register
 from dlpipe.models.shapes import require_image
+from dlpipe.schema.targets import Range
 
 
 class BasicBlock(nn.Module):
@@ -36,13 +37,12 @@ class BasicBlock(nn.Module):
         return self.relu(self.body(x) + self.skip(x))
 
 
-@register("resnet")
 def resnet(
     input_shape: Sequence[int],
     num_outputs: int,
-    channels: Sequence[int] = (32, 64),
-    blocks: int = 2,
-    dropout: float = 0.0,
+    channels: Annotated[list[int], Range(gt=0, nonempty=True)] = (32, 64),
+    blocks: Annotated[int, Range(gt=0)] = 2,
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0,
 ) -> nn.Module:
     """`blocks` basic blocks per stage, one stage per entry of `channels`."""
     image_channels, _, _ = require_image("resnet", input_shape)

@@ -7,13 +7,16 @@ layers mix them; the class token's final state feeds the output layer.
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from dlpipe.errors import ConfigError
-from dlpipe.models.registry import register
 from dlpipe.models.shapes import SEQUENCES, mismatch
+from dlpipe.schema.targets import Range
+
+Positive = Annotated[int, Range(gt=0)]
 
 
 class Patches(nn.Module):
@@ -88,16 +91,15 @@ class Transformer(nn.Module):
         return self.head(self.norm(hidden[:, 0]))
 
 
-@register("transformer")
 def transformer(
     input_shape: Sequence[int],
     num_outputs: int,
-    width: int = 64,
-    heads: int = 4,
-    layers: int = 2,
-    feedforward: int = 128,
-    dropout: float = 0.1,
-    patch: int = 2,
+    width: Positive = 64,
+    heads: Positive = 4,
+    layers: Positive = 2,
+    feedforward: Positive = 128,
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1,
+    patch: Positive = 2,
 ) -> nn.Module:
     """`layers` pre-norm encoder layers of `heads` attention heads over `width`-wide tokens."""
     return Transformer(input_shape, num_outputs, width, heads, layers, feedforward, dropout, patch)

@@ -73,6 +73,7 @@ def setting(
     options: dict[str, type] | None = None,
     rule: Callable[[Any], bool] | None = None,
     allowed: str = "",
+    part: Callable[[Any, str], Any] | None = None,
     default: Any = dataclasses.MISSING,
 ) -> Any:
     """A dataclass field with what its type cannot say.
@@ -83,6 +84,8 @@ def setting(
         nonempty: a list must hold at least one item (e.g. one that sizes layers).
         options: a group's dataclass by the value of its `name` setting.
         rule: a test the value must pass beyond its type; `allowed` says what it allows.
+        part: checks a group whose settings its `_target_` declares: part(values, path)
+            returns them checked (e.g. dlpipe.models.registry.check_model).
         default: makes the setting optional (any value: the code reading it has its own).
     """
     meta = {
@@ -90,6 +93,7 @@ def setting(
         "length": length,
         "nonempty": nonempty,
         "options": options,
+        "part": part,
     }
     return dataclasses.field(default=default, metadata={**meta, "rule": rule, "allowed": allowed})
 
@@ -133,6 +137,8 @@ def check_value(value: Any, hint: Any, meta: dict, path: str) -> Any:
     """`value` checked against the type `hint` and the field's `meta`; groups become dataclasses."""
     if meta["options"]:
         return _check_option(value, meta["options"], path)
+    if meta["part"]:
+        return meta["part"](value, path)
     if dataclasses.is_dataclass(hint):
         return check_group(value, hint, path, path)
     origin, args = typing.get_origin(hint), typing.get_args(hint)

@@ -1,13 +1,19 @@
-"""The settings of the data sets, conf/data/*.yaml: those every data set has, and a
-dataclass per data set with its source's own (dlpipe.data.sources)."""
+"""The settings of a data set (conf/data/*.yaml): those every data set has, and its
+source's own.
 
+A data config names its source, a function returning the samples, by `_target_:
+package.module.function` (dlpipe's, e.g. dlpipe.data.synthetic.linear, or a user's), and
+holds the settings every data set has (`Data`: its name, split, batch size, ...) beside
+the source's own, which the source's signature declares (see dlpipe.schema.targets).
+"""
+
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 from dlpipe.errors import ConfigError
-from dlpipe.schema.check import setting
-
-HeadTask = Literal["classification", "regression"]
+from dlpipe.schema import targets
+from dlpipe.schema.check import check_group, setting
 
 
 @dataclass(kw_only=True)
@@ -25,7 +31,11 @@ class Split:
 
 @dataclass(kw_only=True)
 class Data:
-    """What every data set has: read by the prepare stage and the loaders, not the source."""
+    """What every data set has: read by the prepare stage and the loaders, not the source.
+
+    `name` names the data set in runs, lineage and the model registry (registry.name
+    auto), unless the source reads a user's file (`path`): then that file's stem does.
+    """
 
     name: str
     split: Split
@@ -33,85 +43,60 @@ class Data:
     normalise: bool
     # Classification only, which the prepare stage checks once it has the data.
     train_per_class: int | None = setting(gt=0, default=None)
+    # Filled in by check_data, never read from the config: the source and its settings.
+    source: str = setting(default="")
+    settings: dict[str, Any] = setting(default=None)
 
 
-@dataclass(kw_only=True)
-class Digits(Data):
-    keep: list[int] | None = setting(ge=0, le=9)
-    canvas: int | None = setting(ge=8)
-    seed: int = setting(ge=0)
+# The keys of a data config that are not its source's settings.
+COMMON = ("_target_", "name", "split", "batch_size", "normalise", "train_per_class")
 
 
-@dataclass(kw_only=True)
-class LocatedDigits(Data):
-    canvas: int = setting(ge=8)
-    seed: int = setting(ge=0)
+def target_of(data: dict, path: str = "data") -> str:
+    target = data.get("_target_")
+    if not isinstance(target, str) or not target:
+        raise ConfigError(
+            f"{path}._target_ is missing: choose a data set with data=<name> or name your own "
+            f"source in its YAML with _target_: package.module.function"
+        )
+    return target
 
 
-@dataclass(kw_only=True)
-class Linear(Data):
-    samples: int = setting(gt=0)
-    noise: float = setting(ge=0)
-    seed: int = setting(ge=0)
+def label(data: dict) -> str:
+    """How messages name the data set."""
+    return f"data '{data.get('name') or target_of(data)}'"
 
 
-@dataclass(kw_only=True)
-class Weather(Data):
-    copies: int = setting(gt=0)
+def source_settings(data: dict, path: str = "data") -> dict:
+    """The settings `data` passes its source, checked against the source's signature:
+    none unknown, none required left out, each of its type and in range."""
+    found = _signature(data, path)
+    return targets.check_settings(_own(data), found, path, label(data))
 
 
-@dataclass(kw_only=True)
-class Waves(Data):
-    samples: int = setting(gt=0)
-    steps: int = setting(gt=0)
-    noise: float = setting(ge=0)
-    seed: int = setting(ge=0)
+def check_data(values: Any, path: str = "data") -> Data:
+    """A data config checked before any data library loads (the source's module is read,
+    not imported): no unknown key, then the settings every data set has, then the
+    source's own."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must be a group of settings with _target_, got {values!r}")
+    found = _signature(values, path)
+    common = {key: value for key, value in values.items() if key in COMMON[1:]}
+    checked = check_group(common, Data, path, label(values))
+    own = targets.check_settings(_own(values), found, path, label(values))
+    return dataclasses.replace(checked, source=target_of(values, path), settings=own)
 
 
-@dataclass(kw_only=True)
-class Sunspots(Data):
-    window: int = setting(gt=0)
-    horizon: int = setting(gt=0)
+def _own(data: dict) -> dict:
+    return {key: value for key, value in data.items() if key not in COMMON}
 
 
-@dataclass(kw_only=True)
-class Table(Data):
-    path: str
-    target: str | list[str] = setting(nonempty=True)
-    task: HeadTask | list[HeadTask]
-    categorical: list[str] | None
-
-
-@dataclass(kw_only=True)
-class Images(Data):
-    path: str
-    size: list[int] | None = setting(gt=0, length=2)
-    channels: Literal[1, 3]
-
-
-@dataclass(kw_only=True)
-class Npz(Data):
-    path: str
-    task: HeadTask
-
-
-@dataclass(kw_only=True)
-class Series(Data):
-    path: str
-    column: str
-    window: int = setting(gt=0)
-    horizon: int = setting(gt=0)
-
-
-DATA = {
-    "digits": Digits,
-    "located_digits": LocatedDigits,
-    "linear": Linear,
-    "weather": Weather,
-    "waves": Waves,
-    "sunspots": Sunspots,
-    "table": Table,
-    "images": Images,
-    "npz": Npz,
-    "series": Series,
-}
+def _signature(data: dict, path: str) -> targets.Signature:
+    """The source's settings; a key that is neither one of them nor common is refused,
+    with every key the data set takes."""
+    found = targets.signature(target_of(data, path))
+    for key in _own(data):
+        if key not in found.settings and not found.open:
+            takes = ", ".join([*COMMON[1:], *found.settings])
+            raise ConfigError(f"{path}.{key} is not a setting of {label(data)}: it takes {takes}")
+    return found

@@ -11,35 +11,38 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dlpipe import champion
+from dlpipe.errors import ConfigError
+from dlpipe.models import registry
 from dlpipe.schema.check import setting
-from dlpipe.schema.data import DATA, Data
-from dlpipe.schema.model import MODELS, Model
+from dlpipe.schema.data import Data, check_data
+from dlpipe.tasks import configured
+from dlpipe.tasks.kinds import BUILTIN, head_metrics
 
 # Checkpointing and early stopping act when validation ends, before the epoch's train
 # metrics exist, so they can only watch validation metrics: those each task logs.
-MONITORS = {
-    "classification": ("val/loss", "val/acc"),
-    "regression": ("val/loss", "val/mae"),
-    "forecasting": ("val/loss", "val/mae"),
-    "reconstruction": ("val/loss",),
-    # The generator's loss; a GAN keeps its last epoch rather than the best of this.
-    "generation": ("val/loss", "val/d_acc"),
-}
-ALL_MONITORS = tuple(dict.fromkeys(m for monitors in MONITORS.values() for m in monitors))
+ALL_MONITORS = tuple(dict.fromkeys(m for kind in BUILTIN.values() for m in kind.monitors()))
 # Multi-task data also logs each head's loss and metric: val/<head>/loss, val/digit/acc.
-HEAD_METRICS = {"classification": ("loss", "acc"), "regression": ("loss", "mae")}
-_HEAD_METRICS = tuple(dict.fromkeys(m for metrics in HEAD_METRICS.values() for m in metrics))
+_HEAD_METRICS = tuple(
+    dict.fromkeys(m for kind in BUILTIN.values() if kind.head for m in head_metrics(kind.name))
+)
 HEAD_MONITOR = re.compile(rf"^val/[^/]+/({'|'.join(_HEAD_METRICS)})$")
+MONITORS_ALLOWED = (
+    f"one of {', '.join(ALL_MONITORS)}, or val/<target>/{'|'.join(_HEAD_METRICS)} for "
+    "multi-task data"
+)
 
 Mode = Literal["min", "max"]
 
 
 def monitor() -> Any:
-    return setting(
-        rule=lambda name: name in ALL_MONITORS or bool(HEAD_MONITOR.match(name)),
-        allowed=f"one of {', '.join(ALL_MONITORS)}, or val/<target>/"
-        f"{'|'.join(_HEAD_METRICS)} for multi-task data",
-    )
+    # A user's task logs metrics of its own: they are checked against it when training
+    # starts. Config checks those of dlpipe's tasks here.
+    return setting(rule=lambda name: name.startswith("val/"), allowed=MONITORS_ALLOWED)
+
+
+def is_builtin_monitor(name: str) -> bool:
+    """Whether one of dlpipe's tasks logs the validation metric `name`."""
+    return name in ALL_MONITORS or bool(HEAD_MONITOR.match(name))
 
 
 # --- optim: conf/optim/*.yaml (options are named by `name`: momentum is sgd) -------------
@@ -210,8 +213,10 @@ class Registry:
 
 @dataclass(kw_only=True)
 class Config:
-    data: Data = setting(options=DATA)
-    model: Model = setting(options=MODELS)
+    data: Data = setting(part=check_data)
+    model: dict = setting(part=registry.check_model)
+    # null: the data's task (or the model's own); a user's: `_target_` and its settings.
+    task: dict | None = setting(part=configured.check_task, default=None)
     optim: Optim = setting(options=OPTIMS)
     schedule: Schedule = setting(options=SCHEDULES)
     trainer: Trainer
@@ -225,3 +230,16 @@ class Config:
     multitask: Multitask
     evaluate: Evaluate
     registry: Registry
+
+    def __post_init__(self) -> None:
+        """Without a task of the user's, the monitors must be metrics dlpipe's tasks log."""
+        if self.task is not None:
+            return
+        trainer = self.trainer
+        watched = {
+            "trainer.early_stopping.monitor": trainer.early_stopping.monitor,
+            "trainer.checkpoint_monitor": trainer.checkpoint_monitor,
+        }
+        for key, name in watched.items():
+            if not is_builtin_monitor(name):
+                raise ConfigError(f"{key} must be {MONITORS_ALLOWED}, got {name!r}")

@@ -70,10 +70,11 @@ class Predictor:
 
 def build_network(settings: dict) -> torch.nn.Module:
     """The network, untrained, with the settings it was trained with."""
-    from dlpipe.models import build_for_data
+    from dlpipe.models import registry
+    from dlpipe.models.multitask import build_for_data
 
     return build_for_data(
-        settings["model"],
+        registry.recorded(settings["model"]),
         settings["input_shape"],
         settings["num_outputs"],
         settings["heads"],

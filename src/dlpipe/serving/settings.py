@@ -13,9 +13,8 @@ from dlpipe.errors import DataError
 
 # The keys of models/run.json that rebuild the network and name what it was trained on.
 _RECORD_KEYS = ("run_id", "data_hash", "model", "task", "input_shape", "num_outputs", "classes")
-# What one pixel at full intensity was in the training data: scikit-learn's digits run from
-# 0 to 16, images read by data=images from 0 to 1.
-_PIXEL_RANGES = {"digits": 16.0, "located_digits": 16.0, "images": 1.0}
+# The source whose data has a table's named feature columns.
+_TABLE = "dlpipe.data.tables.table"
 
 
 def describe(record: dict, meta: dict) -> dict:
@@ -40,8 +39,9 @@ def describe(record: dict, meta: dict) -> dict:
         "heads": record.get("heads"),
         "shared": record.get("shared"),
         "stats": meta["stats"],
-        "columns": table_columns(meta) if meta["name"] == "table" else None,
-        "pixel_range": _PIXEL_RANGES.get(meta["name"]),
+        "columns": table_columns(meta) if meta["data"].get("_target_") == _TABLE else None,
+        # What one pixel at full intensity was in the training data, for image inputs.
+        "pixel_range": meta.get("pixel_range"),
         "targets": _targets(meta),
     }
 

@@ -16,6 +16,7 @@ Both readers answer the same three questions:
 from typing import Protocol
 
 from dlpipe.errors import TrackingError
+from dlpipe.store.location import masked
 from dlpipe.store.query import Clause, Order
 from dlpipe.store.run import Run
 
@@ -55,12 +56,3 @@ def open_store(uri: str) -> Store:
         f"cannot read runs from {masked(uri)}: dlpipe reads sqlite:///<path> stores and "
         "http(s):// tracking servers (for others, use the MLflow UI or MlflowClient)"
     )
-
-
-def masked(uri: str) -> str:
-    """The URI with a password in it masked, for messages."""
-    if uri.startswith("sqlite:///"):  # a path: no login in it
-        return uri
-    from dlpipe import secrets  # loads Hydra: only for a server's URI
-
-    return secrets.mask_text(uri)

@@ -14,8 +14,7 @@ import urllib.parse
 import urllib.request
 
 from dlpipe.errors import TrackingError
-from dlpipe.store import masked
-from dlpipe.store.location import server_address
+from dlpipe.store.location import masked, server_address
 from dlpipe.store.query import Clause, Order
 from dlpipe.store.run import Run
 

@@ -11,7 +11,8 @@ import lightning.pytorch as pl
 import torch
 from torch.nn import functional as F
 
-from dlpipe.errors import TrainingError
+from dlpipe.errors import ConfigError, TrainingError
+from dlpipe.tasks.kinds import Setup
 from dlpipe.tasks.objectives import Batch
 
 
@@ -87,3 +88,10 @@ class AdversarialTask(pl.LightningModule):
             torch.optim.Adam(self.model.discriminator.parameters(), **settings),
             torch.optim.Adam(self.model.generator.parameters(), **settings),
         ]
+
+
+def adversarial(setup: Setup, objective: None) -> AdversarialTask:
+    """A GAN's two networks trained against each other, at a constant rate."""
+    if setup.schedule["name"] != "none" or setup.schedule["warmup_epochs"]:
+        raise ConfigError(f"model '{setup.label}' trains at a constant rate: set schedule=none")
+    return AdversarialTask(setup.model, setup.optim)

@@ -6,6 +6,7 @@ from torch import nn
 
 from dlpipe.errors import TrainingError
 from dlpipe.optim import build_optimizer, build_schedule
+from dlpipe.tasks.kinds import Setup
 from dlpipe.tasks.objectives import Batch, Objective
 
 
@@ -83,3 +84,8 @@ class Task(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def one_loss(setup: Setup, objective: Objective) -> Task:
+    """The LightningModule of a task trained by gradient descent on one loss."""
+    return Task(setup.model, objective, setup.optim, setup.schedule)

@@ -8,6 +8,7 @@ per-step metric updates cost more than a small model's whole step
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional as F
@@ -15,6 +16,9 @@ from torchmetrics.functional import accuracy
 
 from dlpipe.data.raw import head_slices
 from dlpipe.metrics import predicted_classes
+
+if TYPE_CHECKING:
+    from dlpipe.tasks.kinds import Setup
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -126,3 +130,23 @@ def multitask(heads: list[dict], weights: dict[str, float]) -> Objective:
         keep=lambda outputs, x, y: (outputs, y),
         metrics=epoch_metrics,
     )
+
+
+# The objectives of dlpipe's tasks, for a training's `Setup` (see dlpipe.tasks.kinds).
+
+
+def classification_of(setup: "Setup") -> Objective:
+    step = getattr(setup.model, "output", None) == "step"
+    return classification(len(setup.meta["classes"]), step)
+
+
+def regression_of(setup: "Setup") -> Objective:
+    return regression()
+
+
+def reconstruction_of(setup: "Setup") -> Objective:
+    return reconstruction()
+
+
+def multitask_of(setup: "Setup") -> Objective:
+    return multitask(setup.meta["heads"], setup.weights)

@@ -1,14 +1,19 @@
-"""The `dlpipe promote` and `dlpipe predict` commands: a trained model put to use.
+"""The `dlpipe models`, `promote` and `predict` commands: the models a project can train,
+and a trained one put to use.
 
-Both find the store as a training does (tracking.uri, else MLFLOW_TRACKING_URI, else
-mlflow.db at the project root), from the project's config and the overrides given. MLflow
-and torch are imported once a command runs, never when `dlpipe` starts.
+`models` reads the config folders only. `promote` and `predict` find the store as a
+training does (tracking.uri, else MLFLOW_TRACKING_URI, else mlflow.db at the project
+root), from the project's config and the overrides given. MLflow and torch are imported
+once a command runs, never when `dlpipe` starts.
 """
 
 import argparse
+import json
 from pathlib import Path
 
-from dlpipe.app import fail
+from dlpipe.cli.args import add_command
+from dlpipe.cli.project import client_and_config, conf_dir
+from dlpipe.errors import ConfigError, DataError
 
 # Probabilities and values in CSV: float32 holds about 7 significant digits.
 _DIGITS = "%.6g"
@@ -16,18 +21,20 @@ _OVERRIDES_HELP = "config overrides, e.g. tracking.uri=<uri> or registry.metric=
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Add promote and predict to the `dlpipe` command's subcommands."""
-    promoted = commands.add_parser(
-        "promote",
-        help="make a run's model the champion if it beats it",
-        description=promote.__doc__,
+    """Add models, promote and predict to the `dlpipe` command's subcommands."""
+    listed = add_command(commands, "models", models, "list the models to choose, with settings")
+    listed.add_argument(
+        "overrides", nargs="*", help="hydra.searchpath=[...] to list other config folders too"
+    )
+    listed.add_argument("--json", action="store_true", help="each model and setting, as JSON")
+    promoted = add_command(
+        commands, "promote", promote, "make a run's model the champion if it beats it"
     )
     promoted.add_argument("run_id", metavar="RUN", help="the id of an evaluated run")
     promoted.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
     promoted.add_argument("--name", help="the registered model, if the run has versions of several")
-    promoted.set_defaults(run=promote)
-    predicted = commands.add_parser(
-        "predict", help="predict from a table, .npz, image or folder", description=predict.__doc__
+    predicted = add_command(
+        commands, "predict", predict, "predict from a table, .npz, image or folder"
     )
     predicted.add_argument(
         "model", metavar="MODEL", help="models:/NAME@ALIAS, models:/NAME/VERSION, RUN or FILE.ckpt"
@@ -50,19 +57,46 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="copy this column of a table (or array of an .npz) into the output, before the "
         "predictions, e.g. an id; repeat for several",
     )
-    predicted.set_defaults(run=predict)
 
 
-def _client_and_config(overrides: list[str]):
-    """The project's config with `overrides`, and a client of its tracking store."""
-    from dlpipe.app import compose_checked
-    from dlpipe.tracking import get_client, resolve_uri
+def models(args: argparse.Namespace) -> int:
+    """List the models `model=<name>` chooses: each model/<name>.yaml of conf/ and of the
+    folders on Hydra's search path (hydra.searchpath in conf/config.yaml, or given here),
+    dlpipe's and the project's own alike, with its _target_ and its settings: type, value
+    (the YAML's, else the builder's default) and range, read without importing torch."""
+    from dlpipe.app import search_folders
+    from dlpipe.models.catalog import list_models
 
-    conf_dir = Path.cwd() / "conf"
-    if not (conf_dir / "config.yaml").is_file():
-        fail(f"no conf/config.yaml in {Path.cwd()}: run dlpipe from the project's folder")
-    cfg = compose_checked(conf_dir, overrides)
-    return get_client(resolve_uri(cfg.tracking.uri)), cfg
+    found = list_models(search_folders(args.overrides, conf_dir()))
+    if args.json:
+        print(json.dumps([_as_dict(model) for model in found], indent=2, default=str))
+        return 0
+    for model in found:
+        print(f"{model.name}: {model.target or '(no _target_)'} ({_shown(model.file)})")
+        if model.problem:
+            print(f"  cannot read its settings: {model.problem}")
+            continue
+        rows = [("setting", "type", "value", "range")]
+        rows += [(s.name, s.type, json.dumps(s.value), s.range) for s in model.settings]
+        widths = [max(len(row[column]) for row in rows) for column in range(3)]
+        for row in rows:
+            line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            print(f"  {line}  {row[3]}".rstrip())
+    return 0
+
+
+def _as_dict(model) -> dict:
+    from dataclasses import asdict
+
+    return {**asdict(model), "file": _shown(model.file)}
+
+
+def _shown(path: Path) -> str:
+    """`path` as a user types it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def promote(args: argparse.Namespace) -> int:
@@ -71,11 +105,13 @@ def promote(args: argparse.Namespace) -> int:
     registered with, test/acc or test/rmse by task), and say what was compared."""
     from dlpipe import registry
 
-    client, cfg = _client_and_config(args.overrides)
+    client, cfg = client_and_config(args.overrides)
     version = registry.version_of_run(client, args.run_id, args.name)
     metric = cfg.registry.metric or version.tags.get(registry.METRIC_TAG)
     if metric is None:
-        fail(f"{version.name} version {version.version} names no metric: set registry.metric")
+        raise ConfigError(
+            f"{version.name} version {version.version} names no metric: set registry.metric"
+        )
     print(registry.promote_version(client, version, metric))
     return 0
 
@@ -95,16 +131,18 @@ def predict(args: argparse.Namespace) -> int:
     from dlpipe.serving.inputs import read_input
     from dlpipe.serving.loading import open_model
 
-    client, _ = _client_and_config(args.overrides)
+    client, _ = client_and_config(args.overrides)
     settings, model_predict = open_model(args.model, client, args.run_file)
     source = Path(args.input)
     try:
         raw, carried = read_input(source, settings, list(dict.fromkeys(args.keep)))
         found = model_predict(raw)
     except DlpipeError as exc:
-        fail(f"input {source}: {exc}")
+        raise DataError(f"input {source}: {exc}") from exc
     except MlflowException as exc:
-        fail(f"input {source} does not fit the model's signature: {_schema_error(exc)}")
+        raise DataError(
+            f"input {source} does not fit the model's signature: {_schema_error(exc)}"
+        ) from exc
     if carried is not None:
         _carry(carried, found)
     if not args.output:
@@ -120,7 +158,9 @@ def _carry(carried, found) -> None:
     """Put the columns `carried` from the input in front of the predictions `found`."""
     for position, name in enumerate(carried.columns):
         if name in found.columns:
-            fail(f"--keep {name}: the predictions have a column of that name: rename it")
+            raise ConfigError(
+                f"--keep {name}: the predictions have a column of that name: rename it"
+            )
         found.insert(position, name, carried[name].to_numpy())
 
 

@@ -7,10 +7,10 @@ they start in a fraction of a second; only `runs --stale` (which writes) loads M
 """
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-from dlpipe.app import fail, whole_number
+from dlpipe.cli.args import add_command, whole_number
+from dlpipe.cli.project import conf_dir, tracking_settings
 
 _OVERRIDES_HELP = "tracking overrides: tracking.uri=<uri>, tracking.experiment=<name>"
 # More runs than any store holds; sqlite takes no LIMIT beyond 2^63 - 1.
@@ -19,7 +19,7 @@ _MOST_RUNS = 10**9
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add runs, compare and ui to the `dlpipe` command's subcommands."""
-    listed = _command(commands, "runs", runs, "list the experiment's runs: filter, sort, JSON")
+    listed = add_command(commands, "runs", runs, "list the experiment's runs: filter, sort, JSON")
     listed.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
     listed.add_argument(
         "--filter",
@@ -40,10 +40,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     listed.add_argument(
         "--stale", action="store_true", help="first mark FAILED the RUNNING runs whose process died"
     )
-    compared = _command(commands, "compare", compare, "show runs side by side")
+    compared = add_command(commands, "compare", compare, "show runs side by side")
     compared.add_argument("runs", nargs="+", metavar="RUN", help="run ids (and tracking overrides)")
     compared.add_argument("--plot", metavar="FILE.png", help="write their learning curves here")
-    shown = _command(commands, "ui", ui, "start the MLflow UI on the project's store")
+    shown = add_command(commands, "ui", ui, "start the MLflow UI on the project's store")
     shown.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
     shown.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     shown.add_argument(
@@ -51,21 +51,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
 
 
-def _command(commands, name: str, run: Callable, summary: str) -> argparse.ArgumentParser:
-    command = commands.add_parser(name, help=summary, description=run.__doc__)
-    command.set_defaults(run=run)
-    return command
-
-
 def runs(args: argparse.Namespace) -> int:
     """List the experiment's latest runs: id, status, name, start, duration, key params and
     metrics. --filter and --parent pick runs, --sort orders them, --json gives every field.
     With --stale, first mark FAILED the runs left RUNNING by a process that died."""
     from dlpipe import runs as listing
-    from dlpipe.store import PARENT_TAG, masked, open_store
+    from dlpipe.store import PARENT_TAG, open_store
+    from dlpipe.store.location import masked
     from dlpipe.store.query import Clause, Key, parse_filter, parse_order
 
-    uri, experiment = _settings(args.overrides)
+    uri, experiment = tracking_settings(conf_dir(), args.overrides)
     clauses = parse_filter(args.filter or "")
     order = parse_order(args.sort) if args.sort else None
     columns = listing.parse_columns(args.columns) if args.columns else None
@@ -101,7 +96,7 @@ def compare(args: argparse.Namespace) -> int:
     run_ids = [arg for arg in args.runs if "=" not in arg]
     if len(run_ids) < 2:
         raise QueryError("compare takes two runs or more: dlpipe compare RUN_A RUN_B [...]")
-    uri, _ = _settings([arg for arg in args.runs if "=" in arg])
+    uri, _ = tracking_settings(conf_dir(), [arg for arg in args.runs if "=" in arg])
     store = open_store(uri)
     found = [store.get(run_id) for run_id in run_ids]
     print(comparison.table(found))
@@ -116,15 +111,5 @@ def ui(args: argparse.Namespace) -> int:
     runs, with their key params and metrics, and of their charts; Ctrl-C stops it."""
     from dlpipe.ui import serve
 
-    uri, experiment = _settings(args.overrides)
+    uri, experiment = tracking_settings(conf_dir(), args.overrides)
     return serve(uri, args.host, args.port, experiment)
-
-
-def _settings(overrides: list[str]) -> tuple[str, str]:
-    """The store's URI and the experiment, from the project's conf/ and `overrides`."""
-    from dlpipe.store.location import tracking_settings
-
-    conf_dir = Path.cwd() / "conf"
-    if not (conf_dir / "config.yaml").is_file():
-        fail(f"no conf/config.yaml in {Path.cwd()}: run dlpipe from the project's folder")
-    return tracking_settings(conf_dir, overrides)

@@ -1,0 +1,91 @@
+"""The `dlpipe gradcheck` and `dlpipe reproduce` commands: checks that exit 1 when they
+find a fault, as a test does, and 2 on a mistake in how they were called.
+
+torch and Lightning are imported once the config holds, never when `dlpipe` starts.
+"""
+
+import argparse
+from dataclasses import replace
+
+from dlpipe.cli.args import add_command, whole_number
+from dlpipe.cli.project import client_and_config, compose
+
+EXIT_FAILED_CHECK = 1
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add gradcheck and reproduce to the `dlpipe` command's subcommands."""
+    check = add_command(
+        commands, "gradcheck", gradcheck, "check a model's gradients against finite differences"
+    )
+    check.add_argument("overrides", nargs="*", help="config overrides, e.g. model=resnet")
+    check.add_argument(
+        "--batch", type=whole_number(1, 1024), default=4, help="inputs in the batch (default 4)"
+    )
+    again = add_command(
+        commands,
+        "reproduce",
+        reproduce,
+        "train a run again from its record; exit 1 if its metrics differ",
+    )
+    again.add_argument("run_id", metavar="RUN", help="the MLflow run id of a training")
+    again.add_argument("overrides", nargs="*", help="config overrides, e.g. tracking.uri=...")
+    again.add_argument(
+        "--force", action="store_true", help="train even if the code or data differ from the record"
+    )
+
+
+def gradcheck(args: argparse.Namespace) -> int:
+    """Check the configured model's gradients against finite differences, group by group."""
+    cfg = compose(args.overrides)
+    # Imported once the config holds: torch takes longer to load than the check.
+    from dlpipe import config
+    from dlpipe.data.sources import load_source
+    from dlpipe.models import registry
+
+    raw = load_source(config.to_dict(cfg.data))
+    input_shape = raw.x.shape[1:]
+    settings = config.to_dict(cfg.model)
+    model = registry.build_model(settings, input_shape, raw.num_outputs)
+    print(
+        f"gradcheck of model '{registry.label(settings)}' in float64 on {args.batch} "
+        f"{cfg.data.name} inputs shaped {tuple(input_shape)}:"
+    )
+    generates = registry.model_task(settings, "") == "generation"
+    results = _check(generates, model, input_shape, args.batch)
+    for result in results:
+        verdict = "pass" if result.passed else "FAIL"
+        line = f"  {verdict}  {result.group:<32} {result.parameters:>9,} weights  {result.detail}"
+        print(line.rstrip())
+    failed = [result.group for result in results if not result.passed]
+    if failed:
+        print(f"{len(failed)} of {len(results)} parameter groups FAIL: {', '.join(failed)}")
+        return EXIT_FAILED_CHECK
+    print(f"all {len(results)} parameter groups pass")
+    return 0
+
+
+def _check(generates: bool, model, input_shape, batch: int) -> list:
+    """Gradcheck results per parameter group; a generative model's generator (fed noise)
+    and discriminator (fed data) are checked each on its own input."""
+    from dlpipe.gradcheck import check_gradients
+
+    if not generates:
+        return check_gradients(model, input_shape, batch=batch)
+    return [
+        replace(result, group=f"{part}.{result.group}")
+        for part, shape in (("generator", (model.latent,)), ("discriminator", input_shape))
+        for result in check_gradients(getattr(model, part), shape, batch=batch)
+    ]
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    """Train a run again from its MLflow record and check that its metrics come out the
+    same. It checks out nothing: the working tree must be the run's commit, clean, with
+    its prepared data (data/prepared), or --force."""
+    client, _ = client_and_config(args.overrides)
+    # Imported once the config holds: the training loads torch and Lightning.
+    from dlpipe.reproduce import reproduce as train_again
+
+    matched = train_again(client, args.run_id, args.force)
+    return 0 if matched else EXIT_FAILED_CHECK

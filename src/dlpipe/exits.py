@@ -1,0 +1,17 @@
+"""How dlpipe stops on a user's mistake: one `error:` line on stderr, exit code 2.
+
+Stages, Hydra callbacks and the `dlpipe` command all end this way, so that a script
+calling any of them tells a mistake (2) from a failed check (1) by the exit code alone.
+"""
+
+import sys
+
+EXIT_USAGE = 2
+
+
+def fail(message: str) -> None:
+    """Print `error: <message>`, secrets masked, on stderr and exit with code 2."""
+    from dlpipe.secrets import mask_text  # on the way out only: it loads Hydra
+
+    print(f"error: {mask_text(message)}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)

@@ -1,0 +1,221 @@
+"""One descriptor per task: what it optimises, logs, may be watched by, is tested and judged
+by, and whether it serves or trains under Ray Train.
+
+Every part of dlpipe that depends on the task (the training's LightningModule and its
+checkpointing, the config's monitor check, evaluate's metrics and plots, the registry's
+champion metric, serving) reads it from the task's `TaskKind`, never from a table of its
+own. A user's task is a function of its settings returning a `TaskKind`, usually a
+built-in one with its objective replaced (see dlpipe.tasks.configured).
+
+This module imports no torch: the config check reads the monitors before torch loads.
+The built-in tasks' builders, which need torch, are named by `_target_` and imported
+when called.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from dlpipe.errors import ConfigError
+from dlpipe.schema import targets
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    import torch
+
+    from dlpipe.tasks.objectives import Objective
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What building a training's objective and LightningModule may read."""
+
+    model: "torch.nn.Module"
+    label: str  # the model's name in runs
+    meta: dict  # the prepared data's meta.json: classes, heads, shapes
+    optim: dict  # settings of dlpipe.optim.build_optimizer
+    schedule: dict  # settings of dlpipe.optim.build_schedule
+    weights: dict[str, float]  # each head's weight in a multi-task loss
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What scoring a trained model on the test split may read (see dlpipe.tasks.scoring)."""
+
+    model: "torch.nn.Module"
+    record: dict  # models/run.json
+    data: Any  # dlpipe.data.arrays.PreparedData, with the splits `TaskKind.splits` names
+    folder: Path  # where its plots go
+    batch_size: int
+    seed: int
+    samples: int  # evaluate.samples: how many a generative model draws
+    classifier: Any  # evaluate.classifier's model, loaded on demand: classifier() -> model
+
+
+def _later(target: str) -> Callable:
+    """The function at `target`, imported when first called (dlpipe's own parts are named
+    by `_target_` as a user's are): the descriptors import nothing that needs torch."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return targets.load(target)(*args, **kwargs)
+
+    call.__qualname__ = target
+    return call
+
+
+# The LightningModule of a task trained by gradient descent on one loss (a Task).
+ONE_LOSS = _later("dlpipe.tasks.module.one_loss")
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """A task, as every stage sees it.
+
+    Attributes:
+        name: the task of the data or model it trains on (classification, regression, ...);
+            what the run record holds and serving reads.
+        objective: objective(setup) -> the loss and epoch metrics (dlpipe.tasks.objectives
+            .Objective); None for a task whose module needs none (a GAN's).
+        logged: the metrics the objective logs per epoch besides the loss, as train/<m>
+            and val/<m> (per head, val/<head>/<m>, for multi-task data).
+        test: test(scoring) -> (test/* metrics, plots written), for evaluate.
+        monitor, mode: the validation metric a training of it is best watched by.
+        champion: the test metric (without test/) its registered versions are compared
+            on when registry.metric is null; None: it is not registered.
+        servable: whether its model answers predictions (dlpipe predict, pyfunc).
+        distributed: whether Ray Train can run it on several workers.
+        module: module(setup, objective) -> the LightningModule that trains it.
+        keeps_best: False: it keeps its last epoch and trains all of them (no early stop).
+        splits: the prepared splits `test` reads.
+        per_head: one objective per target of multi-task data.
+        head: it can be one head of multi-task data.
+    """
+
+    name: str
+    objective: Callable[[Setup], "Objective"] | None
+    test: Callable[[Scoring], tuple[dict[str, float], list[Path]]]
+    logged: tuple[str, ...] = ()
+    monitor: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    champion: str | None = None
+    servable: bool = False
+    distributed: bool = True
+    module: Callable[[Setup, Any], "pl.LightningModule"] = ONE_LOSS
+    keeps_best: bool = True
+    splits: tuple[str, ...] = ("test",)
+    per_head: bool = False
+    head: bool = False
+
+    def monitors(self, heads: list[dict] | None = None) -> tuple[str, ...]:
+        """The validation metrics a training logs (with multi-task data's `heads`)."""
+        own = ("val/loss", *(f"val/{metric}" for metric in self.logged))
+        if not self.per_head:
+            return own
+        per_head = (
+            f"val/{head['name']}/{metric}"
+            for head in heads or ()
+            for metric in head_metrics(head["task"])
+        )
+        return (*own, *per_head)
+
+    def champion_metric(self, heads: list[dict] | None = None) -> str | None:
+        """The test metric versions are compared on (a multi-task model: its first head's)."""
+        if self.per_head and heads:
+            head = heads[0]
+            return f"test/{head['name']}/{builtin(head['task']).champion}"
+        return None if self.champion is None else f"test/{self.champion}"
+
+    def lightning_module(self, setup: Setup) -> "pl.LightningModule":
+        """The LightningModule fitting `setup.model` for this task."""
+        objective = None if self.objective is None else self.objective(setup)
+        return self.module(setup, objective)
+
+
+def _objective(name: str) -> Callable:
+    return _later(f"dlpipe.tasks.objectives.{name}_of")
+
+
+def _scored(name: str) -> Callable:
+    return _later(f"dlpipe.tasks.scoring.{name}")
+
+
+_BUILTIN = (
+    TaskKind(
+        "classification",
+        _objective("classification"),
+        _scored("classification"),
+        logged=("acc",),
+        monitor="val/acc",
+        mode="max",
+        champion="acc",
+        servable=True,
+        head=True,
+    ),
+    TaskKind(
+        "regression",
+        _objective("regression"),
+        _scored("regression"),
+        logged=("mae",),
+        champion="rmse",
+        servable=True,
+        head=True,
+    ),
+    TaskKind(
+        "forecasting",
+        _objective("regression"),
+        _scored("forecasting"),
+        logged=("mae",),
+        champion="rmse",
+        servable=True,
+    ),
+    # Its outputs are inputs rebuilt: compared with PCA fitted on the training split.
+    TaskKind(
+        "reconstruction",
+        _objective("reconstruction"),
+        _scored("reconstruction"),
+        splits=("train", "test"),
+    ),
+    # The generator's loss says little about its samples and does not settle: a GAN keeps
+    # its last epoch. Two optimisers step in turn in one process.
+    TaskKind(
+        "generation",
+        None,
+        _scored("generation"),
+        logged=("d_acc",),
+        distributed=False,
+        module=_later("dlpipe.tasks.adversarial.adversarial"),
+        keeps_best=False,
+    ),
+    TaskKind(
+        "multitask",
+        _objective("multitask"),
+        _scored("multitask"),
+        servable=True,
+        per_head=True,
+    ),
+)
+BUILTIN: dict[str, TaskKind] = {kind.name: kind for kind in _BUILTIN}
+
+
+def builtin(name: str) -> TaskKind:
+    """dlpipe's own descriptor of the task `name`."""
+    if name not in BUILTIN:
+        raise ConfigError(f"task '{name}' is not one of dlpipe's: {', '.join(BUILTIN)}")
+    return BUILTIN[name]
+
+
+def kind(task: "str | TaskKind") -> TaskKind:
+    """A descriptor, or dlpipe's own of the task named."""
+    return task if isinstance(task, TaskKind) else builtin(task)
+
+
+def head_metrics(task: str) -> tuple[str, ...]:
+    """What one head of multi-task data logs: its loss and its task's metrics."""
+    return ("loss", *builtin(task).logged)
+
+
+def replace(base: TaskKind, **changes: Any) -> TaskKind:
+    """`base` with `changes` (e.g. objective=, logged=): how a user's task is usually made."""
+    return dataclasses.replace(base, **changes)
