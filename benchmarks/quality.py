@@ -45,15 +45,15 @@ def truth_table_accuracy(project: Path, preset: "Preset") -> float:
 
     from dlpipe.checkpoints import load_model
     from dlpipe.data.synthetic import weather
-    from dlpipe.files import read_json
     from dlpipe.metrics import predicted_classes
+    from dlpipe.record import RunRecord
 
     run_stages(project, f"experiment={preset.experiment}")
-    record = read_json(project / "models/run.json")
-    record["best_checkpoint"] = str(project / record["best_checkpoint"])
+    record = RunRecord.read(project / "models/run.json")
+    model = load_model(record.serving(), project / record.best_checkpoint, "train it again")
     table = weather(copies=1)
     with torch.inference_mode():
-        scores = load_model(record, "train it again")(torch.from_numpy(table.x))
+        scores = model(torch.from_numpy(table.x))
     return (predicted_classes(scores).numpy() == table.y).mean().item()
 
 

@@ -1,5 +1,6 @@
-"""Which of two models is better: the direction of a test metric, and the metric a task is
-judged by when the config names none; and the registered model a training is a version of.
+"""Which of two models is better: the metric versions are compared on and which way it is
+better (the task's descriptor says so for its own champion metric; for another, its name);
+and the registered model a training is a version of.
 
 Kept free of torch and MLflow: the config schema checks `registry.metric` with it before a
 stage loads either, and the train stage names its model with it.
@@ -8,9 +9,10 @@ stage loads either, and the train stage names its model with it.
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from dlpipe.errors import ConfigError
-from dlpipe.tasks.kinds import builtin
+from dlpipe.tasks.kinds import Mode, TaskKind
 
 # registry.name: the model is named after the data it was trained on.
 AUTO = "auto"
@@ -49,15 +51,41 @@ def higher_is_better(metric: str) -> bool:
     return kind in HIGHER_IS_BETTER
 
 
-def task_metric(task: str, heads: list[dict] | None = None) -> str | None:
-    """The metric models of dlpipe's `task` are compared on when registry.metric is null
-    (its descriptor's: a multi-task model's first head's)."""
-    return builtin(task).champion_metric(heads)
+class Criterion(NamedTuple):
+    """A test metric versions are compared on, and which way it is better."""
+
+    metric: str
+    mode: Mode
+
+    def beats(self, new: float, old: float) -> bool:
+        """Whether `new` is strictly better than `old`: a tie keeps the champion."""
+        return new > old if self.mode == "max" else new < old
+
+    @property
+    def way(self) -> str:
+        return "higher" if self.mode == "max" else "lower"
 
 
-def beats(metric: str, new: float, old: float) -> bool:
-    """Whether `new` is strictly better than `old` on `metric`: a tie keeps the champion."""
-    return new > old if higher_is_better(metric) else new < old
+def by_name(metric: str) -> Criterion:
+    """`metric`, which way is better told by its name (see `higher_is_better`)."""
+    return Criterion(metric, "max" if higher_is_better(metric) else "min")
+
+
+def judged(
+    task: TaskKind, heads: list[dict] | None = None, metric: str | None = None
+) -> Criterion | None:
+    """What a model of `task` is compared on: registry.metric (`metric`), or the task's own
+    champion metric when it is null; which way is better from the task where it says (its
+    champion), else from the metric's name. None: the task names no champion.
+
+    Raises:
+        ConfigError: neither the task nor the metric's name says which way is better.
+    """
+    metric = metric or task.champion_metric(heads)
+    if metric is None:
+        return None
+    mode = task.better(metric, heads)
+    return by_name(metric) if mode is None else Criterion(metric, mode)
 
 
 def registered_name(name: str | None, data: dict) -> str | None:

@@ -6,6 +6,7 @@ truncated or not a checkpoint at all, or saved by another model, in one line tha
 with how to get a good one.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -61,24 +62,31 @@ def model_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
     }
 
 
-def load_model(record: dict, fix: str) -> nn.Module:
-    """Rebuild a trained model from its run record (models/run.json's keys) and load its
-    best weights, in eval mode: nothing pickled, the settings rebuild the code.
+def load_model(network: Mapping, checkpoint: Path | str, fix: str) -> nn.Module:
+    """Rebuild a trained model as `network` describes it and load its weights from
+    `checkpoint`, in eval mode: nothing pickled, the settings rebuild the code.
 
     Args:
-        record: the model's recorded settings, input shape, outputs (and heads) and
-            `best_checkpoint`.
+        network: how it was built, as `build_network` reads it.
+        checkpoint: the Lightning checkpoint holding its weights.
         fix: how to get a usable checkpoint; it ends the error message.
     """
-    model = build_for_data(
-        registry.recorded(record["model"]),
-        record["input_shape"],
-        record["num_outputs"],
-        record.get("heads"),
-        record.get("shared"),
-    )
-    load_into(model, record["best_checkpoint"], fix)
+    model = build_network(network)
+    load_into(model, checkpoint, fix)
     return model.eval()
+
+
+def build_network(network: Mapping) -> nn.Module:
+    """The network, untrained, as `network` describes it: its model settings (`model`),
+    `input_shape`, `num_outputs`, and for multi-task data its `heads` and `shared` width,
+    as a run record's `serving()` and the serving settings hold them."""
+    return build_for_data(
+        registry.recorded(network["model"]),
+        network["input_shape"],
+        network["num_outputs"],
+        network.get("heads"),
+        network.get("shared"),
+    )
 
 
 def load_into(model: nn.Module, path: Path | str, fix: str) -> None:

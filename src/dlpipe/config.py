@@ -4,6 +4,7 @@ The config's own values are checked by its schema (dlpipe.schema) before a stage
 what is checked here depends on the prepared data: its settings, its task and its targets.
 """
 
+import copy
 import hashlib
 import json
 from typing import Any
@@ -58,21 +59,56 @@ def check_batch_size(cfg: DictConfig, meta: dict) -> None:
         )
 
 
+# What checkpointing and early stopping watch, and which way each is better.
+WATCHED = (
+    ("trainer.checkpoint_monitor", "trainer.checkpoint_mode"),
+    ("trainer.early_stopping.monitor", "trainer.early_stopping.mode"),
+)
+
+
 def check_monitors(
     cfg: DictConfig, task: "str | TaskKind", heads: list[dict] | None = None
 ) -> None:
     """Checkpointing and early stopping must watch a metric the task (a TaskKind, or the
-    name of one of dlpipe's) logs."""
+    name of one of dlpipe's) logs; null watches the task's own."""
     found = kind(task)
     allowed = found.monitors(heads)
-    for key in ("trainer.checkpoint_monitor", "trainer.early_stopping.monitor"):
+    for key, mode in WATCHED:
         value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            mode = key.replace("monitor", "mode")
+        if value is not None and value not in allowed:
             raise ConfigError(
                 f"{key}={value} is not logged for {found.name} data: use one of "
                 f"{', '.join(allowed)}, e.g. {key}={found.monitor} {mode}={found.mode}"
             )
+
+
+def watching(
+    cfg: DictConfig, task: "str | TaskKind", heads: list[dict] | None = None
+) -> DictConfig:
+    """A copy of `cfg` with the metrics checkpointing and early stopping watch, and their
+    modes, filled in from the task where they are null: what the training, its run's
+    params and record, Ray Train and an Optuna trial then all read.
+
+    Raises:
+        ConfigError: a monitor the task does not log, or one whose mode is null and
+            which way it is better the task does not say.
+    """
+    check_monitors(cfg, task, heads)
+    found = kind(task)
+    filled = copy.deepcopy(cfg)
+    for key, mode_key in WATCHED:
+        monitor, mode = OmegaConf.select(cfg, key), OmegaConf.select(cfg, mode_key)
+        if monitor is None:
+            monitor, mode = found.monitor, found.mode
+        mode = mode or found.better(monitor, heads)
+        if mode is None:
+            raise ConfigError(
+                f"{mode_key} is null and {found.name} does not say which way {monitor} is "
+                f"better: set {mode_key}=max (higher is better) or min"
+            )
+        OmegaConf.update(filled, key, monitor)
+        OmegaConf.update(filled, mode_key, mode)
+    return filled
 
 
 def head_weights(cfg: DictConfig, heads: list[dict] | None) -> dict[str, float]:

@@ -17,25 +17,12 @@ from dlpipe import champion, checkpoints, config, files, generation, plots, regi
 from dlpipe.data.arrays import load_prepared
 from dlpipe.errors import ConfigError, DataError, TrackingError
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
+from dlpipe.record import TRAIN_FIRST, RunRecord
 from dlpipe.tasks import configured
 from dlpipe.tasks.kinds import Scoring
 
-_RUN_TRAIN = "run the train stage first: `dvc repro train` or `python pipelines/train.py`"
-_RECORD_KEYS = (
-    "run_id",
-    "data",
-    "registry_name",
-    "model",
-    "task",
-    "input_shape",
-    "num_outputs",
-    "classes",
-    "data_hash",
-    "best_checkpoint",
-    "best_checkpoint_sha256",
-)
-# What describes the trained model, as config keys, and the record's keys holding it.
-_RECORDED = {"data": "data", "model": "model", "task": "task_config", "multitask.shared": "shared"}
+# The config keys of the settings describing the trained model, which its record holds.
+_DESCRIBING = tuple(RunRecord.configured())
 # Group choices that set those; a preset may set both.
 _GROUPS = {"data": ("data",), "model": ("model",), "experiment": ("data", "model")}
 # How many test samples one forward pass takes: evaluate's own, not the model's.
@@ -58,19 +45,22 @@ def evaluate(
     check_overrides(cfg, record, overrides, out.run_file)
     # A checkpoint that is missing, truncated or another model's is named as such before
     # its checksum, which would only say that it changed.
-    model = checkpoints.load_model(record, _RUN_TRAIN)
+    model = checkpoints.load_model(record.serving(), record.best_checkpoint, TRAIN_FIRST)
     _check_saved_by_run(record)
     client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
-    _check_run_exists(client, record["run_id"], out)
-    kind = configured.resolve(record.get("task_config"), record["task"])
+    _check_run_exists(client, record.run_id, out)
+    kind = configured.resolve(record.task_config, record.task)
     data = load_prepared(PREPARED_DIR, kind.splits)
-    if data.meta["hash"] != record["data_hash"]:
+    if data.meta["hash"] != record.data_hash:
         raise DataError(
-            f"{PREPARED_DIR} changed since run {record['run_id']} was trained: "
+            f"{PREPARED_DIR} changed since run {record.run_id} was trained: "
             "retrain (`dvc repro`) before evaluating"
         )
-    # Checked before any report is written: a table model reads its columns from the table.
+    # Checked before any report is written: a table model reads its columns from the table,
+    # and which way the metric it is registered on is better must be known.
     served = registry.servable(model, record, data.meta) if kind.servable else None
+    heads = record.heads
+    criterion = champion.judged(kind, heads, cfg.registry.metric) if served else None
     for folder in (out.reports, out.plots):
         files.clear_partial(folder)
     scoring = Scoring(
@@ -85,22 +75,22 @@ def evaluate(
     )
     metrics, written = kind.test(scoring)
     files.write_json(out.metrics_file, metrics)
-    written += plots.learning_curves(files.read_json(out.history_file), out.plots)
-    tracking.log_metrics(client, record["run_id"], metrics)
+    history = files.read_json(out.history_file)
+    written += plots.learning_curves(history, out.plots, kind.curves(heads))
+    tracking.log_metrics(client, record.run_id, metrics)
     for path in written:
         if path.suffix == ".png":
-            client.log_artifact(record["run_id"], str(path), "plots")
+            tracking.log_artifact(client, record.run_id, path, "plots")
     if served:
         given = cfg.registry
         # `auto`: the name the training gave (registry.name then), else its data set's.
-        name = record["registry_name"] if given.name == champion.AUTO else given.name
-        metric = given.metric or kind.champion_metric(record.get("heads"))
-        registry.publish(client, served, data.splits["test"][0], name, metric, given.promote)
+        name = record.registry_name if given.name == champion.AUTO else given.name
+        registry.publish(client, served, data.splits["test"][0], name, criterion, given.promote)
     return metrics
 
 
 def check_overrides(
-    cfg: DictConfig, record: dict, overrides: Sequence[str], run_file: Path
+    cfg: DictConfig, record: RunRecord, overrides: Sequence[str], run_file: Path
 ) -> None:
     """An explicit override of the data, the model or a preset must agree with the training
     that `record` describes: evaluate takes those from the record, so an override that
@@ -118,18 +108,17 @@ def check_overrides(
                 if given.get(leaf) != recorded.get(leaf):
                     raise ConfigError(
                         f"{override} contradicts the training {run_file} records (run "
-                        f"{record['run_id']}): {leaf} is {_shown(given.get(leaf))} here but "
+                        f"{record.run_id}): {leaf} is {_shown(given.get(leaf))} here but "
                         f"{_shown(recorded.get(leaf))} there; evaluate takes the data and the "
                         "model from the training: drop the override, or prepare and train "
                         "with it first"
                     )
 
 
-def _recorded_settings(record: dict) -> dict:
+def _recorded_settings(record: RunRecord) -> dict:
     """The settings describing the trained model, as the flat config keys holding them."""
     settings = {}
-    for key, field in _RECORDED.items():
-        value = record.get(field)  # a record from before a field was kept holds none
+    for key, value in record.settings().items():
         settings.update(
             config.flatten(value, f"{key}.") if isinstance(value, dict) else {key: value}
         )
@@ -147,7 +136,7 @@ def _leaves_under(setting: str, leaves: list[str]) -> list[str]:
         leaf
         for leaf in dict.fromkeys(leaves)
         if under(leaf, setting)
-        and any(under(leaf, root) for root in _RECORDED)
+        and any(under(leaf, root) for root in _DESCRIBING)
         and leaf not in _EVALUATE_OWN
     ]
     return sorted(found, key=lambda leaf: not leaf.endswith(".name"))
@@ -157,35 +146,26 @@ def _shown(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _read_run_record(out: Outputs) -> dict:
-    for needed in (out.run_file, out.history_file):
-        if not Path(needed).exists():
-            raise DataError(f"{needed} is missing: {_RUN_TRAIN}")
-    try:
-        record = files.read_json(out.run_file)
-        missing = sorted(set(_RECORD_KEYS) - set(record))
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{out.run_file} is unreadable ({exc}): {_RUN_TRAIN}") from exc
-    if missing:
-        raise DataError(f"{out.run_file} lacks {', '.join(missing)}: {_RUN_TRAIN}")
+def _read_run_record(out: Outputs) -> RunRecord:
+    record = RunRecord.read(out.run_file)
+    if not Path(out.history_file).exists():
+        raise DataError(f"{out.history_file} is missing: {TRAIN_FIRST}")
     return record
 
 
-def _check_saved_by_run(record: dict) -> None:
+def _check_saved_by_run(record: RunRecord) -> None:
     """The best checkpoint must be the very file the run saved, not another of the same model."""
-    if files.sha256(record["best_checkpoint"]) != record["best_checkpoint_sha256"]:
+    if files.sha256(record.best_checkpoint) != record.best_checkpoint_sha256:
         raise DataError(
-            f"{record['best_checkpoint']} is not the checkpoint run {record['run_id']} saved: "
-            f"{_RUN_TRAIN}"
+            f"{record.best_checkpoint} is not the checkpoint run {record.run_id} saved: "
+            f"{TRAIN_FIRST}"
         )
 
 
 def _check_run_exists(client, run_id: str, out: Outputs) -> None:
-    from mlflow.exceptions import MlflowException
-
     try:
         client.get_run(run_id)
-    except MlflowException as exc:
+    except tracking.TrackingStoreError as exc:
         raise TrackingError(
             f"run {run_id} (from {out.run_file}) is not in tracking store "
             f"{client.tracking_uri}: evaluate with the tracking.uri the model was trained with"

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import torch
 import yaml
-from mlflow import MlflowClient
 
-from dlpipe import checkpoints, plots
+from dlpipe import checkpoints, plots, tracking
 from dlpipe.errors import ConfigError
 
 # A class counts as covered when at least this share of the samples is labelled with it.
@@ -21,13 +20,11 @@ COVERED_SHARE = 0.02
 _TRAIN_AGAIN = "name a classification run whose checkpoint is intact, or train one again"
 
 
-def load_classifier(client: MlflowClient, run_id: str, meta: dict) -> torch.nn.Module:
+def load_classifier(client: tracking.Client, run_id: str, meta: dict) -> torch.nn.Module:
     """The model of the classification run `run_id`, which must be trained on `meta`'s data."""
-    from mlflow.exceptions import MlflowException
-
     try:
         run = client.get_run(run_id)
-    except MlflowException as exc:
+    except tracking.TrackingStoreError as exc:
         raise ConfigError(
             f"evaluate.classifier={run_id} is not a run in {client.tracking_uri}"
         ) from exc
@@ -38,16 +35,18 @@ def load_classifier(client: MlflowClient, run_id: str, meta: dict) -> torch.nn.M
         )
     with tempfile.TemporaryDirectory() as folder:
         config = yaml.safe_load(
-            Path(client.download_artifacts(run_id, "config.yaml", folder)).read_text()
+            tracking.download_artifact(client, run_id, "config.yaml", folder).read_text()
         )
-        checkpoint = client.download_artifacts(run_id, "checkpoints/best.ckpt", folder)
-        record = {
+        checkpoint = str(
+            tracking.download_artifact(client, run_id, "checkpoints/best.ckpt", folder)
+        )
+        network = {
             "model": config["model"],
             "input_shape": meta["input_shape"],
             "num_outputs": meta["num_outputs"],
-            "best_checkpoint": checkpoint,
         }
-        return checkpoints.load_model(record, f"evaluate.classifier={run_id}: {_TRAIN_AGAIN}")
+        fix = f"evaluate.classifier={run_id}: {_TRAIN_AGAIN}"
+        return checkpoints.load_model(network, checkpoint, fix)
 
 
 @torch.inference_mode()
@@ -74,6 +73,8 @@ def score_samples(
     return metrics, plots.samples(samples.numpy(), folder)
 
 
-def classifier_of(client: MlflowClient, run_id: str | None, meta: dict) -> torch.nn.Module | None:
+def classifier_of(
+    client: tracking.Client, run_id: str | None, meta: dict
+) -> torch.nn.Module | None:
     """The classifier evaluate.classifier names, if it names one."""
     return None if run_id is None else load_classifier(client, str(run_id), meta)

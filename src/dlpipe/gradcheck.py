@@ -8,7 +8,7 @@ large groups cheap.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -62,3 +62,19 @@ def check_gradients(
         else:
             results.append(GroupResult(_label(model, group), size, True))
     return results
+
+
+def check_model_gradients(
+    model: nn.Module, input_shape: Sequence[int], batch: int = 4
+) -> list[GroupResult]:
+    """Gradcheck `model` on inputs of the data's `input_shape`; a model whose parts take
+    inputs of their own (a GAN's generator takes noise) says which with `part_inputs()`
+    (part name -> one input's shape), and each part is checked on its own."""
+    parts = getattr(model, "part_inputs", None)
+    if parts is None:
+        return check_gradients(model, input_shape, batch=batch)
+    return [
+        replace(result, group=f"{part}.{result.group}")
+        for part, shape in parts().items()
+        for result in check_gradients(getattr(model, part), shape, batch=batch)
+    ]

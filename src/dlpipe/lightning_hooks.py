@@ -7,7 +7,6 @@ import time
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.loggers.logger import Logger
-from mlflow import MlflowClient
 
 from dlpipe import tracking
 
@@ -25,14 +24,14 @@ class MlflowEpochLogger(Logger):
     def __init__(self, echo: bool = False, max_epochs: int | None = None):
         super().__init__()
         self.echo, self.max_epochs = echo, max_epochs
-        self.client: MlflowClient | None = None
+        self.client: tracking.Client | None = None
         self.run_id: str | None = None
         self.logged: dict[str, int] = {}
         self.history: dict[int, dict[str, float]] = {}
         self._epoch_started = time.perf_counter()
 
     def attach(
-        self, client: MlflowClient, run_id: str, logged: dict[str, int] | None = None
+        self, client: tracking.Client, run_id: str, logged: dict[str, int] | None = None
     ) -> None:
         """Log into `run_id`, leaving out each metric's steps up to `logged[metric]`: those
         a resumed training repeats, which the run already holds."""

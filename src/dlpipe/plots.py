@@ -1,6 +1,7 @@
 """Plot data for `dvc plots` (CSV) and the same plots as PNG images for MLflow."""
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -10,8 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dlpipe import files
-
-CURVE_KINDS = ("loss", "acc", "mae")
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -70,33 +69,37 @@ def confusion(
     return [table, image_file]
 
 
-def learning_curves(history: list[dict], folder: Path) -> list[Path]:
-    """learning_curves.csv (one row per epoch) and learning_curves.png (loss, and accuracy or
-    mean absolute error, of each head of a multi-task model too)."""
-    keys = _curve_keys(history)
+def learning_curves(history: list[dict], folder: Path, metrics: Sequence[str]) -> list[Path]:
+    """learning_curves.csv (one row per epoch) and learning_curves.png: a panel per metric
+    the task logs (`metrics`, by last name: loss, acc, a task's own), its train/ and val/
+    curves in it, of each head of a multi-task model too."""
+    keys = _curve_keys(history, metrics)
     rows = [[row["epoch"], *(row.get(key, "") for key in keys)] for row in history]
     write_csv(folder / "learning_curves.csv", ["epoch", *keys], rows)
-    kinds = [kind for kind in CURVE_KINDS if any(key.endswith(kind) for key in keys)]
-    figure, panels = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.5), squeeze=False)
-    for panel, kind in zip(panels[0], kinds, strict=True):
-        for key in (k for k in keys if k.endswith(kind)):
+    drawn = [metric for metric in metrics if any(_last(key) == metric for key in keys)]
+    figure, panels = plt.subplots(1, len(drawn), figsize=(4.5 * len(drawn), 3.5), squeeze=False)
+    for panel, metric in zip(panels[0], drawn, strict=True):
+        for key in (k for k in keys if _last(k) == metric):
             epochs = [row["epoch"] for row in history if key in row]
             panel.plot(epochs, [row[key] for row in history if key in row], label=key)
-        panel.set(xlabel="epoch", ylabel=kind, title=kind)
+        panel.set(xlabel="epoch", ylabel=metric, title=metric)
         panel.legend()
     _save(figure, folder / "learning_curves.png")
     return [folder / "learning_curves.csv", folder / "learning_curves.png"]
 
 
-def _curve_keys(history: list[dict]) -> list[str]:
-    """train/ and val/ losses, accuracies and errors (val/loss, val/digit/acc), by kind."""
+def _last(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+def _curve_keys(history: list[dict], metrics: Sequence[str]) -> list[str]:
+    """The train/ and val/ keys of `metrics` in `history` (val/loss, val/digit/acc), by
+    metric."""
     logged = dict.fromkeys(key for row in history for key in row)
     keys = [
-        key
-        for key in logged
-        if key.split("/")[0] in ("train", "val") and key.rsplit("/", 1)[-1] in CURVE_KINDS
+        key for key in logged if key.split("/")[0] in ("train", "val") and _last(key) in metrics
     ]
-    return sorted(keys, key=lambda key: (CURVE_KINDS.index(key.rsplit("/", 1)[-1]), key))
+    return sorted(keys, key=lambda key: (list(metrics).index(_last(key)), key))
 
 
 def predicted_vs_actual(

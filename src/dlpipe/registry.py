@@ -3,7 +3,8 @@ pyfunc model, registered as a version of a named model, and the `champion` alias
 a version when it beats the one holding it.
 
 Versions are compared on a test metric of their runs: registry.metric, or the one each
-version was tagged with when registered (its task's own: test/acc, test/rmse, ...). Only
+version was tagged with when registered (its task's own: test/acc, test/rmse, ...), with
+which way it is better (its task's word, tagged too; else the metric's name). Only
 versions of one task taking the same inputs and answering the same outputs are compared:
 each version is tagged with its task and digests of its signature's inputs and outputs
 (read from its logged model for a version registered without them).
@@ -22,13 +23,15 @@ from mlflow.exceptions import MlflowException
 
 from dlpipe import __version__, champion, tracking, usercode
 from dlpipe.errors import ConfigError, TrackingError
+from dlpipe.record import RunRecord
 from dlpipe.serving import transform
 from dlpipe.serving.predictor import Predictor
 from dlpipe.serving.settings import describe
+from dlpipe.tasks.kinds import builtin
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
-METRIC_TAG = "dlpipe.metric"
+METRIC_TAG, MODE_TAG = "dlpipe.metric", "dlpipe.metric_mode"
 # What a version is, tagged when it is registered: versions differing in any of these
 # are never compared, as a champion is what its users call with the same inputs.
 TASK_TAG, INPUTS_TAG, OUTPUTS_TAG = "dlpipe.task", "dlpipe.inputs", "dlpipe.outputs"
@@ -38,7 +41,7 @@ _MODEL_CODE = Path(__file__).parent / "serving" / "pyfunc_model.py"
 _EXAMPLE_ROWS = 2
 
 
-def servable(network: torch.nn.Module, record: dict, meta: dict) -> Predictor:
+def servable(network: torch.nn.Module, record: RunRecord, meta: dict) -> Predictor:
     """The trained `network` with its serving settings, for a model of a task that makes
     predictions (its TaskKind's `servable`: not generative models, autoencoders).
 
@@ -54,14 +57,14 @@ def publish(
     predictor: Predictor,
     x_test: torch.Tensor,
     name: str | None,
-    metric: str | None = None,
+    criterion: champion.Criterion | None = None,
     promote: bool = True,
 ) -> None:
     """Log `predictor` as the pyfunc model of its training run, with a signature and an
     input example made from the first test samples; with a registry `name`, register it
-    as a version of that model, tagged with the metric it is judged by (`metric`, null:
-    its task's) and what it is, and with `promote` make it the champion if it beats the
-    current one. Each step is logged.
+    as a version of that model, tagged with the metric it is judged by and which way it is
+    better (`criterion`, null: dlpipe's task's own) and what it is, and with `promote` make
+    it the champion if it beats the current one. Each step is logged.
     """
     run_id = predictor.settings["run_id"]
     version = _log(client, predictor, x_test, name)
@@ -69,13 +72,18 @@ def publish(
         log.info(f"model logged to run {run_id}; not registered (registry.name is null)")
         return
     served = predictor.settings
-    metric = metric or champion.task_metric(served["task"], served["heads"])
-    tags = {METRIC_TAG: metric, **_identity_from_model(client, name, version, served["task"])}
+    criterion = criterion or champion.judged(builtin(served["task"]), served["heads"])
+    tags = {
+        METRIC_TAG: criterion.metric,
+        MODE_TAG: criterion.mode,
+        **_identity_from_model(client, name, version, served["task"]),
+    }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     log.info(f"registered {name} version {version} (run {run_id})")
     if promote:
-        log.info(promote_version(client, client.get_model_version(name, version), metric))
+        registered = client.get_model_version(name, version)
+        log.info(promote_version(client, registered, criterion.metric))
 
 
 def _log(client: MlflowClient, predictor: Predictor, x_test: torch.Tensor, name: str | None):
@@ -121,7 +129,8 @@ def _log(client: MlflowClient, predictor: Predictor, x_test: torch.Tensor, name:
 
 def promote_version(client: MlflowClient, version: ModelVersion, metric: str) -> str:
     """Point the champion alias at `version` if it beats the current champion on `metric`
-    (or there is none); say what was compared and what was done."""
+    (or there is none); say what was compared and what was done. Which way is better: as
+    `version` was tagged when registered on `metric`, else as the metric's name says."""
     name, new = version.name, run_metric(client, version, metric)
     current = champion_of(client, name)
     this = f"{name} version {version.version} (run {version.run_id})"
@@ -138,8 +147,9 @@ def promote_version(client: MlflowClient, version: ModelVersion, metric: str) ->
             "register that model under a name of its own (registry.name)"
         )
     old = run_metric(client, current, metric)
-    way = "higher" if champion.higher_is_better(metric) else "lower"
-    if champion.beats(metric, new, old):
+    criterion = _criterion(version, metric)
+    way = criterion.way
+    if criterion.beats(new, old):
         client.set_registered_model_alias(name, CHAMPION, version.version)
         return (
             f"promoted {this} to {CHAMPION}: {metric} {new:.4f} against {old:.4f} of version "
@@ -150,6 +160,13 @@ def promote_version(client: MlflowClient, version: ModelVersion, metric: str) ->
         f"{metric} {old:.4f} against {new:.4f} of version {version.version} "
         f"(run {version.run_id}); {way} is better"
     )
+
+
+def _criterion(version: ModelVersion, metric: str) -> champion.Criterion:
+    """`metric` with which way is better: as its task said when `version` was registered on
+    it (a task of the user's may name a metric whose name says neither), else by its name."""
+    mode = version.tags.get(MODE_TAG) if version.tags.get(METRIC_TAG) == metric else None
+    return champion.Criterion(metric, mode) if mode in ("min", "max") else champion.by_name(metric)
 
 
 def _difference(client: MlflowClient, version: ModelVersion, current: ModelVersion) -> str:

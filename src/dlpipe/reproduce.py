@@ -17,12 +17,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe import config, files, lineage, secrets
+from dlpipe import config, files, lineage, secrets, tracking
 from dlpipe.errors import ConfigError, DlpipeError, LineageError
 from dlpipe.paths import PREPARED_DIR, Outputs
+from dlpipe.record import RunRecord
 from dlpipe.schema.validate import validate
 
 REPRODUCES_TAG = "dlpipe.reproduces"
@@ -95,7 +95,7 @@ def read_record(client, run_id: str) -> Record:
     """The config and tags of run `run_id`, a finished training in `client`'s store."""
     try:
         run = client.get_run(run_id)
-    except MlflowException as exc:
+    except tracking.TrackingStoreError as exc:
         where = secrets.mask_text(client.tracking_uri)
         raise DlpipeError(
             f"run {run_id} is not in tracking store {where}: `dlpipe runs` lists its runs "
@@ -107,8 +107,8 @@ def read_record(client, run_id: str) -> Record:
         )
     with tempfile.TemporaryDirectory() as folder:
         try:
-            logged = client.download_artifacts(run_id, "config.yaml", folder)
-        except (MlflowException, OSError) as exc:
+            logged = tracking.download_artifact(client, run_id, "config.yaml", folder)
+        except (tracking.TrackingStoreError, OSError) as exc:
             raise DlpipeError(
                 f"run {run_id} holds no config.yaml: it is not a training's run (a sweep's "
                 "parent run holds none), so there is nothing to train again"
@@ -229,9 +229,10 @@ def rerun(client, cfg: DictConfig, original: str) -> str:
 def _opened_run(out: Outputs) -> str | None:
     """The run a training under `out` opened: named in run.json once it finished, in
     resume.json until then; None when it stopped before opening one."""
-    for record in (out.run_file, out.resume_file):
-        if record.is_file():
-            return files.read_json(record)["run_id"]
+    if out.run_file.is_file():
+        return RunRecord.read(out.run_file).run_id
+    if out.resume_file.is_file():
+        return files.read_json(out.resume_file)["run_id"]
     return None
 
 

@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from dlpipe import files
+from dlpipe import files, tracking
 from dlpipe.checkpoints import load_checkpoint
 from dlpipe.data.arrays import ArrayLoader
 from dlpipe.errors import ConfigError
@@ -71,24 +71,15 @@ def find(client, out: Outputs, config_hash: str, data_hash: str) -> Resumption |
     if (record.get("config_hash"), record.get("data_hash")) != (config_hash, data_hash):
         log.info(f"{out.resume_file} is of a training with other settings or data: starting anew")
         return None
-    run = _recorded_run(client, record["run_id"])
-    if run is None or run.info.status == "FINISHED":
+    run_id = record["run_id"]
+    # None: recorded in another tracking store.
+    if tracking.run_status(client, run_id) in (None, "FINISHED"):
         return None
-    run_id = run.info.run_id
     checkpoint = _checkpoint(out.last_ckpt)
     if checkpoint is None or checkpoint.get(RUN_ID_KEY) != run_id:
         log.info(f"run {run_id} stopped before its first checkpoint: starting anew")
         return None
     return Resumption(run_id, out.last_ckpt, int(checkpoint["epoch"]) + 1)
-
-
-def _recorded_run(client, run_id: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_run(run_id)
-    except MlflowException:
-        return None  # recorded in another tracking store
 
 
 def _checkpoint(path: Path) -> dict | None:

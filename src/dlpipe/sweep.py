@@ -23,7 +23,7 @@ from dlpipe.lineage import command_line
 # Hydra builds its callbacks as every stage starts, before the config is checked: MLflow,
 # which takes seconds to load, is imported where a sweep uses it (dlpipe.tracking too).
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from dlpipe.tracking import Client
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _key(sweep_dir: str) -> str:
     return str(Path(sweep_dir).resolve())
 
 
-def find_parent(client: "MlflowClient", experiment: str, sweep_dir: str) -> str | None:
+def find_parent(client: "Client", experiment: str, sweep_dir: str) -> str | None:
     """The parent run of the sweep writing to `sweep_dir`, if one was opened."""
     from dlpipe import tracking
 
@@ -55,7 +55,7 @@ class SweepJob:
     overrides: list[str]
 
 
-def child_tags(client: "MlflowClient", experiment: str, job: SweepJob) -> dict:
+def child_tags(client: "Client", experiment: str, job: SweepJob) -> dict:
     """Tags that make a job's run a child of its sweep's parent run in the MLflow UI."""
     tags = {OVERRIDES_TAG: shlex.join(map(secrets.mask_override, job.overrides))}
     parent = find_parent(client, experiment, job.sweep_dir)
@@ -88,7 +88,7 @@ class MlflowSweepCallback(Callback):
     """Opens the sweep's parent run and closes it with a summary of its jobs."""
 
     def __init__(self) -> None:
-        self.client: MlflowClient | None = None
+        self.client: Client | None = None
         self.parent: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -116,16 +116,15 @@ class MlflowSweepCallback(Callback):
             return
         from dlpipe import tracking
 
-        monitor, mode = config.trainer.checkpoint_monitor, config.trainer.checkpoint_mode
         children = self.client.search_runs(
             [tracking.experiment_id(self.client, config.tracking.experiment)],
             filter_string=f"tags.mlflow.parentRunId = '{self.parent}'",
             max_results=50000,
         )
-        summary = summarise(children, f"best/{monitor}", mode)
+        summary = summarise(children)
         tracking.log_metrics(self.client, self.parent, summary.counts)
         if summary.best is not None:
-            self._record_best(summary.best, f"best/{monitor}", list(config.hydra.overrides.task))
+            self._record_best(summary.best, summary.metric, list(config.hydra.overrides.task))
         self._record_search(config)
         failed, jobs = summary.counts["sweep/failed"], summary.counts["sweep/jobs"]
         if failed:
@@ -166,18 +165,44 @@ class MlflowSweepCallback(Callback):
 class Summary:
     counts: dict[str, int]
     best: Any  # the best finished job's mlflow Run, or None
+    metric: str | None  # what it is best on: best/<the jobs' checkpoint monitor>
 
 
-def summarise(children: list, metric: str, mode: str) -> Summary:
-    """Job counts by outcome and the finished job with the best `metric`."""
-    finished = [
-        run for run in children if run.info.status == "FINISHED" and metric in run.data.metrics
-    ]
+def summarise(children: list) -> Summary:
+    """Job counts by outcome and the finished job with the best score on the metric the
+    jobs were checkpointed on."""
+    finished = [run for run in children if run.info.status == "FINISHED"]
     counts = {
         "sweep/jobs": len(children),
         "sweep/finished": len(finished),
         "sweep/failed": sum(run.info.status == "FAILED" for run in children),
     }
+    found = watched(finished)
+    if found is None:
+        return Summary(counts, None, None)
+    metric, mode = f"best/{found[0]}", found[1]
+    scored = [run for run in finished if metric in run.data.metrics]
     pick = max if mode == "max" else min
-    best = pick(finished, key=lambda run: run.data.metrics[metric]) if finished else None
-    return Summary(counts, best)
+    best = pick(scored, key=lambda run: run.data.metrics[metric]) if scored else None
+    return Summary(counts, best, metric)
+
+
+def watched(runs: list) -> tuple[str, str] | None:
+    """The metric `runs` were checkpointed on and which way it is better, from their params
+    (a training names them where the config leaves them to its task); None when the runs
+    differ (jobs of different tasks) or there are none."""
+    found = {
+        (
+            run.data.params.get("trainer.checkpoint_monitor"),
+            run.data.params.get("trainer.checkpoint_mode"),
+        )
+        for run in runs
+    }
+    if len(found) != 1:
+        if found:
+            log.warning(
+                f"the jobs were checkpointed on different metrics {sorted(map(str, found))}: "
+                "no best job"
+            )
+        return None
+    return found.pop()

@@ -42,6 +42,12 @@ from dlpipe.store.location import server_address, sqlite_file
 # only read runs use without MLflow; they stay part of this module's interface.
 log = logging.getLogger(__name__)
 
+# The store's client, and the error a request to the store raises (no such run, model or
+# artifact; a server that gave up), as the rest of dlpipe names them: this module is the
+# seam for the tracking store, and the modules using it import no MLflow of their own.
+Client = MlflowClient
+TrackingStoreError = MlflowException
+
 # MLflow caps a log_batch call at 100 params.
 _PARAMS_PER_BATCH = 100
 # A param value longer than this is refused by MLflow.
@@ -325,6 +331,49 @@ def log_metrics(client: MlflowClient, run_id: str, values: dict[str, float], ste
     now = int(time.time() * 1000)
     metrics = [Metric(key, float(value), now, step) for key, value in values.items()]
     client.log_batch(run_id, metrics=metrics)
+
+
+def log_artifact(client: MlflowClient, run_id: str, path: Path, folder: str) -> None:
+    """Keep the file `path` in the run, under the artifact folder `folder`."""
+    client.log_artifact(run_id, str(path), folder)
+
+
+def log_text(client: MlflowClient, run_id: str, text: str, name: str) -> None:
+    """Keep `text` in the run as the artifact file `name`."""
+    client.log_text(run_id, text, name)
+
+
+def download_artifact(client: MlflowClient, run_id: str, name: str, folder: str | Path) -> Path:
+    """The run's artifact `name`, copied into `folder` (an existing one, left to the caller).
+
+    Raises:
+        TrackingStoreError: no such run or artifact (OSError: it cannot be written there).
+    """
+    return Path(client.download_artifacts(run_id, name, str(folder)))
+
+
+def run_status(client: MlflowClient, run_id: str) -> str | None:
+    """The run's status (RUNNING, FINISHED, FAILED, KILLED), or None when the store has no
+    such run (it was recorded in another store)."""
+    try:
+        return client.get_run(run_id).info.status
+    except MlflowException:
+        return None
+
+
+def load_model(client: MlflowClient, uri: str):
+    """The pyfunc model at `uri` (models:/name@alias, models:/name/version, models:/id) in
+    the client's store.
+
+    Raises:
+        TrackingStoreError: no such model, or one that cannot be loaded.
+    """
+    import mlflow
+    import mlflow.pyfunc
+
+    # pyfunc resolves models:/ URIs with the global registry, not with a client.
+    mlflow.set_tracking_uri(client.tracking_uri)
+    return mlflow.pyfunc.load_model(uri)
 
 
 def last_steps(client: MlflowClient, run_id: str) -> dict[str, int]:

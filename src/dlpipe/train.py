@@ -19,6 +19,7 @@ from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.lineage import lineage_tags
 from dlpipe.models import registry
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
+from dlpipe.record import RunRecord
 from dlpipe.schema.validate import validate
 from dlpipe.sweep import SweepJob, child_tags
 from dlpipe.tasks import configured, kinds
@@ -53,6 +54,8 @@ class _Fit:
     trainer: object
     trial: object
     tags: dict[str, str]
+    # The config with the metrics checkpointing and early stopping watch filled in.
+    cfg: DictConfig
 
 
 def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) -> TrainResult:
@@ -74,7 +77,7 @@ def train(cfg: DictConfig, out: Outputs = PROJECT, job: SweepJob | None = None) 
     client = tracking.get_client(uri, cfg.tracking.retry_seconds)
     # Taken once every setting has passed: a refused one leaves no models/ behind.
     with resume.holding(out):
-        return _train_held(cfg, fit, client, out, job)
+        return _train_held(fit.cfg, fit, client, out, job)
 
 
 def _train_held(
@@ -98,8 +101,8 @@ def _train_held(
         log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}")
         # The score a sweep ranks its jobs by, and what an Optuna trial returns.
         tracking.log_metrics(client, run_id, {f"best/{monitor}": score})
-        client.log_artifact(run_id, str(out.best_ckpt), "checkpoints")
-        files.write_json(out.run_file, _run_record(cfg, fit.data.meta, run_id, score, out))
+        tracking.log_artifact(client, run_id, out.best_ckpt, "checkpoints")
+        _run_record(cfg, fit.data.meta, run_id, score, out).write(out.run_file)
     resume.clear_record(out)
     return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)
 
@@ -123,7 +126,7 @@ def _open_run(
     resume.write_record(out, run_id, tags["dlpipe.config_hash"], tags["dlpipe.data_hash"])
     shown = secrets.mask(config.to_dict(cfg))
     tracking.log_params(client, run_id, config.flatten(shown))
-    client.log_text(run_id, OmegaConf.to_yaml(shown), "config.yaml")
+    tracking.log_text(client, run_id, OmegaConf.to_yaml(shown), "config.yaml")
     tracking.log_data_input(client, run_id, meta, PREPARED_DIR)
     return run_id
 
@@ -189,7 +192,9 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     config.check_prepared_matches(cfg, data.meta)
     config.check_batch_size(cfg, data.meta)
     kind = task_kind(cfg, data.meta)
-    config.check_monitors(cfg, kind, data.meta.get("heads"))
+    # null monitors are the task's own: from here on, every reader of the config (the
+    # Trainer, Ray Train, an Optuna trial, the run's params and record) sees them named.
+    cfg = config.watching(cfg, kind, data.meta.get("heads"))
     threads = _share_cpus()
     where = _reach_cluster(cfg, kind)
     seed_all(cfg.seed)
@@ -200,7 +205,9 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     logger = MlflowEpochLogger(echo=not sys.stderr.isatty(), max_epochs=cfg.trainer.max_epochs)
     trial, search_callbacks = _search_trial(cfg)
     trainer = (
-        None if where else _local_trainer(cfg, kind, logger, train_loader, out, search_callbacks)
+        None
+        if where
+        else _local_trainer(cfg, kind, data.meta, logger, train_loader, out, search_callbacks)
     )
     tags = {
         **lineage_tags(config.config_hash(cfg), data.meta["hash"]),
@@ -208,18 +215,18 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
         "dlpipe.torch_threads": str(worker_threads(cfg) if where else threads),
         **transfer_tags,
     }
-    return _Fit(data, task, train_loader, val_loader, logger, trainer, trial, tags)
+    return _Fit(data, task, train_loader, val_loader, logger, trainer, trial, tags, cfg)
 
 
 def _local_trainer(
-    cfg: DictConfig, kind: TaskKind, logger, train_loader, out: Outputs, extra: tuple
+    cfg: DictConfig, kind: TaskKind, meta: dict, logger, train_loader, out: Outputs, extra: tuple
 ):
     """The Trainer of a training in this process (on Ray, each worker builds its own: see
     ray_train), with what a resumed training needs to go on as an uninterrupted one would."""
     from dlpipe.resume import EpochOrder, RandomState, RunId
 
     callbacks = (EpochOrder(train_loader), RandomState(), RunId(), *extra)
-    return build_trainer(cfg, logger, len(train_loader), out, callbacks, kind)
+    return build_trainer(cfg, logger, len(train_loader), out, callbacks, kind, meta.get("heads"))
 
 
 def _reach_cluster(cfg: DictConfig, kind: TaskKind) -> str | None:
@@ -364,8 +371,11 @@ def build_trainer(
     out: Outputs,
     extra_callbacks: tuple = (),
     task: str | TaskKind = "classification",
+    heads: list[dict] | None = None,
 ):
-    """The Lightning Trainer a dlpipe training runs with; settings it refuses are config errors."""
+    """The Lightning Trainer a dlpipe training of `task` (on data with `heads`) runs with,
+    watching the task's own metrics where the config's monitors are null; settings it
+    refuses are config errors."""
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -373,7 +383,7 @@ def build_trainer(
     from dlpipe.resume import AtomicCheckpointIO
 
     quiet_lightning()
-    t = cfg.trainer
+    t = config.watching(cfg, task, heads).trainer
     # Without a terminal, the logger writes a line per epoch instead (see lightning_hooks).
     bar = [EpochProgressBar()] if sys.stderr.isatty() else []
     try:
@@ -414,29 +424,29 @@ def _callbacks(t: DictConfig, out: Outputs, task: str | TaskKind) -> list:
     return [checkpoint, early_stopping(t)]
 
 
-def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Outputs) -> dict:
+def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Outputs) -> RunRecord:
     """What evaluate (and later tools) need to find the run and rebuild the model: they
     take the data, model, task and registered name from here, not from the config."""
     from dlpipe.champion import registered_name
 
     data = config.to_dict(cfg.data)
-    return {
-        "run_id": run_id,
-        "experiment": cfg.tracking.experiment,
-        "data": data,
-        "registry_name": registered_name(cfg.registry.name, data),
-        "model": config.to_dict(cfg.model),
-        "task": task_of(cfg, meta),
+    return RunRecord(
+        run_id=run_id,
+        experiment=cfg.tracking.experiment,
+        data=data,
+        registry_name=registered_name(cfg.registry.name, data),
+        model=config.to_dict(cfg.model),
+        task=task_of(cfg, meta),
         # A user's task (its `_target_` and settings): evaluate builds it again.
-        "task_config": config.to_dict(cfg).get("task"),
-        "input_shape": meta["input_shape"],
-        "num_outputs": meta["num_outputs"],
-        "classes": meta["classes"],
-        "heads": meta.get("heads"),
-        "shared": cfg.multitask.shared,
-        "data_hash": meta["hash"],
-        "best_checkpoint": str(out.best_ckpt),
-        "best_checkpoint_sha256": files.sha256(out.best_ckpt),
-        "monitor": cfg.trainer.checkpoint_monitor,
-        "best_score": score,
-    }
+        task_config=config.to_dict(cfg).get("task"),
+        input_shape=meta["input_shape"],
+        num_outputs=meta["num_outputs"],
+        classes=meta["classes"],
+        heads=meta.get("heads"),
+        shared=cfg.multitask.shared,
+        data_hash=meta["hash"],
+        best_checkpoint=str(out.best_ckpt),
+        best_checkpoint_sha256=files.sha256(out.best_ckpt),
+        monitor=cfg.trainer.checkpoint_monitor,
+        best_score=score,
+    )

@@ -30,12 +30,10 @@ def checkpoint_path(source: str, tracking_uri: str, folder: Path) -> Path:
         raise ConfigError(
             f"transfer.source={source} is neither a checkpoint file nor an MLflow run id"
         )
-    from mlflow.exceptions import MlflowException
-
     client = tracking.get_client(tracking_uri)
     try:
-        return Path(client.download_artifacts(source, "checkpoints/best.ckpt", str(folder)))
-    except (MlflowException, OSError) as exc:
+        return tracking.download_artifact(client, source, "checkpoints/best.ckpt", folder)
+    except (tracking.TrackingStoreError, OSError) as exc:
         raise ConfigError(
             f"transfer.source={source}: no checkpoints/best.ckpt of that run in {tracking_uri} "
             f"({tracking.one_line(exc)})"

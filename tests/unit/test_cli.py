@@ -107,6 +107,48 @@ def test_gradcheck_bad_input_is_one_line(args, message):
     assert line.startswith(message)
 
 
+# A user's GAN whose parts are named its own way, fed noise and samples.
+USERS_PAIR = """
+import math
+
+from torch import nn
+
+
+class Pair(nn.Module):
+    task = "generation"
+
+    def __init__(self, input_shape, num_outputs, noise: int = 3):
+        super().__init__()
+        self.input_shape, self.noise = tuple(input_shape), noise
+        self.maker = nn.Linear(noise, math.prod(input_shape))
+        self.critic = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 1))
+
+    def forward(self, z):
+        return self.maker(z).reshape(len(z), *self.input_shape)
+
+    def part_inputs(self):
+        return {"maker": (self.noise,), "critic": self.input_shape}
+"""
+
+
+def test_gradcheck_feeds_each_part_of_a_users_model_what_it_says(tmp_path):
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "pair.py").write_text(USERS_PAIR)
+    (tmp_path / "my_conf" / "model").mkdir(parents=True)
+    (tmp_path / "my_conf" / "model" / "pair.yaml").write_text("_target_: mypkg.pair.Pair\n")
+    search = f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]"
+    env = {**git_env(), "PYTHONPATH": str(tmp_path)}
+    done = dlpipe("gradcheck", "model=pair", search, env=env)
+    assert done.returncode == 0, done.stderr
+    groups = [line.split()[:2] for line in done.stdout.splitlines()[1:-1]]
+    assert groups == [
+        ["pass", "maker.weight"],
+        ["pass", "maker.bias"],
+        ["pass", "critic.1"],
+    ]
+
+
 def test_ctrl_c_ends_a_command_quietly():
     """Ctrl-C while `dlpipe runs` waits for a tracking server's answer: no traceback, and
     the exit code a shell gives a command that SIGINT ended (130)."""

@@ -8,20 +8,32 @@ import pytest
 from dlpipe import config
 from dlpipe.errors import ConfigError
 from dlpipe.evaluate import check_overrides
+from dlpipe.record import RunRecord
 
 RUN_FILE = Path("models/run.json")
 
 
 @pytest.fixture
-def weather_record(make_cfg) -> dict:
+def weather_record(make_cfg) -> RunRecord:
     """The record of a training of the weather perceptron preset."""
     cfg = make_cfg("experiment=weather_perceptron")
-    return {
-        "run_id": "0" * 32,
-        "data": config.to_dict(cfg.data),
-        "model": config.to_dict(cfg.model),
-        "shared": cfg.multitask.shared,
-    }
+    return RunRecord(
+        run_id="0" * 32,
+        experiment="dlpipe",
+        data=config.to_dict(cfg.data),
+        registry_name="weather",
+        model=config.to_dict(cfg.model),
+        task="classification",
+        input_shape=[4],
+        num_outputs=2,
+        classes=["no", "yes"],
+        data_hash="d" * 64,
+        best_checkpoint="models/best.ckpt",
+        best_checkpoint_sha256="c" * 64,
+        monitor="val/acc",
+        best_score=1.0,
+        shared=cfg.multitask.shared,
+    )
 
 
 @pytest.mark.parametrize(

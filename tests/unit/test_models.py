@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dlpipe.errors import ConfigError
-from dlpipe.gradcheck import check_gradients
+from dlpipe.gradcheck import check_gradients, check_model_gradients
 from dlpipe.models.init import initialise
 from dlpipe.models.registry import build_model, check_model, model_task, recorded
 from tests.conftest import CONF_DIR, SAMPLE_SHAPES, model_cfg, reads
@@ -197,6 +197,13 @@ def test_gan_draws_samples_its_discriminator_scores():
     for part, shape in ((model.generator, (8,)), (model.discriminator, (1, 8, 8))):
         results = check_gradients(part, shape, batch=2)
         assert results and all(result.passed for result in results)
+
+
+def test_gradcheck_feeds_a_gan_s_parts_noise_and_samples():
+    model = build("gan", (1, 8, 8), 10, latent=8, hidden=[16, 32])
+    results = check_model_gradients(model, (1, 8, 8), batch=2)
+    assert {result.group.split(".")[0] for result in results} == {"generator", "discriminator"}
+    assert all(result.passed for result in results)
 
 
 # Bad model configs: one line each, naming the setting and what it takes.

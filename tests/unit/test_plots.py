@@ -94,3 +94,28 @@ def test_sample_grid_of_images_and_of_series(tmp_path: Path):
     assert_pngs(tmp_path, "samples.png")
     plots.samples(np.random.default_rng(0).random((3, 24)), tmp_path / "series")
     assert_pngs(tmp_path / "series", "samples.png")
+
+
+def test_learning_curves_draw_each_metric_the_task_logs(tmp_path: Path):
+    """A task's own metric (val/confidence) is drawn beside the loss and the accuracy; what
+    the task does not name (the learning rate) is not."""
+    history = [
+        {"epoch": epoch, "train/loss": 1 / epoch, "val/loss": 1.2 / epoch, "val/acc": 0.5,
+         "train/confidence": 0.4 + epoch / 10, "val/confidence": 0.3 + epoch / 10,
+         "train/lr": 0.01}
+        for epoch in (1, 2, 3)
+    ]  # fmt: skip
+    written = plots.learning_curves(history, tmp_path, ("loss", "acc", "confidence"))
+    assert [path.name for path in written] == ["learning_curves.csv", "learning_curves.png"]
+    with open(tmp_path / "learning_curves.csv", newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header == [
+        "epoch",
+        "train/loss",
+        "val/loss",
+        "val/acc",
+        "train/confidence",
+        "val/confidence",
+    ]
+    assert rows(tmp_path / "learning_curves.csv")[2][-1] == pytest.approx(0.6)
+    assert_pngs(tmp_path, "learning_curves.png")

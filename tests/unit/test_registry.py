@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from dlpipe import registry, tracking
-from dlpipe.champion import registered_name
+from dlpipe.champion import Criterion, judged, registered_name
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.serving import transform
 from dlpipe.serving.inputs import read_input
+from dlpipe.tasks.kinds import builtin, replace
 from tests.unit.test_serving import served
 
 
@@ -31,14 +32,21 @@ def setting_up(make_cfg, tmp_path: Path, monkeypatch):
 
 
 def publish(
-    client, predictor, x: torch.Tensor, acc: float, promote: bool = True, metric: str = "test/acc"
+    client,
+    predictor,
+    x: torch.Tensor,
+    acc: float,
+    promote: bool = True,
+    metric: str = "test/acc",
+    criterion: Criterion | None = None,
 ) -> str:
-    """A finished run scoring `acc` on `metric`, its model published; the run's id."""
+    """A finished run scoring `acc` on `metric`, its model published (judged by `criterion`,
+    None: its task's own); the run's id."""
     run_id = client.create_run(tracking.experiment_id(client, "test")).info.run_id
     client.log_metric(run_id, metric, acc)
     client.set_terminated(run_id)
     predictor.settings["run_id"] = run_id
-    registry.publish(client, predictor, x, "digits", promote=promote)
+    registry.publish(client, predictor, x, "digits", criterion, promote=promote)
     return run_id
 
 
@@ -82,6 +90,30 @@ def test_promotion_compares_on_the_metric_and_says_so(setting_up):
         f"of version 1 (run {first}); higher is better"
     )
     assert champion(client) == "3"
+
+
+def test_a_task_s_own_champion_metric_and_its_way_decide_promotion(setting_up):
+    """A task of the user's names its champion metric, whose name says neither way, and
+    that lower is better: evaluate's promotion and a later `dlpipe promote` both follow it."""
+    client, predictor, x = setting_up
+    kind = replace(builtin("classification"), champion="wrongness", champion_mode="min")
+    criterion = judged(kind)
+    wrongness = {"metric": "test/wrongness", "criterion": criterion}
+    publish(client, predictor, x, acc=0.3, **wrongness)
+    lower = publish(client, predictor, x, acc=0.2, **wrongness)
+    assert champion(client) == "2"
+    version = registry.version_of_run(client, lower)
+    assert (version.tags[registry.METRIC_TAG], version.tags[registry.MODE_TAG]) == (
+        "test/wrongness",
+        "min",
+    )
+    higher = publish(client, predictor, x, acc=0.25, promote=False, **wrongness)
+    version = registry.version_of_run(client, higher)
+    message = registry.promote_version(client, version, "test/wrongness")
+    assert message == (
+        f"digits version 2 (run {lower}) stays champion: test/wrongness 0.2000 against "
+        f"0.2500 of version 3 (run {higher}); lower is better"
+    )
 
 
 def test_unknown_run_or_metric_is_named(setting_up):

@@ -188,12 +188,29 @@ def test_params_yaml_validates_into_typed_settings():
         ),
         (
             ("trainer.early_stopping.mode=up",),
-            "trainer.early_stopping.mode must be one of min, max, got 'up'",
+            "trainer.early_stopping.mode must be one of min, max or null, got 'up'",
         ),
         (
             ("trainer.checkpoint_monitor=train/loss",),
             "trainer.checkpoint_monitor must be one of val/loss, val/acc, val/mae, val/d_acc, "
-            "or val/<target>/loss|acc|mae for multi-task data, got 'train/loss'",
+            "or val/<target>/loss|acc|mae for multi-task data, or null for the task's own, got "
+            "'train/loss'",
+        ),
+        (
+            ("trainer.checkpoint_mode=min",),
+            "trainer.checkpoint_mode=min needs trainer.checkpoint_monitor: name the metric it "
+            "watches, or leave both null for the task's own",
+        ),
+        (
+            ("trainer.early_stopping.monitor=null",),
+            "trainer.early_stopping.mode=min needs trainer.early_stopping.monitor: name the "
+            "metric it watches, or leave both null for the task's own",
+        ),
+        (
+            ("registry.metric=test/speed",),
+            "registry.metric must be a test metric whose name says which way is better (loss, "
+            "mse, rmse, mae: lower; acc, f1, auroc, r2, skill: higher), e.g. test/acc, or null "
+            "for the task's own, got 'test/speed'",
         ),
         (
             ("data=npz", "data.path=x.npz", "data.task=forecasting"),

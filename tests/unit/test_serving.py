@@ -11,13 +11,16 @@ import torch
 from PIL import Image
 
 from dlpipe import champion
+from dlpipe.checkpoints import build_network
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.errors import ConfigError, DataError
+from dlpipe.record import RunRecord
 from dlpipe.schema.validate import validate
 from dlpipe.serving import transform
 from dlpipe.serving.inputs import read_input
-from dlpipe.serving.predictor import Predictor, build_network
+from dlpipe.serving.predictor import Predictor
+from dlpipe.tasks.kinds import builtin
 
 MLP = {
     "_target_": "dlpipe.models.mlp.mlp",
@@ -29,23 +32,34 @@ MLP = {
 }
 
 
+def trained_on(meta: dict, model: dict = MLP) -> RunRecord:
+    """The record of a training of `model` on the prepared data `meta`."""
+    return RunRecord(
+        run_id="0" * 32,
+        experiment="dlpipe",
+        data=meta["data"],
+        registry_name=None,
+        model=model,
+        task=meta["task"],
+        input_shape=meta["input_shape"],
+        num_outputs=meta["num_outputs"],
+        classes=meta["classes"],
+        heads=meta["heads"],
+        shared=4,
+        data_hash=meta["hash"],
+        best_checkpoint="models/best.ckpt",
+        best_checkpoint_sha256="c" * 64,
+        monitor="val/loss",
+        best_score=0.0,
+    )
+
+
 def served(meta: dict, model: dict = MLP) -> Predictor:
     """An untrained network for the prepared data `meta`, with its serving settings."""
     from dlpipe.serving.settings import describe
 
-    record = {
-        "run_id": "0" * 32,
-        "data_hash": meta["hash"],
-        "model": model,
-        "task": meta["task"],
-        "input_shape": meta["input_shape"],
-        "num_outputs": meta["num_outputs"],
-        "classes": meta["classes"],
-        "heads": meta["heads"],
-        "shared": 4,
-    }
     torch.manual_seed(0)
-    settings = describe(record, meta)
+    settings = describe(trained_on(meta, model), meta)
     return Predictor(build_network(settings), settings)
 
 
@@ -163,12 +177,11 @@ def test_multitask_predictions_have_columns_per_head(make_cfg, tmp_path: Path):
 
 
 def test_data_other_than_the_training_s_is_refused(digits):
-    predictor, _ = digits
+    _, data = digits
     from dlpipe.serving.settings import describe
 
-    record = {**predictor.settings, "data_hash": "another"}
     with pytest.raises(DataError, match=r"is not the data run 0+ was trained on"):
-        describe(record, {"hash": "this"})
+        describe(trained_on(data.meta), {**data.meta, "hash": "another"})
 
 
 def test_input_files_read_as_the_model_takes_them(digits, tmp_path: Path):
@@ -253,15 +266,15 @@ def test_unreadable_or_mismatched_input_is_named(digits, tmp_path, name, content
 )  # fmt: skip
 def test_metric_direction_follows_its_name(metric, higher):
     assert champion.higher_is_better(metric) is higher
-    assert champion.beats(metric, 2.0, 1.0) is higher
-    assert not champion.beats(metric, 1.0, 1.0)  # a tie keeps the champion
+    assert champion.by_name(metric).beats(2.0, 1.0) is higher
+    assert not champion.by_name(metric).beats(1.0, 1.0)  # a tie keeps the champion
 
 
 def test_task_metric_and_unknown_metric():
-    assert champion.task_metric("classification") == "test/acc"
-    assert champion.task_metric("forecasting") == "test/rmse"
+    assert champion.judged(builtin("classification")).metric == "test/acc"
+    assert champion.judged(builtin("forecasting")).metric == "test/rmse"
     heads = [{"name": "digit", "task": "classification"}]
-    assert champion.task_metric("multitask", heads) == "test/digit/acc"
+    assert champion.judged(builtin("multitask"), heads).metric == "test/digit/acc"
     with pytest.raises(ConfigError, match=r"registry\.metric must be a test metric whose name"):
         champion.higher_is_better("test/speed")
 

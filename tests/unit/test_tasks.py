@@ -12,11 +12,13 @@ import torch
 from torch.nn import functional as F
 
 from dlpipe import config, metrics
+from dlpipe.champion import judged
 from dlpipe.data.arrays import ArrayLoader
 from dlpipe.errors import ConfigError
 from dlpipe.lightning_hooks import MlflowEpochLogger
 from dlpipe.paths import Outputs
 from dlpipe.schema.validate import validate
+from dlpipe.tasks.kinds import builtin, replace
 from dlpipe.tasks.objectives import classification_loss, perceptron_criterion
 from dlpipe.train import build_model, build_task, build_trainer, task_kind
 from tests.conftest import ROOT, assert_one_line_error
@@ -143,7 +145,7 @@ def test_own_task_trains_as_a_built_in_and_logs_its_metric(own_task: Path, make_
         (
             ("trainer.checkpoint_monitor=val/mae",),
             "trainer.checkpoint_monitor=val/mae is not logged for classification data: use one "
-            "of val/loss, val/acc, val/confidence, e.g. trainer.checkpoint_monitor=val/acc "
+            "of val/loss, val/acc, val/confidence, e.g. trainer.checkpoint_monitor=val/confidence "
             "trainer.checkpoint_mode=max",
         ),
     ],
@@ -175,3 +177,96 @@ def test_own_task_bad_setting_stops_the_stage_with_one_line(own_task: Path):
         text=True,
     )
     assert_one_line_error(done, "task.smoothing must be a number in [0, 1), got -0.5")
+
+
+def test_own_task_is_watched_and_drawn_by_its_own_metric(own_task: Path, make_cfg):
+    """No trainer setting: checkpointing watches the task's own monitor, which way it
+    names; early stopping the loss; its learning curves draw its metric too."""
+    cfg = make_cfg("+task._target_=mypkg.tasks.smoothed")
+    validate(cfg)
+    kind = task_kind(cfg, {"task": "classification"})
+    watched = config.watching(cfg, kind).trainer
+    assert (watched.checkpoint_monitor, watched.checkpoint_mode) == ("val/confidence", "max")
+    assert (watched.early_stopping.monitor, watched.early_stopping.mode) == ("val/loss", "min")
+    assert cfg.trainer.checkpoint_monitor is None  # the config given is left as it was
+    assert kind.curves() == ("loss", "acc", "confidence")
+
+
+# What each preset checkpointed on when it named its monitor, and the task it trains.
+_PRESET_TASKS = {
+    "digits_autoencoder": "reconstruction",
+    "digits_gan": "generation",
+    "linear_perceptron": "regression",
+    "located_digits_cnn": "multitask",
+    "sunspots_gru": "forecasting",
+    "sunspots_lstm": "forecasting",
+    "sunspots_transformer": "forecasting",
+}
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (ROOT / "conf/experiment").glob("*")))
+def test_presets_watch_what_they_did_when_they_named_it(make_cfg, preset):
+    cfg = make_cfg(f"experiment={preset}")
+    validate(cfg)
+    task = _PRESET_TASKS.get(preset, "classification")
+    watched = config.watching(cfg, task).trainer
+    expected = ("val/acc", "max") if task == "classification" else ("val/loss", "min")
+    assert (watched.checkpoint_monitor, watched.checkpoint_mode) == expected
+    assert (watched.early_stopping.monitor, watched.early_stopping.mode) == ("val/loss", "min")
+
+
+def test_null_watches_the_task_s_own_and_a_null_mode_is_the_task_s(make_cfg):
+    stopping = ("trainer.early_stopping.monitor=null", "trainer.early_stopping.mode=null")
+    cfg = make_cfg("trainer.checkpoint_monitor=val/loss", *stopping)
+    validate(cfg)
+    trainer = config.watching(cfg, "classification").trainer
+    assert (trainer.checkpoint_monitor, trainer.checkpoint_mode) == ("val/loss", "min")
+    assert (trainer.early_stopping.monitor, trainer.early_stopping.mode) == ("val/acc", "max")
+
+
+def test_a_head_s_monitor_takes_its_task_s_mode(make_cfg):
+    heads = [{"name": "digit", "task": "classification"}, {"name": "at", "task": "regression"}]
+    cfg = make_cfg("trainer.checkpoint_monitor=val/digit/acc")
+    trainer = config.watching(cfg, "multitask", heads).trainer
+    assert (trainer.checkpoint_monitor, trainer.checkpoint_mode) == ("val/digit/acc", "max")
+
+
+def test_a_monitor_whose_way_the_task_does_not_say_needs_its_mode(make_cfg):
+    cfg = make_cfg("trainer.checkpoint_monitor=val/mae")
+    with pytest.raises(ConfigError) as caught:
+        config.watching(cfg, "regression")
+    assert str(caught.value) == (
+        "trainer.checkpoint_mode is null and regression does not say which way val/mae is "
+        "better: set trainer.checkpoint_mode=max (higher is better) or min"
+    )
+    cfg = make_cfg("trainer.checkpoint_monitor=val/mae", "trainer.checkpoint_mode=min")
+    assert config.watching(cfg, "regression").trainer.checkpoint_mode == "min"
+
+
+def test_own_task_named_otherwise_is_refused_saying_why(own_task: Path, make_cfg):
+    (own_task / "mypkg" / "named.py").write_text(
+        "from dlpipe.tasks.kinds import builtin, replace\n\n\n"
+        "def renamed():\n    return replace(builtin('classification'), name='smoothed')\n"
+    )
+    cfg = make_cfg("+task._target_=mypkg.named.renamed")
+    with pytest.raises(ConfigError) as caught:
+        task_kind(cfg, {"task": "classification"})
+    assert str(caught.value) == (
+        "task mypkg.named.renamed is named 'smoothed', none of dlpipe's tasks (classification, "
+        "regression, forecasting, reconstruction, generation, multitask): a task keeps the "
+        "name of the one it is built on, here the training's classification: "
+        "replace(builtin('classification'), ...) without name="
+    )
+
+
+def test_champion_metric_and_its_way_come_from_the_task():
+    own = replace(builtin("regression"), champion="worst_error", champion_mode="min")
+    assert judged(own) == ("test/worst_error", "min")
+    assert judged(builtin("classification")) == ("test/acc", "max")
+    heads = [{"name": "digit", "task": "classification"}]
+    assert judged(builtin("multitask"), heads) == ("test/digit/acc", "max")
+    # A metric the task does not name: its way from its name, else refused.
+    assert judged(own, metric="test/r2") == ("test/r2", "max")
+    with pytest.raises(ConfigError, match=r"registry\.metric must be a test metric whose name"):
+        judged(own, metric="test/speed")
+    assert judged(builtin("reconstruction")) is None

@@ -52,6 +52,26 @@ def test_ctrl_c_marks_run_killed(client):
     assert client.get_run(run_id).info.status == "KILLED"
 
 
+def test_artifacts_and_status_go_through_the_seam(client, tmp_path: Path):
+    # What the rest of dlpipe asks of a run, without importing MLflow: files kept and
+    # fetched back, its status, and None for a run the store does not hold.
+    run_id = open_run(client)
+    (tmp_path / "best.ckpt").write_text("weights")
+    tracking.log_artifact(client, run_id, tmp_path / "best.ckpt", "checkpoints")
+    tracking.log_text(client, run_id, "a: 1\n", "config.yaml")
+    fetched = tmp_path / "fetched"
+    fetched.mkdir()
+    got = tracking.download_artifact(client, run_id, "checkpoints/best.ckpt", fetched)
+    assert got.read_text() == "weights"
+    assert (
+        tracking.download_artifact(client, run_id, "config.yaml", fetched).read_text() == "a: 1\n"
+    )
+    assert tracking.run_status(client, run_id) == "RUNNING"
+    assert tracking.run_status(client, "0" * 32) is None
+    with pytest.raises(tracking.TrackingStoreError):
+        tracking.download_artifact(client, "0" * 32, "config.yaml", fetched)
+
+
 def test_unreachable_server_fails_fast_naming_it():
     port = free_port()
     uri = f"http://127.0.0.1:{port}"

@@ -5,7 +5,6 @@ torch and Lightning are imported once the config holds, never when `dlpipe` star
 """
 
 import argparse
-from dataclasses import replace
 
 from dlpipe.cli.args import add_command, whole_number
 from dlpipe.cli.project import client_and_config, compose
@@ -41,6 +40,7 @@ def gradcheck(args: argparse.Namespace) -> int:
     # Imported once the config holds: torch takes longer to load than the check.
     from dlpipe import config
     from dlpipe.data.sources import load_source
+    from dlpipe.gradcheck import check_model_gradients
     from dlpipe.models import registry
 
     raw = load_source(config.to_dict(cfg.data))
@@ -51,8 +51,7 @@ def gradcheck(args: argparse.Namespace) -> int:
         f"gradcheck of model '{registry.label(settings)}' in float64 on {args.batch} "
         f"{cfg.data.name} inputs shaped {tuple(input_shape)}:"
     )
-    generates = registry.model_task(settings, "") == "generation"
-    results = _check(generates, model, input_shape, args.batch)
+    results = check_model_gradients(model, input_shape, args.batch)
     for result in results:
         verdict = "pass" if result.passed else "FAIL"
         line = f"  {verdict}  {result.group:<32} {result.parameters:>9,} weights  {result.detail}"
@@ -63,20 +62,6 @@ def gradcheck(args: argparse.Namespace) -> int:
         return EXIT_FAILED_CHECK
     print(f"all {len(results)} parameter groups pass")
     return 0
-
-
-def _check(generates: bool, model, input_shape, batch: int) -> list:
-    """Gradcheck results per parameter group; a generative model's generator (fed noise)
-    and discriminator (fed data) are checked each on its own input."""
-    from dlpipe.gradcheck import check_gradients
-
-    if not generates:
-        return check_gradients(model, input_shape, batch=batch)
-    return [
-        replace(result, group=f"{part}.{result.group}")
-        for part, shape in (("generator", (model.latent,)), ("discriminator", input_shape))
-        for result in check_gradients(getattr(model, part), shape, batch=batch)
-    ]
 
 
 def reproduce(args: argparse.Namespace) -> int:

@@ -124,12 +124,11 @@ def predict(args: argparse.Namespace) -> int:
     with the statistics that come with the model. Writes the class and each class's
     probability, or the predicted values, as CSV: to --output, or to stdout; each row
     after the input's --keep columns (or the image file it predicts)."""
-    from mlflow.exceptions import MlflowException
-
     from dlpipe import files
     from dlpipe.errors import DlpipeError
     from dlpipe.serving.inputs import read_input
     from dlpipe.serving.loading import open_model
+    from dlpipe.tracking import TrackingStoreError
 
     client, _ = client_and_config(args.overrides)
     settings, model_predict = open_model(args.model, client, args.run_file)
@@ -139,7 +138,7 @@ def predict(args: argparse.Namespace) -> int:
         found = model_predict(raw)
     except DlpipeError as exc:
         raise DataError(f"input {source}: {exc}") from exc
-    except MlflowException as exc:
+    except TrackingStoreError as exc:
         raise DataError(
             f"input {source} does not fit the model's signature: {_schema_error(exc)}"
         ) from exc

@@ -9,8 +9,6 @@ take to start, and importing MLflow several times as long.
 
 from pathlib import Path
 
-import yaml
-
 from dlpipe.errors import ConfigError
 from dlpipe.store.location import resolve_uri
 
@@ -59,7 +57,7 @@ def tracking_settings(conf: Path, overrides: list[str]) -> tuple[str, str]:
     if not path.is_file():
         choices = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
         raise ConfigError(f"unknown tracking '{option}': choose one of {choices} (conf/tracking)")
-    settings = {**(yaml.safe_load(path.read_text(encoding="utf-8")) or {}), **changes}
+    settings = {**(_yaml(path.read_text(encoding="utf-8")) or {}), **changes}
     if any("${" in str(value) for value in settings.values()):
         settings = _composed(conf, overrides)  # interpolations need OmegaConf to resolve
     return resolve_uri(settings.get("uri")), str(settings.get("experiment"))
@@ -73,7 +71,7 @@ def _read_overrides(overrides: list[str]) -> tuple[str | None, dict]:
         if sep and key == "tracking":
             option = value
         elif sep and key.startswith("tracking.") and name in _TRACKING_SETTINGS:
-            parsed = yaml.safe_load(value) if value else None  # null, quotes: as Hydra reads them
+            parsed = _yaml(value) if value else None  # null, quotes: as Hydra reads them
             changes[name] = None if parsed is None else str(parsed)
         else:
             raise ConfigError(
@@ -85,7 +83,7 @@ def _read_overrides(overrides: list[str]) -> tuple[str | None, dict]:
 
 def _default_option(conf: Path) -> str:
     """The tracking option the defaults list of conf/config.yaml picks."""
-    config = yaml.safe_load((conf / "config.yaml").read_text(encoding="utf-8")) or {}
+    config = _yaml((conf / "config.yaml").read_text(encoding="utf-8")) or {}
     for entry in config.get("defaults", []):
         if isinstance(entry, dict) and "tracking" in entry:
             return entry["tracking"]
@@ -98,3 +96,10 @@ def _composed(conf: Path, overrides: list[str]) -> dict:
     from dlpipe.app import compose_checked
 
     return OmegaConf.to_container(compose_checked(conf, overrides).tracking, resolve=True)
+
+
+def _yaml(text: str):
+    """`text` read as YAML; the parser loads here, not when `dlpipe --help` starts."""
+    import yaml
+
+    return yaml.safe_load(text)

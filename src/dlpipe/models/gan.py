@@ -50,6 +50,11 @@ class GAN(nn.Module):
         """`count` samples from fresh noise."""
         return self(torch.randn(count, self.latent, generator=generator))
 
+    def part_inputs(self) -> dict[str, tuple[int, ...]]:
+        """Its parts and the shape of one input of each: the generator takes noise, the
+        discriminator samples (what `dlpipe gradcheck` feeds each)."""
+        return {"generator": (self.latent,), "discriminator": self.input_shape}
+
 
 @sets_task("generation")
 def gan(

@@ -28,7 +28,7 @@ _HEAD_METRICS = tuple(
 HEAD_MONITOR = re.compile(rf"^val/[^/]+/({'|'.join(_HEAD_METRICS)})$")
 MONITORS_ALLOWED = (
     f"one of {', '.join(ALL_MONITORS)}, or val/<target>/{'|'.join(_HEAD_METRICS)} for "
-    "multi-task data"
+    "multi-task data, or null for the task's own"
 )
 
 Mode = Literal["min", "max"]
@@ -123,8 +123,9 @@ SCHEDULES = {
 
 @dataclass(kw_only=True)
 class EarlyStopping:
-    monitor: str = monitor()
-    mode: Mode
+    # null: the task's own monitor and mode (dlpipe.tasks.kinds.TaskKind).
+    monitor: str | None = monitor()
+    mode: Mode | None
     patience: int = setting(ge=0)
 
 
@@ -139,8 +140,23 @@ class Trainer:
     gradient_clip_val: float | None = setting(gt=0)
     gradient_clip_algorithm: Literal["norm", "value"]
     early_stopping: EarlyStopping
-    checkpoint_monitor: str = monitor()
-    checkpoint_mode: Mode
+    checkpoint_monitor: str | None = monitor()
+    checkpoint_mode: Mode | None
+
+    def __post_init__(self) -> None:
+        """A mode says which way its monitor is better: without a monitor (the task's
+        own), the task's mode goes with it."""
+        stopping = self.early_stopping
+        watched = {
+            "trainer.checkpoint_": (self.checkpoint_monitor, self.checkpoint_mode),
+            "trainer.early_stopping.": (stopping.monitor, stopping.mode),
+        }
+        for key, (monitor, mode) in watched.items():
+            if monitor is None and mode is not None:
+                raise ConfigError(
+                    f"{key}mode={mode} needs {key}monitor: name the metric it watches, or "
+                    "leave both null for the task's own"
+                )
 
 
 @dataclass(kw_only=True)
@@ -207,7 +223,11 @@ class Registry:
         allowed=f"a name of letters, digits, '_', '.' and '-', {champion.AUTO} (named after "
         "the data set) or null",
     )
-    metric: str | None = setting(rule=champion.is_known, allowed=champion.ALLOWED)
+    # Which way it is better: from its task when it is the task's champion, else from its
+    # name (checked in Config for dlpipe's tasks; a user's task may name its own).
+    metric: str | None = setting(
+        rule=lambda name: name.startswith("test/"), allowed=champion.ALLOWED
+    )
     promote: bool
 
 
@@ -232,7 +252,8 @@ class Config:
     registry: Registry
 
     def __post_init__(self) -> None:
-        """Without a task of the user's, the monitors must be metrics dlpipe's tasks log."""
+        """Without a task of the user's, the monitors must be metrics dlpipe's tasks log
+        and registry.metric one whose name says which way is better."""
         if self.task is not None:
             return
         trainer = self.trainer
@@ -241,5 +262,8 @@ class Config:
             "trainer.checkpoint_monitor": trainer.checkpoint_monitor,
         }
         for key, name in watched.items():
-            if not is_builtin_monitor(name):
+            if name is not None and not is_builtin_monitor(name):
                 raise ConfigError(f"{key} must be {MONITORS_ALLOWED}, got {name!r}")
+        metric = self.registry.metric
+        if metric is not None and not champion.is_known(metric):
+            raise ConfigError(f"registry.metric must be {champion.ALLOWED}, got {metric!r}")

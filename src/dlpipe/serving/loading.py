@@ -11,11 +11,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
-from dlpipe import files, tracking
+from dlpipe import tracking
 from dlpipe.errors import DataError, TrackingError
+from dlpipe.record import RunRecord
+from dlpipe.tracking import Client, TrackingStoreError
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -24,7 +23,7 @@ _FORMS = "models:/<name>@<alias>, models:/<name>/<version>, a run id or a checkp
 Predict = Callable[..., object]
 
 
-def open_model(reference: str, client: MlflowClient, run_file: str | None) -> tuple[dict, Predict]:
+def open_model(reference: str, client: Client, run_file: str | None) -> tuple[dict, Predict]:
     """The serving settings of the model `reference` names, and its predict function.
 
     Raises:
@@ -41,7 +40,7 @@ def open_model(reference: str, client: MlflowClient, run_file: str | None) -> tu
     raise DataError(f"MODEL {reference} is none of {_FORMS}")
 
 
-def _check_registered(client: MlflowClient, uri: str) -> str:
+def _check_registered(client: Client, uri: str) -> str:
     """`uri` itself, once its model and alias or version are known to the registry."""
     found = _REGISTERED.match(uri)
     if not found:
@@ -49,7 +48,7 @@ def _check_registered(client: MlflowClient, uri: str) -> str:
     name, alias, version = found["name"], found["alias"], found["version"]
     try:
         model = client.get_registered_model(name)
-    except MlflowException as exc:
+    except TrackingStoreError as exc:
         known = ", ".join(sorted(m.name for m in client.search_registered_models())) or "none"
         raise TrackingError(
             f"no registered model '{name}' in {client.tracking_uri} (models there: {known})"
@@ -60,16 +59,16 @@ def _check_registered(client: MlflowClient, uri: str) -> str:
     if version:
         try:
             client.get_model_version(name, version)
-        except MlflowException as exc:
+        except TrackingStoreError as exc:
             raise TrackingError(f"model '{name}' has no version {version}") from exc
     return uri
 
 
-def _logged_by_run(client: MlflowClient, run_id: str) -> str:
+def _logged_by_run(client: Client, run_id: str) -> str:
     """The URI of the model run `run_id` logged last (the evaluate stage logs it)."""
     try:
         run = client.get_run(run_id)
-    except MlflowException as exc:
+    except TrackingStoreError as exc:
         raise TrackingError(
             f"run {run_id} is not in tracking store {client.tracking_uri}: `dlpipe runs` lists "
             "the runs there"
@@ -82,15 +81,10 @@ def _logged_by_run(client: MlflowClient, run_id: str) -> str:
     return f"models:/{logged[-1].model_id}"
 
 
-def _pyfunc(client: MlflowClient, uri: str) -> tuple[dict, Predict]:
-    import mlflow
-    import mlflow.pyfunc
-
-    # pyfunc resolves models:/ URIs with the global registry, not with a client.
-    mlflow.set_tracking_uri(client.tracking_uri)
+def _pyfunc(client: Client, uri: str) -> tuple[dict, Predict]:
     try:
-        model = mlflow.pyfunc.load_model(uri)
-    except MlflowException as exc:
+        model = tracking.load_model(client, uri)
+    except TrackingStoreError as exc:
         raise TrackingError(f"model {uri} cannot be loaded: {tracking.one_line(exc)}") from exc
     return model.unwrap_python_model().predictor.settings, model.predict
 
@@ -105,10 +99,7 @@ def _checkpoint(path: Path, run_file: Path) -> tuple[dict, Predict]:
             f"no run record {run_file} for checkpoint {path}: give the models/run.json of "
             "its training with --run-file"
         )
-    try:
-        record = files.read_json(run_file)
-    except ValueError as exc:
-        raise DataError(f"run record {run_file} is unreadable ({exc})") from exc
+    record = RunRecord.read(run_file, f"give the models/run.json that trained {path} (--run-file)")
     meta = load_prepared(PREPARED_DIR, ()).meta
     predictor = Predictor.from_checkpoint(path, record, meta)
     return predictor.settings, predictor.predict

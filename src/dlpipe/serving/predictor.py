@@ -13,7 +13,9 @@ import pandas as pd
 import torch
 
 from dlpipe import checkpoints, files
+from dlpipe.checkpoints import build_network
 from dlpipe.errors import DataError
+from dlpipe.record import RunRecord
 from dlpipe.serving import settings as serving_settings
 from dlpipe.serving import transform
 
@@ -30,7 +32,7 @@ class Predictor:
         self.settings = settings
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Path, record: dict, meta: dict) -> "Predictor":
+    def from_checkpoint(cls, checkpoint: Path, record: RunRecord, meta: dict) -> "Predictor":
         """The network a training saved in `checkpoint`, as `record` (its models/run.json)
         describes it, served with the statistics of the prepared data `meta`."""
         settings = serving_settings.describe(record, meta)
@@ -66,17 +68,3 @@ class Predictor:
         x = transform.model_input(self.settings, raw)
         outputs = torch.cat([self.network(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)])
         return transform.predictions(self.settings, outputs)
-
-
-def build_network(settings: dict) -> torch.nn.Module:
-    """The network, untrained, with the settings it was trained with."""
-    from dlpipe.models import registry
-    from dlpipe.models.multitask import build_for_data
-
-    return build_for_data(
-        registry.recorded(settings["model"]),
-        settings["input_shape"],
-        settings["num_outputs"],
-        settings["heads"],
-        settings["shared"],
-    )

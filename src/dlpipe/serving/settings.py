@@ -10,14 +10,13 @@ inputs; for image data, the value an 8-bit pixel's 255 stands for.
 from pathlib import Path
 
 from dlpipe.errors import DataError
+from dlpipe.record import RunRecord
 
-# The keys of models/run.json that rebuild the network and name what it was trained on.
-_RECORD_KEYS = ("run_id", "data_hash", "model", "task", "input_shape", "num_outputs", "classes")
 # The source whose data has a table's named feature columns.
 _TABLE = "dlpipe.data.tables.table"
 
 
-def describe(record: dict, meta: dict) -> dict:
+def describe(record: RunRecord, meta: dict) -> dict:
     """The serving settings of the model that `record` (models/run.json) describes.
 
     Args:
@@ -27,17 +26,14 @@ def describe(record: dict, meta: dict) -> dict:
     Raises:
         DataError: the prepared data is not the training's, or a table's file changed since.
     """
-    if meta["hash"] != record["data_hash"]:
+    if meta["hash"] != record.data_hash:
         raise DataError(
             f"the prepared data (data/prepared/meta.json) is not the data run "
-            f"{record['run_id']} was trained on: serve the model by its run id or a "
+            f"{record.run_id} was trained on: serve the model by its run id or a "
             "models:/ URI, whose statistics travel with it, or prepare that data again"
         )
-    settings = {key: record[key] for key in _RECORD_KEYS}
     return {
-        **settings,
-        "heads": record.get("heads"),
-        "shared": record.get("shared"),
+        **record.serving(),
         "stats": meta["stats"],
         "columns": table_columns(meta) if meta["data"].get("_target_") == _TABLE else None,
         # What one pixel at full intensity was in the training data, for image inputs.

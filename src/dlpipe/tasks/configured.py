@@ -4,14 +4,15 @@
 reconstructs). `task: {_target_: mypkg.tasks.smoothed, smoothing: 0.1}` names a user's
 function of its settings that returns a `TaskKind` (dlpipe.tasks.kinds), usually a
 built-in one with its objective replaced. Its settings are read from its signature and
-checked before torch loads; the function runs when the training is set up.
+checked before torch loads; the function runs when the training is set up. Its `name`
+stays the built-in task's: the run record, evaluation, the registry and serving read it.
 """
 
 from typing import Any
 
 from dlpipe.errors import ConfigError
 from dlpipe.schema import targets
-from dlpipe.tasks.kinds import TaskKind, builtin
+from dlpipe.tasks.kinds import BUILTIN, TaskKind, builtin
 
 
 def check_task(values: Any, path: str = "task") -> dict | None:
@@ -43,6 +44,12 @@ def resolve(values: dict | None, task: str) -> TaskKind:
         raise ConfigError(
             f"task {target} returned a {type(made).__name__}: make it return a "
             "dlpipe.tasks.kinds.TaskKind (e.g. replace(builtin('classification'), ...))"
+        )
+    if made.name not in BUILTIN:
+        raise ConfigError(
+            f"task {target} is named '{made.name}', none of dlpipe's tasks "
+            f"({', '.join(BUILTIN)}): a task keeps the name of the one it is built on, here "
+            f"the training's {own.name}: replace(builtin('{own.name}'), ...) without name="
         )
     if made.name != own.name:
         raise ConfigError(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dlpipe.errors import ConfigError
+from dlpipe.record import RunRecord
 from dlpipe.schema import targets
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     import torch
 
     from dlpipe.tasks.objectives import Objective
+
+# Which way a metric is better: lower (a loss, an error) or higher (an accuracy).
+Mode = Literal["min", "max"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Scoring:
     """What scoring a trained model on the test split may read (see dlpipe.tasks.scoring)."""
 
     model: "torch.nn.Module"
-    record: dict  # models/run.json
+    record: RunRecord  # models/run.json
     data: Any  # dlpipe.data.arrays.PreparedData, with the splits `TaskKind.splits` names
     folder: Path  # where its plots go
     batch_size: int
@@ -81,9 +85,12 @@ class TaskKind:
         logged: the metrics the objective logs per epoch besides the loss, as train/<m>
             and val/<m> (per head, val/<head>/<m>, for multi-task data).
         test: test(scoring) -> (test/* metrics, plots written), for evaluate.
-        monitor, mode: the validation metric a training of it is best watched by.
-        champion: the test metric (without test/) its registered versions are compared
-            on when registry.metric is null; None: it is not registered.
+        monitor, mode: the validation metric a training of it is watched by when
+            trainer.checkpoint_monitor (trainer.early_stopping.monitor) is null, and which
+            way it is better.
+        champion, champion_mode: the test metric (without test/) its registered versions
+            are compared on when registry.metric is null, and which way it is better;
+            None: it is not registered.
         servable: whether its model answers predictions (dlpipe predict, pyfunc).
         distributed: whether Ray Train can run it on several workers.
         module: module(setup, objective) -> the LightningModule that trains it.
@@ -98,8 +105,9 @@ class TaskKind:
     test: Callable[[Scoring], tuple[dict[str, float], list[Path]]]
     logged: tuple[str, ...] = ()
     monitor: str = "val/loss"
-    mode: Literal["min", "max"] = "min"
+    mode: Mode = "min"
     champion: str | None = None
+    champion_mode: Mode = "min"
     servable: bool = False
     distributed: bool = True
     module: Callable[[Setup, Any], "pl.LightningModule"] = ONE_LOSS
@@ -127,6 +135,26 @@ class TaskKind:
             return f"test/{head['name']}/{builtin(head['task']).champion}"
         return None if self.champion is None else f"test/{self.champion}"
 
+    def curves(self, heads: list[dict] | None = None) -> tuple[str, ...]:
+        """The metrics a training logs per epoch as train/<m> and val/<m> (per head,
+        <head>/<m>), by their last name: what its learning curves draw."""
+        return tuple(dict.fromkeys(name.rsplit("/", 1)[-1] for name in self.monitors(heads)))
+
+    def better(self, metric: str, heads: list[dict] | None = None) -> Mode | None:
+        """Which way `metric` is better as this task tells it (its loss, its monitor, its
+        champion; a multi-task model's, each head's task's), or None: it does not say."""
+        return self._modes(heads).get(metric)
+
+    def _modes(self, heads: list[dict] | None = None) -> dict[str, Mode]:
+        own: dict[str, Mode] = {"val/loss": "min", self.monitor: self.mode}
+        if self.champion is not None:
+            own[f"test/{self.champion}"] = self.champion_mode
+        for head in (heads or ()) if self.per_head else ():
+            for name, mode in builtin(head["task"])._modes().items():
+                split, _, rest = name.partition("/")
+                own.setdefault(f"{split}/{head['name']}/{rest}", mode)
+        return own
+
     def lightning_module(self, setup: Setup) -> "pl.LightningModule":
         """The LightningModule fitting `setup.model` for this task."""
         objective = None if self.objective is None else self.objective(setup)
@@ -150,6 +178,7 @@ _BUILTIN = (
         monitor="val/acc",
         mode="max",
         champion="acc",
+        champion_mode="max",
         servable=True,
         head=True,
     ),

@@ -26,7 +26,7 @@ def outputs(scoring: Scoring) -> torch.Tensor:
 
 def classification(scoring: Scoring) -> tuple[dict, list[Path]]:
     """Accuracy, loss, F1 (AUROC for two classes); confusion matrix, ROC and PR curves."""
-    y, scores, classes = scoring.data.splits["test"][1], outputs(scoring), scoring.record["classes"]
+    y, scores, classes = scoring.data.splits["test"][1], outputs(scoring), scoring.record.classes
     return _classified(scores, y, classes, scoring.folder)
 
 
@@ -48,7 +48,7 @@ def forecasting(scoring: Scoring) -> tuple[dict, list[Path]]:
 def reconstruction(scoring: Scoring) -> tuple[dict, list[Path]]:
     """MSE against PCA with as many components as the latent size; inputs and rebuilt ones."""
     x, rebuilt = scoring.data.splits["test"][0], outputs(scoring)
-    latent = scoring.record["model"]["latent"]
+    latent = scoring.record.model["latent"]
     metrics = task_metrics.reconstruction(rebuilt, x, scoring.data.splits["train"][0], latent)
     return metrics, plots.reconstructions(x.numpy(), rebuilt.numpy(), scoring.folder)
 
@@ -64,7 +64,7 @@ def generation(scoring: Scoring) -> tuple[dict, list[Path]]:
 
 def multitask(scoring: Scoring) -> tuple[dict, list[Path]]:
     """Each head's test metrics, named test/<head>/<metric>, and its plots, named <head>_*."""
-    heads, y, scores = scoring.record["heads"], scoring.data.splits["test"][1], outputs(scoring)
+    heads, y, scores = scoring.record.heads, scoring.data.splits["test"][1], outputs(scoring)
     stats, folder = _stats(scoring), scoring.folder
     outputs_of, columns_of = head_slices(heads, "outputs"), head_slices(heads, "columns")
     metrics, written = {}, []

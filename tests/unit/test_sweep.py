@@ -1,0 +1,37 @@
+"""A sweep's summary on its parent run, from its jobs' runs (stand-ins for MLflow's)."""
+
+from types import SimpleNamespace
+
+from dlpipe.sweep import summarise
+
+
+def job(status: str, watched: tuple[str, str] | None, **metrics: float) -> SimpleNamespace:
+    params = {}
+    if watched:
+        params = {"trainer.checkpoint_monitor": watched[0], "trainer.checkpoint_mode": watched[1]}
+    return SimpleNamespace(
+        info=SimpleNamespace(status=status, run_id=f"run-{len(metrics)}-{status}"),
+        data=SimpleNamespace(params=params, metrics=metrics),
+    )
+
+
+def test_best_job_is_best_on_the_metric_its_jobs_were_checkpointed_on():
+    """The config may leave the monitor to the task: the jobs' runs name it, and its mode."""
+    loss = ("val/loss", "min")
+    jobs = [
+        job("FINISHED", loss, **{"best/val/loss": 0.5}),
+        job("FINISHED", loss, **{"best/val/loss": 0.2, "x": 1}),
+        job("FAILED", None),
+    ]
+    summary = summarise(jobs)
+    assert summary.best is jobs[1] and summary.metric == "best/val/loss"
+    assert summary.counts == {"sweep/jobs": 3, "sweep/finished": 2, "sweep/failed": 1}
+
+
+def test_jobs_checkpointed_on_different_metrics_have_no_best():
+    jobs = [
+        job("FINISHED", ("val/loss", "min"), **{"best/val/loss": 0.5}),
+        job("FINISHED", ("val/acc", "max"), **{"best/val/acc": 0.9}),
+    ]
+    summary = summarise(jobs)
+    assert summary.best is None and summary.counts["sweep/finished"] == 2
