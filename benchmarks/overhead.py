@@ -33,15 +33,15 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
-from dlpipe import tracking
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
-from dlpipe.lightning_hooks import MlflowEpochLogger
-from dlpipe.optim import build_optimizer
 from dlpipe.paths import PROJECT
 from dlpipe.tasks.module import Task
 from dlpipe.tasks.objectives import classification
-from dlpipe.train import build_model, build_trainer, loaders
+from dlpipe.tracking import client as tracking
+from dlpipe.training.lightning_hooks import MlflowEpochLogger
+from dlpipe.training.optim import build_optimizer
+from dlpipe.training.train import build_model, build_trainer, loaders
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 

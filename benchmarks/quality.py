@@ -43,10 +43,10 @@ def truth_table_accuracy(project: Path, preset: "Preset") -> float:
     """The trained perceptron's accuracy on the 8 rows of the weather truth table."""
     import torch
 
-    from dlpipe.checkpoints import load_model
     from dlpipe.data.synthetic import weather
-    from dlpipe.metrics import predicted_classes
     from dlpipe.record import RunRecord
+    from dlpipe.tasks.metrics import predicted_classes
+    from dlpipe.training.checkpoints import load_model
 
     run_stages(project, f"experiment={preset.experiment}")
     record = RunRecord.read(project / "models/run.json")

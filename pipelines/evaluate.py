@@ -5,8 +5,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dlpipe.app import TRUSTED, launch, user_errors
-from dlpipe.schema.validate import validate
+from dlpipe.config.compose import TRUSTED, launch, user_errors
+from dlpipe.config.schema.validate import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -18,7 +18,7 @@ def main(cfg: DictConfig) -> None:
         # Imported once the config holds: torch and MLflow take longer to load than that.
         from hydra.core.hydra_config import HydraConfig
 
-        from dlpipe.evaluate import evaluate
+        from dlpipe.evaluation.evaluate import evaluate
 
         # The model and its data come from the training's record; the command line's own
         # overrides are checked against it (under DVC there are none: params.yaml holds all).

@@ -5,9 +5,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dlpipe.app import TRUSTED, launch, user_errors
+from dlpipe.config.compose import TRUSTED, launch, user_errors
+from dlpipe.config.schema.validate import validate
 from dlpipe.paths import PREPARED_DIR
-from dlpipe.schema.validate import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 

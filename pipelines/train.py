@@ -5,8 +5,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dlpipe.app import TRUSTED, in_sweep, job_outputs, launch, user_errors
-from dlpipe.schema.validate import validate
+from dlpipe.config.compose import TRUSTED, in_sweep, job_outputs, launch, user_errors
+from dlpipe.config.schema.validate import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -19,7 +19,7 @@ def main(cfg: DictConfig) -> float:
         if not in_sweep():
             validate(cfg)
         # Imported once the config holds: torch, Lightning and MLflow take seconds to load.
-        from dlpipe.train import train
+        from dlpipe.training.train import train
 
         return train(cfg, *job_outputs()).best_score
 

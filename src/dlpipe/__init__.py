@@ -12,7 +12,7 @@ def __getattr__(name: str):
     """`from dlpipe import Range`: the public name for a setting's range in a user's
     model, task or data source, loaded on first use (`dlpipe --help` does not need it)."""
     if name == "Range":
-        from dlpipe.schema.targets import Range
+        from dlpipe.config.schema.targets import Range
 
         return Range
     raise AttributeError(f"module 'dlpipe' has no attribute '{name}'")

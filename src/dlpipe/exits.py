@@ -11,7 +11,7 @@ EXIT_USAGE = 2
 
 def fail(message: str) -> None:
     """Print `error: <message>`, secrets masked, on stderr and exit with code 2."""
-    from dlpipe.secrets import mask_text  # on the way out only: it loads Hydra
+    from dlpipe.config.secrets import mask_text  # on the way out only: it loads Hydra
 
     print(f"error: {mask_text(message)}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)

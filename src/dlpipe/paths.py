@@ -29,13 +29,14 @@ class Outputs:
 
     @property
     def resume_file(self) -> Path:
-        """The interrupted training's run id, beside its checkpoints (see dlpipe.resume)."""
+        """The interrupted training's run id, beside its checkpoints (see
+        dlpipe.training.resume)."""
         return self.models / "resume.json"
 
     @property
     def lock_file(self) -> Path:
-        """Held by the training writing into models/ (see dlpipe.resume.holding); a dot-file
-        that .dvcignore keeps out of the models/ DVC caches."""
+        """Held by the training writing into models/ (see dlpipe.training.resume.holding); a
+        dot-file that .dvcignore keeps out of the models/ DVC caches."""
         return self.models / ".training.lock"
 
     @property

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from dlpipe import lineage, reproduce
-from dlpipe.config import flatten
+from dlpipe.config.checks import flatten
+from dlpipe.tracking import lineage, reproduce
 from tests.conftest import git_env, make_project, run, start_until
 from tests.stage_imports import stage_imports
 
@@ -81,7 +81,7 @@ def test_a_change_to_a_module_reruns_every_stage_that_imports_it(project, repro)
         stage: stage_imports(project / "pipelines" / f"{stage}.py", project / "src")
         for stage in ("prepare", "train", "evaluate")
     }
-    for module in ("errors.py", "registry.py"):
+    for module in ("errors.py", "tracking/registry.py"):
         code = project / "src/dlpipe" / module
         importing = {stage for stage, files in importers.items() if code in files}
         original = code.read_bytes()
@@ -120,7 +120,11 @@ def test_run_holds_config_curves_test_metrics_lineage_and_artifacts(project, rep
     assert read_json(project / "models" / "run.json")["run_id"] == run_id
 
     params = yaml.safe_load((project / "params.yaml").read_text())
-    assert run_record.data.params == {key: str(value) for key, value in flatten(params).items()}
+    assert params["trainer"]["checkpoint_monitor"] is None  # null: the task's own,
+    logged = {key: str(value) for key, value in flatten(params).items()}
+    # which the run records: a classifier keeps its best validation accuracy.
+    logged |= {"trainer.checkpoint_monitor": "val/acc", "trainer.checkpoint_mode": "max"}
+    assert run_record.data.params == logged
 
     client = client_for(project)
     epochs = len(read_json(project / "models" / "history.json"))

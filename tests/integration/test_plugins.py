@@ -5,7 +5,10 @@ the example there is the one tested here.
 """
 
 import json
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,9 +17,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from sklearn.datasets import load_digits
 
-from tests.conftest import BIN_DIR, ROOT, assert_one_line_error, git_env, make_project, run, stage
+from tests.conftest import (
+    BIN_DIR,
+    ROOT,
+    assert_one_line_error,
+    git_env,
+    make_project,
+    run,
+    stage,
+    start_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -188,7 +201,7 @@ ON_A_WORKER = textwrap.dedent(
 
     import ray
 
-    from dlpipe import cluster
+    from dlpipe.cluster import connect as cluster
 
     cluster.connect(None, 15, [Path(sys.argv[1])])
 
@@ -208,3 +221,32 @@ def test_ray_workers_import_the_package_shipped_to_them(own: Path, tmp_path: Pat
     user's package from the copy Ray ships them."""
     done = run([sys.executable, "-c", ON_A_WORKER, str(own / "mypkg")], tmp_path)
     assert "runtime_resources" in done.stdout.strip().splitlines()[-1]
+
+
+def test_own_model_killed_mid_training_resumes_into_its_run(own: Path, tmp_path: Path):
+    """kill -9 during a training of the user's model, then the same command: it goes on
+    from models/last.ckpt in the same MLflow run, every epoch logged once."""
+    project = tmp_path / "project"
+    shutil.copytree(own, project, symlinks=True)
+    shutil.rmtree(project / "models")
+    epochs = 6
+    command = [
+        sys.executable,
+        "pipelines/train.py",
+        "model=my_net",
+        f"trainer.max_epochs={epochs}",
+        f"trainer.early_stopping.patience={epochs}",
+    ]
+    killed = start_until(command, project, f"epoch 1/{epochs}", start_new_session=True)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.communicate(timeout=60)
+    run_id = json.loads((project / "models" / "resume.json").read_text())["run_id"]
+
+    resumed = run(command, project)
+    said = resumed.stdout + resumed.stderr
+    assert re.search(rf"resuming run {run_id} from models/last\.ckpt after epoch \d", said), said
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    assert client.get_run(run_id).info.status == "FINISHED"
+    steps = [metric.step for metric in client.get_metric_history(run_id, "val/loss")]
+    assert sorted(steps) == list(range(epochs))
+    assert record(project)["run_id"] == run_id

@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import BIN_DIR, free_port, git_env, make_project, run
+from tests.integration.test_plugins import add_own_model
 
 pytestmark = pytest.mark.slow
 
@@ -169,3 +170,24 @@ def test_unreachable_cluster_fails_fast_without_a_run(project):
     )
     assert "ray start --head" in line
     assert _runs(_client(project), f"params.`cluster.address` = '127.0.0.1:{port}'") == []
+
+
+def test_own_model_trains_on_the_cluster(head, tmp_path_factory):
+    """The README's own model (tests/integration/test_plugins.py) under Ray Train on the
+    running cluster: its workers build it from the user's package, shipped to them."""
+    project = make_project(tmp_path_factory.mktemp("ray-own") / "project")
+    add_own_model(project)
+    run([sys.executable, "pipelines/prepare.py"], project)
+    settings = ["cluster=ray", f"cluster.address={head}", "cluster.num_workers=2"]
+    run(
+        [sys.executable, "pipelines/train.py", "model=my_net", "trainer.max_epochs=2", *settings],
+        project,
+    )
+    record = json.loads((project / "models/run.json").read_text())
+    assert record["model"]["_target_"] == "mypkg.nets.MyNet"
+    trained = _client(project).get_run(record["run_id"])
+    assert trained.info.status == "FINISHED"
+    assert trained.data.params["cluster.num_workers"] == "2"
+    assert [
+        m.step for m in _client(project).get_metric_history(trained.info.run_id, "val/acc")
+    ] == [0, 1]

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlpipe.checkpoints import load_checkpoint, load_into
 from dlpipe.errors import DataError
 from dlpipe.models.registry import build_model
+from dlpipe.training.checkpoints import load_checkpoint, load_into
 from tests.conftest import model_cfg
 
 FIX = "train again"

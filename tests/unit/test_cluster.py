@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from dlpipe import cluster
+from dlpipe.cluster import connect as cluster
+from dlpipe.cluster.ray_train import _run, scaling_config, trainer_settings
 from dlpipe.errors import ConfigError, TrainingError
-from dlpipe.ray_train import _run, scaling_config, trainer_settings
-from dlpipe.train import _reach_cluster, task_kind
+from dlpipe.training.train import _reach_cluster, task_kind
 from tests.conftest import free_port
 
 

@@ -8,13 +8,13 @@ import torch
 import yaml
 from dvc.utils.hydra import compose_and_dump
 
-from dlpipe import config
+from dlpipe.config import checks as config
+from dlpipe.config.schema.validate import validate
 from dlpipe.errors import ConfigError
 from dlpipe.models.registry import model_task
-from dlpipe.optim import build_optimizer, build_schedule
 from dlpipe.paths import PROJECT
-from dlpipe.schema.validate import validate
-from dlpipe.train import build_model, build_trainer
+from dlpipe.training.optim import build_optimizer, build_schedule
+from dlpipe.training.train import build_model, build_trainer
 from tests.conftest import CONF_DIR, ROOT, SAMPLE_SHAPES, reads
 
 
@@ -164,7 +164,7 @@ def test_every_preset_composes_and_runs_a_fast_dev_run(make_cfg, preset):
 
     from dlpipe.data.arrays import ArrayLoader
     from dlpipe.data.sources import load_source
-    from dlpipe.train import build_task, task_of
+    from dlpipe.training.train import build_task, task_of
 
     cfg = make_cfg(f"experiment={preset}")
     validate(cfg)

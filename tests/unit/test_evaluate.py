@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from dlpipe import config
+from dlpipe.config import checks as config
 from dlpipe.errors import ConfigError
-from dlpipe.evaluate import check_overrides
+from dlpipe.evaluation.evaluate import check_overrides
 from dlpipe.record import RunRecord
 
 RUN_FILE = Path("models/run.json")

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from dlpipe.data.arrays import ArrayLoader
-from dlpipe.lightning_hooks import MlflowEpochLogger
 from dlpipe.paths import Outputs
-from dlpipe.train import build_task, build_trainer
+from dlpipe.training.lightning_hooks import MlflowEpochLogger
+from dlpipe.training.train import build_task, build_trainer
 
 
 def fit_small(make_cfg, tmp_path, epochs: int) -> MlflowEpochLogger:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dlpipe.lineage import changed_files, git_state, lineage_tags
+from dlpipe.tracking.lineage import changed_files, git_state, lineage_tags
 from tests.conftest import run
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import torch
 from torch import nn
 
-from dlpipe.schema.targets import Range
+from dlpipe.config.schema.targets import Range
 
 
 class MyNet(nn.Module):

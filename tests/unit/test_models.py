@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from dlpipe.errors import ConfigError
-from dlpipe.gradcheck import check_gradients, check_model_gradients
 from dlpipe.models.init import initialise
 from dlpipe.models.registry import build_model, check_model, model_task, recorded
+from dlpipe.training.gradcheck import check_gradients, check_model_gradients
 from tests.conftest import CONF_DIR, SAMPLE_SHAPES, model_cfg, reads
 
 # Every family conf/model/ offers: one added there is tested here with no edit.
@@ -256,7 +256,7 @@ USER_NETS = '''
     import torch
     from torch import nn
 
-    from dlpipe.schema.targets import Range
+    from dlpipe.config.schema.targets import Range
 
 
     class TinyNet(nn.Module):

@@ -9,16 +9,16 @@ import torch
 from sklearn.datasets import load_digits
 from torch.nn import functional as F
 
-from dlpipe import config
+from dlpipe.config import checks as config
+from dlpipe.config.schema.validate import validate
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.located import located_digits
 from dlpipe.data.prepare import prepare
 from dlpipe.data.tables import table
 from dlpipe.errors import ConfigError
 from dlpipe.models.multitask import build_for_data
-from dlpipe.schema.validate import validate
 from dlpipe.tasks.objectives import multitask
-from dlpipe.transfer import head_names
+from dlpipe.training.transfer import head_names
 from tests.conftest import model_cfg
 
 HEADS = [

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dlpipe.app import check_group_choices, compose_checked
-from dlpipe.usercode import code_folders
+from dlpipe.config.compose import check_group_choices, compose_checked
+from dlpipe.config.usercode import code_folders
 from tests.conftest import CONF_DIR
 
 NETS = """
@@ -64,7 +64,9 @@ def test_an_unknown_option_lists_every_folder(user_project: Path, capsys):
 def test_a_users_package_is_shipped_and_installed_ones_are_not(user_project: Path):
     config = {
         "model": {"_target_": "mypkg.nets.Tiny"},
-        "hydra": {"callbacks": {"sweep": {"_target_": "dlpipe.sweep.MlflowSweepCallback"}}},
+        "hydra": {
+            "callbacks": {"sweep": {"_target_": "dlpipe.tracking.sweep.MlflowSweepCallback"}}
+        },
         "search": {"pruner": {"_target_": "optuna.pruners.MedianPruner"}},
         "others": [{"_target_": "mypkg.nets.Tiny"}],
     }

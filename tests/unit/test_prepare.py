@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlpipe.config import to_dict
+from dlpipe.config.checks import to_dict
 from dlpipe.data.arrays import ArrayLoader, load_prepared
 from dlpipe.data.prepare import prepare, split
 from dlpipe.data.sources import load_source
@@ -123,7 +123,7 @@ def test_forecasting_is_split_by_time(make_cfg, tmp_path: Path):
 
 
 def test_changed_data_settings_are_named_against_the_prepared_data(make_cfg, tmp_path: Path):
-    from dlpipe import config
+    from dlpipe.config import checks as config
 
     meta = prepare(make_cfg("data=sunspots").data, tmp_path)
     config.check_prepared_matches(make_cfg("data=sunspots", "data.batch_size=4"), meta)
@@ -177,7 +177,7 @@ def test_a_source_s_values_are_checked_as_stored(make_cfg, monkeypatch, tmp_path
 
 
 def test_a_batch_larger_than_the_training_split_is_refused(make_cfg, prepared):
-    from dlpipe import config
+    from dlpipe.config import checks as config
 
     meta, _ = prepared
     config.check_batch_size(make_cfg("data.batch_size=1257"), meta)

@@ -10,14 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from dlpipe import registry, tracking
-from dlpipe.champion import Criterion, judged, registered_name
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.serving import transform
 from dlpipe.serving.inputs import read_input
 from dlpipe.tasks.kinds import builtin, replace
+from dlpipe.tracking import client as tracking
+from dlpipe.tracking import registry
+from dlpipe.tracking.champion import Criterion, judged, registered_name
 from tests.unit.test_serving import served
 
 
@@ -56,9 +57,11 @@ def champion(client) -> str:
 
 def test_published_model_is_the_champion_and_predicts_raw_inputs(setting_up, caplog):
     client, predictor, x = setting_up
-    with caplog.at_level(logging.INFO, logger="dlpipe.registry"):
+    with caplog.at_level(logging.INFO, logger="dlpipe.tracking.registry"):
         run_id = publish(client, predictor, x, acc=0.9)
-    assert [record.message for record in caplog.records if record.name == "dlpipe.registry"] == [
+    assert [
+        record.message for record in caplog.records if record.name == "dlpipe.tracking.registry"
+    ] == [
         f"registered digits version 1 (run {run_id})",
         f"promoted digits version 1 (run {run_id}) to champion: there was none (test/acc 0.9000)",
     ]
@@ -170,7 +173,9 @@ def served_data(make_cfg, folder: Path, *overrides: str):
 
 
 def registry_lines(caplog) -> list[str]:
-    return [record.message for record in caplog.records if record.name == "dlpipe.registry"]
+    return [
+        record.message for record in caplog.records if record.name == "dlpipe.tracking.registry"
+    ]
 
 
 def test_versions_of_another_task_or_inputs_are_never_compared(
@@ -184,7 +189,7 @@ def test_versions_of_another_task_or_inputs_are_never_compared(
     )
     linear, x_linear = served_data(make_cfg, tmp_path / "linear", "data=linear")
     first = publish(client, predictor, x, acc=0.5)
-    with caplog.at_level(logging.INFO, logger="dlpipe.registry"):
+    with caplog.at_level(logging.INFO, logger="dlpipe.tracking.registry"):
         other_inputs = publish(client, table, x_table, acc=0.99)
         regression = publish(client, linear, x_linear, acc=0.1, metric="test/rmse")
     stays = f"digits version 1 (run {first}) stays champion, not compared with version"

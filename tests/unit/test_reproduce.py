@@ -10,10 +10,11 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from dlpipe import config, secrets
-from dlpipe import reproduce as reproduction
+from dlpipe.config import checks as config
+from dlpipe.config import secrets
 from dlpipe.errors import ConfigError, DlpipeError, LineageError
-from dlpipe.reproduce import (
+from dlpipe.tracking import reproduce as reproduction
+from dlpipe.tracking.reproduce import (
     MetricComparison,
     Record,
     compare,

@@ -11,9 +11,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from dlpipe import files, resume, tracking
+from dlpipe import files
 from dlpipe.errors import ConfigError, DataError
 from dlpipe.paths import Outputs
+from dlpipe.tracking import client as tracking
+from dlpipe.training import resume
 from tests.conftest import ROOT
 
 

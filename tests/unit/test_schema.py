@@ -10,13 +10,13 @@ import typing
 import pytest
 from omegaconf import OmegaConf
 
+from dlpipe.config.schema import groups
+from dlpipe.config.schema.validate import validate
 from dlpipe.errors import ConfigError
 from dlpipe.models import registry
 from dlpipe.models.init import SCHEMES
 from dlpipe.models.mlp import ACTIVATIONS
-from dlpipe.optim import OPTIMIZERS, build_optimizer, build_schedule
-from dlpipe.schema import groups
-from dlpipe.schema.validate import validate
+from dlpipe.training.optim import OPTIMIZERS, build_optimizer, build_schedule
 from tests.conftest import CONF_DIR, ROOT, model_cfg
 
 GROUPS = ("data", "model", "optim", "schedule", "trainer", "tracking", "cluster", "search")
@@ -261,7 +261,7 @@ def test_validating_imports_neither_torch_nor_mlflow():
     script = (
         "import sys\n"
         "from hydra import compose, initialize_config_dir\n"
-        "from dlpipe.schema.validate import validate\n"
+        "from dlpipe.config.schema.validate import validate\n"
         f"with initialize_config_dir({str(CONF_DIR)!r}):\n"
         f"    for name in {MODEL_OPTIONS!r}:\n"
         "        validate(compose('config', overrides=[f'model={name}']))\n"

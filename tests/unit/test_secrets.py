@@ -10,7 +10,14 @@ import yaml
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from dlpipe.secrets import MASK, MaskHydraRecord, looks_secret, mask, mask_override, mask_text
+from dlpipe.config.secrets import (
+    MASK,
+    MaskHydraRecord,
+    looks_secret,
+    mask,
+    mask_override,
+    mask_text,
+)
 
 SECRET = "hunter2secret"
 # A password in a URL, in each form a user may write one: as given, and as it is shown.
@@ -186,8 +193,8 @@ def test_log_lines_are_masked_whoever_logs_them(stage_start, caplog, url, shown)
 
 @pytest.mark.parametrize("url,shown", URL_FORMS)
 def test_error_lines_are_masked(capsys, url, shown):
-    from dlpipe.app import fail
-    from dlpipe.tracking import one_line
+    from dlpipe.config.compose import fail
+    from dlpipe.tracking.client import one_line
 
     # An exception's text becomes a run's dlpipe.failure tag and a part of error messages.
     assert one_line(RuntimeError(f"cannot reach {url}")) == f"RuntimeError: cannot reach {shown}"
@@ -197,7 +204,7 @@ def test_error_lines_are_masked(capsys, url, shown):
 
 
 def test_a_refused_command_line_is_masked_in_its_error(capsys, monkeypatch):
-    from dlpipe.app import compose_checked
+    from dlpipe.config.compose import compose_checked
 
     monkeypatch.setattr(sys, "argv", ["pipelines/train.py", f"+tracking.token={SECRET}", "seed"])
     conf = Path(__file__).resolve().parents[2] / "conf"
@@ -210,7 +217,7 @@ def test_a_refused_command_line_is_masked_in_its_error(capsys, monkeypatch):
 def test_a_sweep_parent_run_records_no_secret(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    from dlpipe.sweep import MlflowSweepCallback
+    from dlpipe.tracking.sweep import MlflowSweepCallback
 
     monkeypatch.setenv("TEAM_API_KEY", "env-held-value")
     overrides = [

@@ -10,17 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from dlpipe import champion
-from dlpipe.checkpoints import build_network
+from dlpipe.config.schema.validate import validate
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.errors import ConfigError, DataError
 from dlpipe.record import RunRecord
-from dlpipe.schema.validate import validate
 from dlpipe.serving import transform
 from dlpipe.serving.inputs import read_input
 from dlpipe.serving.predictor import Predictor
 from dlpipe.tasks.kinds import builtin
+from dlpipe.tracking import champion
+from dlpipe.training.checkpoints import build_network
 
 MLP = {
     "_target_": "dlpipe.models.mlp.mlp",

@@ -14,16 +14,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from dlpipe.champion import registered_name
+from dlpipe.config.schema import targets
+from dlpipe.config.schema.data import COMMON, source_settings
+from dlpipe.config.schema.validate import validate
 from dlpipe.data import arrays_file, images, series, synthetic, tables
 from dlpipe.data.digits import digits
 from dlpipe.data.prepare import prepare
 from dlpipe.data.raw import HEAD_TASKS
 from dlpipe.data.sources import code_digest, load_source
 from dlpipe.errors import ConfigError, DataError
-from dlpipe.schema import targets
-from dlpipe.schema.data import COMMON, source_settings
-from dlpipe.schema.validate import validate
+from dlpipe.tracking.champion import registered_name
 from tests.conftest import CONF_DIR, ROOT
 
 
@@ -260,7 +260,7 @@ def test_checking_every_data_config_loads_no_data_library():
     script = (
         "import sys\n"
         "from hydra import compose, initialize_config_dir\n"
-        "from dlpipe.schema.validate import validate\n"
+        "from dlpipe.config.schema.validate import validate\n"
         f"with initialize_config_dir({str(CONF_DIR)!r}):\n"
         f"    for name in {sorted(data_configs())!r}:\n"
         f"        extra = {overrides!r}.get(name)\n"

@@ -9,8 +9,15 @@ from mlflow import MlflowClient
 
 from dlpipe.cli.project import tracking_settings
 from dlpipe.errors import ConfigError, TrackingError
-from dlpipe.store import open_store
-from dlpipe.store.query import Clause, Key, QueryError, parse_filter, parse_key, parse_order
+from dlpipe.tracking.store import open_store
+from dlpipe.tracking.store.query import (
+    Clause,
+    Key,
+    QueryError,
+    parse_filter,
+    parse_key,
+    parse_order,
+)
 from tests.conftest import CONF_DIR
 
 # name, model, lr, test/acc, status; val/loss is logged per epoch.

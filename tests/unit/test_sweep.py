@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from dlpipe.sweep import summarise
+from dlpipe.tracking.sweep import summarise
 
 
 def job(status: str, watched: tuple[str, str] | None, **metrics: float) -> SimpleNamespace:

@@ -11,16 +11,17 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dlpipe import config, metrics
-from dlpipe.champion import judged
+from dlpipe.config import checks as config
+from dlpipe.config.schema.validate import validate
 from dlpipe.data.arrays import ArrayLoader
 from dlpipe.errors import ConfigError
-from dlpipe.lightning_hooks import MlflowEpochLogger
 from dlpipe.paths import Outputs
-from dlpipe.schema.validate import validate
+from dlpipe.tasks import metrics
 from dlpipe.tasks.kinds import builtin, replace
 from dlpipe.tasks.objectives import classification_loss, perceptron_criterion
-from dlpipe.train import build_model, build_task, build_trainer, task_kind
+from dlpipe.tracking.champion import judged
+from dlpipe.training.lightning_hooks import MlflowEpochLogger
+from dlpipe.training.train import build_model, build_task, build_trainer, task_kind
 from tests.conftest import ROOT, assert_one_line_error
 
 

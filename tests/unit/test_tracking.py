@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from dlpipe import tracking
 from dlpipe.errors import TrackingError
+from dlpipe.tracking import client as tracking
 from tests.conftest import free_port
 
 
@@ -103,7 +103,7 @@ def test_queued_dvc_experiments_log_to_the_project_store(tmp_path: Path, monkeyp
 
 OPEN_AND_WAIT = """
 import sys, time
-from dlpipe import tracking
+from dlpipe.tracking import client as tracking
 client = tracking.get_client(sys.argv[1])
 print(tracking.open_run(client, "tests", {}), flush=True)
 time.sleep(600)

@@ -14,8 +14,8 @@ from mlflow.environment_variables import (
 )
 from mlflow.exceptions import MlflowException
 
-from dlpipe import tracking
 from dlpipe.errors import ConfigError, TrackingError
+from dlpipe.tracking import client as tracking
 from tests.conftest import free_port
 
 
@@ -50,7 +50,7 @@ def test_a_bound_beyond_mlflows_retries_is_refused():
 
 
 def test_the_schema_allows_exactly_the_bounds_mlflow_can_retry_for(make_cfg):
-    from dlpipe.schema.validate import validate
+    from dlpipe.config.schema.validate import validate
 
     validate(make_cfg("tracking.retry_seconds=486"))
     with pytest.raises(ConfigError, match=r"tracking.retry_seconds must be .*486"):

@@ -7,7 +7,7 @@ import torch
 
 from dlpipe.errors import ConfigError, DataError
 from dlpipe.models.registry import build_model
-from dlpipe.transfer import checkpoint_path, freeze, load_weights
+from dlpipe.training.transfer import checkpoint_path, freeze, load_weights
 from tests.conftest import model_cfg
 
 # Flatten, then Linear-ReLU per hidden layer (no dropout), then the head: layer 5.

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from dlpipe import tracking
-from dlpipe.ui import VIEW_TAG, runs_view
+from dlpipe.tracking import client as tracking
+from dlpipe.tracking.ui import VIEW_TAG, runs_view
 
 
 def test_address_opens_the_training_runs_with_their_key_columns(tmp_path: Path):

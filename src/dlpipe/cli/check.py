@@ -38,10 +38,10 @@ def gradcheck(args: argparse.Namespace) -> int:
     """Check the configured model's gradients against finite differences, group by group."""
     cfg = compose(args.overrides)
     # Imported once the config holds: torch takes longer to load than the check.
-    from dlpipe import config
+    from dlpipe.config import checks as config
     from dlpipe.data.sources import load_source
-    from dlpipe.gradcheck import check_model_gradients
     from dlpipe.models import registry
+    from dlpipe.training.gradcheck import check_model_gradients
 
     raw = load_source(config.to_dict(cfg.data))
     input_shape = raw.x.shape[1:]
@@ -70,7 +70,7 @@ def reproduce(args: argparse.Namespace) -> int:
     its prepared data (data/prepared), or --force."""
     client, _ = client_and_config(args.overrides)
     # Imported once the config holds: the training loads torch and Lightning.
-    from dlpipe.reproduce import reproduce as train_again
+    from dlpipe.tracking.reproduce import reproduce as train_again
 
     matched = train_again(client, args.run_id, args.force)
     return 0 if matched else EXIT_FAILED_CHECK

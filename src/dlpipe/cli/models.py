@@ -64,7 +64,7 @@ def models(args: argparse.Namespace) -> int:
     folders on Hydra's search path (hydra.searchpath in conf/config.yaml, or given here),
     dlpipe's and the project's own alike, with its _target_ and its settings: type, value
     (the YAML's, else the builder's default) and range, read without importing torch."""
-    from dlpipe.app import search_folders
+    from dlpipe.config.compose import search_folders
     from dlpipe.models.catalog import list_models
 
     found = list_models(search_folders(args.overrides, conf_dir()))
@@ -103,7 +103,7 @@ def promote(args: argparse.Namespace) -> int:
     """Make the model version registered from RUN the `champion` alias of its model if it
     beats the current champion on registry.metric (null: the metric the version was
     registered with, test/acc or test/rmse by task), and say what was compared."""
-    from dlpipe import registry
+    from dlpipe.tracking import registry
 
     client, cfg = client_and_config(args.overrides)
     version = registry.version_of_run(client, args.run_id, args.name)
@@ -128,7 +128,7 @@ def predict(args: argparse.Namespace) -> int:
     from dlpipe.errors import DlpipeError
     from dlpipe.serving.inputs import read_input
     from dlpipe.serving.loading import open_model
-    from dlpipe.tracking import TrackingStoreError
+    from dlpipe.tracking.client import TrackingStoreError
 
     client, _ = client_and_config(args.overrides)
     settings, model_predict = open_model(args.model, client, args.run_file)

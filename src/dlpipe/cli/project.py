@@ -10,7 +10,7 @@ take to start, and importing MLflow several times as long.
 from pathlib import Path
 
 from dlpipe.errors import ConfigError
-from dlpipe.store.location import resolve_uri
+from dlpipe.tracking.store.location import resolve_uri
 
 # The settings a tracking override may change on the command line.
 _TRACKING_SETTINGS = ("uri", "experiment")
@@ -28,7 +28,7 @@ def conf_dir() -> Path:
 
 def compose(overrides: list[str]):
     """The project's config with `overrides`, checked against its schema."""
-    from dlpipe.app import compose_checked
+    from dlpipe.config.compose import compose_checked
 
     return compose_checked(conf_dir(), overrides)
 
@@ -36,7 +36,7 @@ def compose(overrides: list[str]):
 def client_and_config(overrides: list[str]):
     """The project's config with `overrides`, and a client of its tracking store."""
     cfg = compose(overrides)
-    from dlpipe.tracking import get_client  # MLflow: once the config holds
+    from dlpipe.tracking.client import get_client  # MLflow: once the config holds
 
     return get_client(resolve_uri(cfg.tracking.uri)), cfg
 
@@ -93,7 +93,7 @@ def _default_option(conf: Path) -> str:
 def _composed(conf: Path, overrides: list[str]) -> dict:
     from omegaconf import OmegaConf
 
-    from dlpipe.app import compose_checked
+    from dlpipe.config.compose import compose_checked
 
     return OmegaConf.to_container(compose_checked(conf, overrides).tracking, resolve=True)
 

@@ -55,10 +55,10 @@ def runs(args: argparse.Namespace) -> int:
     """List the experiment's latest runs: id, status, name, start, duration, key params and
     metrics. --filter and --parent pick runs, --sort orders them, --json gives every field.
     With --stale, first mark FAILED the runs left RUNNING by a process that died."""
-    from dlpipe import runs as listing
-    from dlpipe.store import PARENT_TAG, open_store
-    from dlpipe.store.location import masked
-    from dlpipe.store.query import Clause, Key, parse_filter, parse_order
+    from dlpipe.tracking import listing
+    from dlpipe.tracking.store import PARENT_TAG, open_store
+    from dlpipe.tracking.store.location import masked
+    from dlpipe.tracking.store.query import Clause, Key, parse_filter, parse_order
 
     uri, experiment = tracking_settings(conf_dir(), args.overrides)
     clauses = parse_filter(args.filter or "")
@@ -89,9 +89,9 @@ def runs(args: argparse.Namespace) -> int:
 def compare(args: argparse.Namespace) -> int:
     """Show runs side by side: the params that differ and every metric. With --plot, also
     write their learning curves (each metric logged per epoch) in one PNG."""
-    from dlpipe import compare as comparison
-    from dlpipe.store import open_store
-    from dlpipe.store.query import QueryError
+    from dlpipe.tracking import compare as comparison
+    from dlpipe.tracking.store import open_store
+    from dlpipe.tracking.store.query import QueryError
 
     run_ids = [arg for arg in args.runs if "=" not in arg]
     if len(run_ids) < 2:
@@ -109,7 +109,7 @@ def compare(args: argparse.Namespace) -> int:
 def ui(args: argparse.Namespace) -> int:
     """Start the MLflow UI on the project's store and print the address of the experiment's
     runs, with their key params and metrics, and of their charts; Ctrl-C stops it."""
-    from dlpipe.ui import serve
+    from dlpipe.tracking.ui import serve
 
     uri, experiment = tracking_settings(conf_dir(), args.overrides)
     return serve(uri, args.host, args.port, experiment)

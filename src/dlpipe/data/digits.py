@@ -4,10 +4,10 @@ from typing import Annotated
 
 import numpy as np
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.data import located
 from dlpipe.data.raw import RawData, class_indices
 from dlpipe.errors import ConfigError
-from dlpipe.schema.targets import Range
 
 
 def digits(

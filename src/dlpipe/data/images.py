@@ -5,9 +5,9 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.data.raw import RawData
 from dlpipe.errors import ConfigError, DataError
-from dlpipe.schema.targets import Range
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 MODES = {1: "L", 3: "RGB"}

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import numpy as np
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.data.raw import RawData, Target, class_indices, multitask
 from dlpipe.errors import ConfigError
-from dlpipe.schema.targets import Range
 
 DIGIT_SIDE = 8
 # scikit-learn's digits run from 0 (blank) to 16 (full ink).

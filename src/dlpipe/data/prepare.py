@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from dlpipe import files
-from dlpipe.config import to_dict
+from dlpipe.config.checks import to_dict
 from dlpipe.data.raw import RawData, check_stored, head_slices
 from dlpipe.data.sources import load_source, source_record
 from dlpipe.errors import ConfigError

@@ -5,10 +5,10 @@ from typing import Annotated
 
 import numpy as np
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.data.raw import RawData
 from dlpipe.data.tables import numeric_column, read_frame, require_columns
 from dlpipe.errors import ConfigError, DataError
-from dlpipe.schema.targets import Range
 
 
 def windows(series: np.ndarray, window: int, horizon: int, name: str) -> RawData:

@@ -2,7 +2,7 @@
 generated from a seed: nothing is downloaded), the user's files, and a user's own source.
 
 A source is a function of its own settings (the keys of its data config beyond those
-every data set has: dlpipe.schema.data.COMMON), found at the config's `_target_`. It
+every data set has: dlpipe.config.schema.data.COMMON), found at the config's `_target_`. It
 returns either RawData, or arrays `(x, y)`: samples first, y of floats a regression's
 targets, any other y (integers, text, booleans) a classification's labels, each distinct
 label a class. The prepare stage splits, standardises, hashes and writes either alike.
@@ -12,10 +12,10 @@ import hashlib
 
 import numpy as np
 
+from dlpipe.config.schema import targets
+from dlpipe.config.schema.data import source_settings, target_of
 from dlpipe.data.raw import TASKS, RawData, from_arrays
 from dlpipe.errors import DataError
-from dlpipe.schema import targets
-from dlpipe.schema.data import source_settings, target_of
 
 
 def load_source(data_cfg: dict) -> RawData:

@@ -5,8 +5,8 @@ from typing import Annotated
 
 import numpy as np
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.data.raw import RawData
-from dlpipe.schema.targets import Range
 
 WEATHER_INPUTS = ("clear", "light", "warm")
 

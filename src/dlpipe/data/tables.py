@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import numpy as np
 import pandas as pd
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.data.raw import (
     BEYOND_FLOAT32,
     HEAD_TASKS,
@@ -22,7 +23,6 @@ from dlpipe.data.raw import (
     multitask,
 )
 from dlpipe.errors import ConfigError, DataError
-from dlpipe.schema.targets import Range
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 _FILL_OR_REPLACE = "add a header row and data rows, or set data.path to another file"

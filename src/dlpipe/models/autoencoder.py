@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 import torch
 from torch import nn
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.models.mlp import make_activation
 from dlpipe.models.registry import sets_task
-from dlpipe.schema.targets import Range
 
 
 def _stack(widths: Sequence[int], activation: str, dropout: float) -> list[nn.Module]:

@@ -2,7 +2,7 @@
 
 Each model/<name>.yaml of the config folders (conf/ and those on Hydra's search path; a
 name in several is listed once, from the first) is one choice. Its settings are
-read from its builder's signature without importing it (see dlpipe.schema.targets), so
+read from its builder's signature without importing it (see dlpipe.config.schema.targets), so
 listing every model stays quick and needs no torch; a choice whose builder cannot be
 read is listed with the reason.
 """
@@ -14,9 +14,9 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from dlpipe.config.schema import targets
 from dlpipe.errors import ConfigError
 from dlpipe.models import registry
-from dlpipe.schema import targets
 
 # Defaults a listing can show as they are; any other was computed by the builder's code.
 _PLAIN = (type(None), bool, int, float, str, list, tuple, dict)

@@ -5,9 +5,9 @@ from typing import Annotated
 
 from torch import nn
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.errors import ConfigError
 from dlpipe.models.shapes import require_image
-from dlpipe.schema.targets import Range
 
 
 def cnn(

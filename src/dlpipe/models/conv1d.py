@@ -14,9 +14,9 @@ from typing import Annotated
 import torch
 from torch import nn
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.errors import ConfigError
 from dlpipe.models.shapes import mismatch
-from dlpipe.schema.targets import Range
 
 SERIES = "sequences shaped (steps, features) or flat vectors (features,)"
 Sizes = Annotated[list[int], Range(gt=0, nonempty=True)]

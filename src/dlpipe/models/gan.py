@@ -13,8 +13,8 @@ from typing import Annotated
 import torch
 from torch import nn
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.models.registry import sets_task
-from dlpipe.schema.targets import Range
 
 
 def _mlp(widths: Sequence[int], hidden_activation: Callable[[], nn.Module], dropout: float):

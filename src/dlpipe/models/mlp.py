@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from torch import nn
 
-from dlpipe.schema.targets import Range
+from dlpipe.config.schema.targets import Range
 
 Activation = Literal["relu", "tanh", "gelu", "sigmoid"]
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}

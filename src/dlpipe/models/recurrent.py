@@ -10,8 +10,8 @@ from typing import Annotated
 import torch
 from torch import nn
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.models.shapes import ImageRows, sequence_shape
-from dlpipe.schema.targets import Range
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 Positive = Annotated[int, Range(gt=0)]

@@ -6,7 +6,7 @@ holds the builder's settings plus `init`, the weight initialisation applied afte
 built, and optionally `name`, its label in runs (the builder's name when left out). The
 builder takes the data's `input_shape` (without the batch axis) and `num_outputs` when
 its signature has them, and its settings as keyword arguments; the settings' types and
-ranges come from its signature (see dlpipe.schema.targets), read without importing torch.
+ranges come from its signature (see dlpipe.config.schema.targets), read without importing torch.
 
 A builder whose model trains for a task of its own, whatever the data's (an autoencoder
 reconstructs), says so with a `task` attribute: `@sets_task("reconstruction")` on a
@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlpipe.config.schema import targets
 from dlpipe.errors import ConfigError, DlpipeError
-from dlpipe.schema import targets
 
 if TYPE_CHECKING:
     from torch import nn

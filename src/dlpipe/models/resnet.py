@@ -10,8 +10,8 @@ from typing import Annotated
 import torch
 from torch import nn
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.models.shapes import require_image
-from dlpipe.schema.targets import Range
 
 
 class BasicBlock(nn.Module):

@@ -12,9 +12,9 @@ from typing import Annotated
 import torch
 from torch import nn
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.errors import ConfigError
 from dlpipe.models.shapes import SEQUENCES, mismatch
-from dlpipe.schema.targets import Range
 
 Positive = Annotated[int, Range(gt=0)]
 

@@ -11,10 +11,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from dlpipe import tracking
 from dlpipe.errors import DataError, TrackingError
 from dlpipe.record import RunRecord
-from dlpipe.tracking import Client, TrackingStoreError
+from dlpipe.tracking import client as tracking
+from dlpipe.tracking.client import Client, TrackingStoreError
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlpipe import checkpoints, files
-from dlpipe.checkpoints import build_network
+from dlpipe import files
 from dlpipe.errors import DataError
 from dlpipe.record import RunRecord
 from dlpipe.serving import settings as serving_settings
 from dlpipe.serving import transform
+from dlpipe.training import checkpoints
+from dlpipe.training.checkpoints import build_network
 
 SETTINGS_FILE, WEIGHTS_FILE = "settings.json", "weights.pt"
 # Rows per forward pass: bounds memory on large inputs.

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from dlpipe.errors import DataError
-from dlpipe.metrics import predicted_classes, unscale
+from dlpipe.tasks.metrics import predicted_classes, unscale
 
 
 def model_input(settings: dict, raw: pd.DataFrame | np.ndarray) -> torch.Tensor:

@@ -10,8 +10,8 @@ stays the built-in task's: the run record, evaluation, the registry and serving 
 
 from typing import Any
 
+from dlpipe.config.schema import targets
 from dlpipe.errors import ConfigError
-from dlpipe.schema import targets
 from dlpipe.tasks.kinds import BUILTIN, TaskKind, builtin
 
 

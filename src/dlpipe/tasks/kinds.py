@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from dlpipe.config.schema import targets
 from dlpipe.errors import ConfigError
 from dlpipe.record import RunRecord
-from dlpipe.schema import targets
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -39,14 +39,14 @@ class Setup:
     model: "torch.nn.Module"
     label: str  # the model's name in runs
     meta: dict  # the prepared data's meta.json: classes, heads, shapes
-    optim: dict  # settings of dlpipe.optim.build_optimizer
-    schedule: dict  # settings of dlpipe.optim.build_schedule
+    optim: dict  # settings of dlpipe.training.optim.build_optimizer
+    schedule: dict  # settings of dlpipe.training.optim.build_schedule
     weights: dict[str, float]  # each head's weight in a multi-task loss
 
 
 @dataclass(frozen=True)
 class Scoring:
-    """What scoring a trained model on the test split may read (see dlpipe.tasks.scoring)."""
+    """What scoring a trained model on the test split may read (see dlpipe.evaluation.scoring)."""
 
     model: "torch.nn.Module"
     record: RunRecord  # models/run.json
@@ -166,7 +166,7 @@ def _objective(name: str) -> Callable:
 
 
 def _scored(name: str) -> Callable:
-    return _later(f"dlpipe.tasks.scoring.{name}")
+    return _later(f"dlpipe.evaluation.scoring.{name}")
 
 
 _BUILTIN = (

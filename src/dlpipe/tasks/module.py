@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from dlpipe.errors import TrainingError
-from dlpipe.optim import build_optimizer, build_schedule
 from dlpipe.tasks.kinds import Setup
 from dlpipe.tasks.objectives import Batch, Objective
+from dlpipe.training.optim import build_optimizer, build_schedule
 
 
 class Task(pl.LightningModule):

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from torchmetrics.functional import accuracy
 
 from dlpipe.data.raw import head_slices
-from dlpipe.metrics import predicted_classes
+from dlpipe.tasks.metrics import predicted_classes
 
 if TYPE_CHECKING:
     from dlpipe.tasks.kinds import Setup

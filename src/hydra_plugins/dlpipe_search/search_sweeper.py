@@ -20,7 +20,7 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe.search import make_pruner, record_outcome, save_plots, trials_to_run
+from dlpipe.search.study import make_pruner, record_outcome, save_plots, trials_to_run
 
 log = logging.getLogger(__name__)
 _TRUSTED = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")

@@ -1,0 +1,191 @@
+"""Training under Ray Train: the same task, data and settings on `cluster.num_workers` workers.
+
+This process (the driver) owns the MLflow run: it opens the run with its params before
+the workers start and closes it after they end. Worker 0 logs each epoch's metrics into
+that run. Every epoch ends with a checkpoint reported to Ray; when a worker dies and
+cluster.max_failures allows, Ray restarts the workers, which resume from the latest
+checkpoint while worker 0 skips what the run already holds, so no epoch is logged twice.
+The best and the last checkpoints land in models/ as a local training leaves them.
+
+Prepared data reaches the workers through Ray's object store, never by reading the
+driver's disk: on several nodes only the driver needs data/prepared.
+"""
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dlpipe import files
+from dlpipe.config import checks as config
+from dlpipe.data.arrays import ArrayLoader, PreparedData
+from dlpipe.errors import DlpipeError, TrainingError
+from dlpipe.paths import Outputs
+from dlpipe.tracking import client as tracking
+from dlpipe.training.resume import EpochOrder, RandomState
+from dlpipe.training.trainer import (
+    early_stopping,
+    fit_settings,
+    quiet_lightning,
+    seed_all,
+    worker_threads,
+)
+
+log = logging.getLogger(__name__)
+_CHECKPOINT = "checkpoint.ckpt"  # RayTrainReportCallback's file name in a checkpoint
+
+
+def scaling_config(cluster: DictConfig):
+    """Workers, and what each reserves: its CPUs and, with use_gpu, one GPU."""
+    from ray.train import ScalingConfig
+
+    resources = dict(config.to_dict(cluster.resources_per_worker))
+    if cluster.use_gpu:
+        resources.setdefault("GPU", 1)
+    return ScalingConfig(
+        num_workers=cluster.num_workers, use_gpu=cluster.use_gpu, resources_per_worker=resources
+    )
+
+
+def trainer_settings(cfg: DictConfig, steps_per_epoch: int) -> dict:
+    """The Lightning Trainer settings of a worker, from conf/trainer (strategy aside)."""
+    return {
+        **fit_settings(cfg.trainer, steps_per_epoch),
+        "accelerator": "gpu" if cfg.cluster.use_gpu else "cpu",
+        "devices": "auto",
+        "enable_checkpointing": False,  # Ray keeps the checkpoints
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+
+
+def fit(cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Outputs) -> float:
+    """Train `task` on the cluster; write models/best.ckpt and last.ckpt; return the best
+    score of trainer.checkpoint_monitor."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    # Each report waits for the controller's next poll (every 2 s by default): with short
+    # epochs that wait, not training, would set the pace.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    cluster = cfg.cluster
+    monitor, mode = cfg.trainer.checkpoint_monitor, cfg.trainer.checkpoint_mode
+    trainer = TorchTrainer(
+        _work,
+        train_loop_config={
+            "cfg": config.to_dict(cfg),
+            "task": task,
+            "train": ray.put(data.splits["train"]),
+            "val": ray.put(data.splits["val"]),
+            "run_id": run_id,
+            "tracking_uri": client.tracking_uri,
+        },
+        scaling_config=scaling_config(cluster),
+        run_config=RunConfig(
+            name=run_id,  # a fresh name: Ray resumes a run whose name it has seen
+            storage_path=cluster.storage_path,
+            failure_config=FailureConfig(max_failures=cluster.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=monitor, checkpoint_score_order=mode
+            ),
+        ),
+    )
+    result = _run(trainer, cluster.max_failures)
+    pick = max if mode == "max" else min
+    best, metrics = pick(result.best_checkpoints, key=lambda pair: pair[1][monitor])
+    _copy(best, out.best_ckpt)
+    _copy(result.checkpoint, out.last_ckpt)
+    if "://" not in str(result.path):  # checkpoints on this machine: copied, so drop them
+        shutil.rmtree(result.path, ignore_errors=True)
+    return float(metrics[monitor])
+
+
+def _run(trainer, max_failures: int):
+    """trainer.fit(), its failure said in one line: a worker's own error when it had one."""
+    from ray.train import TrainingFailedError
+
+    try:
+        return trainer.fit()
+    except TrainingFailedError as exc:
+        # A worker's own exception, unwrapped from Ray's task error when it is one.
+        failures = {
+            rank: getattr(error, "cause", None) or error
+            for rank, error in (getattr(exc, "worker_failures", None) or {}).items()
+        }
+        for error in failures.values():
+            if isinstance(error, DlpipeError):
+                raise error from exc
+        said = "; ".join(f"worker {rank}: {tracking.one_line(e)}" for rank, e in failures.items())
+        raise TrainingError(
+            f"Ray Train failed after {max_failures} restart(s) (cluster.max_failures): "
+            f"{said or tracking.one_line(exc)}"
+        ) from exc
+
+
+def _copy(checkpoint, target: Path) -> None:
+    with checkpoint.as_directory() as folder, files.atomic_path(target) as tmp:
+        shutil.copyfile(Path(folder) / _CHECKPOINT, tmp)
+
+
+def _work(loop: dict) -> None:
+    """One worker: fit the task on its shard of each epoch, resuming from Ray's latest
+    checkpoint after a restart."""
+    import lightning.pytorch as pl
+    import ray
+    import ray.train
+    from ray.train.lightning import (
+        RayDDPStrategy,
+        RayLightningEnvironment,
+        RayTrainReportCallback,
+        prepare_trainer,
+    )
+
+    cfg = OmegaConf.create(loop["cfg"])
+    context = ray.train.get_context()
+    rank, workers = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(worker_threads(cfg))
+    seed_all(cfg.seed)
+    quiet_lightning()
+    (x_train, y_train), (x_val, y_val) = ray.get(loop["train"]), ray.get(loop["val"])
+    batch = cfg.data.batch_size
+    train_loader = ArrayLoader(
+        x_train, y_train, batch, shuffle=True, seed=cfg.seed, shard=(rank, workers)
+    )
+    resumed = ray.train.get_checkpoint()
+    trainer = prepare_trainer(
+        pl.Trainer(
+            **trainer_settings(cfg, len(train_loader)),
+            strategy=RayDDPStrategy(),
+            plugins=[RayLightningEnvironment()],
+            callbacks=[
+                EpochOrder(train_loader),
+                RandomState(),
+                early_stopping(cfg.trainer),
+                RayTrainReportCallback(),
+            ],
+            logger=_run_logger(loop, cfg, resumed is not None) if rank == 0 else False,
+        )
+    )
+    val_loader = ArrayLoader(x_val, y_val, batch)
+    if resumed is None:
+        trainer.fit(loop["task"], train_loader, val_loader)
+        return
+    with resumed.as_directory() as folder:
+        log.info(f"worker {rank} resumes from {folder}")
+        trainer.fit(loop["task"], train_loader, val_loader, ckpt_path=Path(folder) / _CHECKPOINT)
+
+
+def _run_logger(loop: dict, cfg: DictConfig, resumed: bool):
+    """Worker 0's logger into the driver's run; after a restart it leaves out the epochs
+    the run already holds."""
+    from dlpipe.training.lightning_hooks import MlflowEpochLogger
+
+    logger = MlflowEpochLogger(echo=True, max_epochs=cfg.trainer.max_epochs)
+    client = tracking.get_client(loop["tracking_uri"], cfg.tracking.retry_seconds)
+    logged = tracking.last_steps(client, loop["run_id"]) if resumed else {}
+    logger.attach(client, loop["run_id"], logged)
+    return logger

@@ -1,0 +1,2 @@
+"""evaluate(run record): test metrics, plots, generative scoring; the model logged and
+registered."""

@@ -1,0 +1,1 @@
+"""Optuna searches: spaces, pruning, study storage and outcomes."""

@@ -1,0 +1,131 @@
+"""Lightning plumbing: epoch metrics to MLflow, a history for plots, plain per-epoch lines
+or a progress bar per epoch, and the model's size in one line."""
+
+import logging
+import time
+
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
+from lightning.pytorch.loggers.logger import Logger
+
+from dlpipe.tracking import client as tracking
+
+log = logging.getLogger(__name__)
+
+
+class MlflowEpochLogger(Logger):
+    """Logs what the task logs per epoch to one existing MLflow run, with the epoch as step.
+
+    The run is opened and closed by dlpipe.tracking.client, not here, so that a failure before or
+    after fit still ends the run with the right status. With `echo`, each finished epoch is
+    also one plain log line: for logs and CI, where a progress bar would be noise.
+    """
+
+    def __init__(self, echo: bool = False, max_epochs: int | None = None):
+        super().__init__()
+        self.echo, self.max_epochs = echo, max_epochs
+        self.client: tracking.Client | None = None
+        self.run_id: str | None = None
+        self.logged: dict[str, int] = {}
+        self.history: dict[int, dict[str, float]] = {}
+        self._epoch_started = time.perf_counter()
+
+    def attach(
+        self, client: tracking.Client, run_id: str, logged: dict[str, int] | None = None
+    ) -> None:
+        """Log into `run_id`, leaving out each metric's steps up to `logged[metric]`: those
+        a resumed training repeats, which the run already holds."""
+        self.client, self.run_id = client, run_id
+        self.logged = logged or {}
+
+    @property
+    def name(self) -> str:
+        return "mlflow"
+
+    @property
+    def version(self) -> str | None:
+        return self.run_id
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        """Params are the flattened config, logged when the run opens."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        values = dict(metrics)
+        epoch = int(values.pop("epoch", step or 0))
+        self.history.setdefault(epoch, {}).update(values)
+        fresh = {key: v for key, v in values.items() if epoch > self.logged.get(key, -1)}
+        tracking.log_metrics(self.client, self.run_id, fresh, epoch)
+        # An epoch's train metrics are logged last, after its validation.
+        if self.echo and any(key.startswith("train/") for key in values):
+            self._echo(epoch)
+
+    def _echo(self, epoch: int) -> None:
+        row = self.history[epoch]
+        shown = " ".join(f"{key} {value:.4f}" for key, value in sorted(row.items()))
+        seconds, self._epoch_started = (
+            time.perf_counter() - self._epoch_started,
+            time.perf_counter(),
+        )
+        log.info(f"epoch {epoch + 1}/{self.max_epochs} {shown} ({seconds:.1f}s)")
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """On a terminal, one bar per epoch, numbered as the plain log lines number them
+    (`epoch 3/40`), left on screen with that epoch's train and val metrics.
+
+    Lightning's own bar shows the logger's version and 0-based epochs, and no metric the
+    task logs per epoch: those exist only once the epoch ends.
+    """
+
+    def __init__(self):
+        super().__init__(leave=True)
+        self._ended = None  # the bar of the epoch that just ended, until its metrics are in
+
+    @property
+    def train_description(self) -> str:
+        return f"epoch {self.trainer.current_epoch + 1}/{self.trainer.max_epochs}"
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        """Nothing while an epoch runs: its metrics are computed when it ends."""
+        return {}
+
+    def on_train_start(self, *args) -> None:
+        """No bar yet: each epoch opens its own."""
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        self._close_ended(trainer)
+        self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset(total=convert_inf(self.total_train_batches))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # The task logs the epoch's train metrics after the callbacks' hook: the bar is
+        # closed with them when the next epoch starts, or when training ends.
+        self._ended = self.train_progress_bar
+
+    def on_train_end(self, trainer, *args) -> None:
+        self._close_ended(trainer)
+        super().on_train_end(trainer, *args)
+
+    def _close_ended(self, trainer) -> None:
+        if self._ended is None:
+            return
+        metrics = sorted(trainer.callback_metrics.items())
+        shown = {key: f"{float(value):.4f}" for key, value in metrics if _per_epoch(key)}
+        self._ended.set_postfix(shown)
+        self._ended.close()
+        self._ended = None
+
+
+def _per_epoch(key: str) -> bool:
+    return key.startswith(("train/", "val/"))
+
+
+class ParameterCount(Callback):
+    """The model's size in one log line, instead of Lightning's table of its layers: a
+    sweep would print that table once per job."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        parameters = list(pl_module.parameters())
+        total = sum(p.numel() for p in parameters)
+        trainable = sum(p.numel() for p in parameters if p.requires_grad)
+        log.info(f"model: {total:,} parameters, {trainable:,} trainable")
