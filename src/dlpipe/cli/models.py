@@ -8,7 +8,6 @@ once a command runs, never when `dlpipe` starts.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from dlpipe.cli.args import add_command
@@ -64,6 +63,8 @@ def models(args: argparse.Namespace) -> int:
     folders on Hydra's search path (hydra.searchpath in conf/config.yaml, or given here),
     dlpipe's and the project's own alike, with its _target_ and its settings: type, value
     (the YAML's, else the builder's default) and range, read without importing torch."""
+    import json  # here, not when `dlpipe --help` starts
+
     from dlpipe.config.compose import search_folders
     from dlpipe.models.catalog import list_models
 

@@ -10,7 +10,6 @@ take to start, and importing MLflow several times as long.
 from pathlib import Path
 
 from dlpipe.errors import ConfigError
-from dlpipe.tracking.store.location import resolve_uri
 
 # The settings a tracking override may change on the command line.
 _TRACKING_SETTINGS = ("uri", "experiment")
@@ -37,6 +36,7 @@ def client_and_config(overrides: list[str]):
     """The project's config with `overrides`, and a client of its tracking store."""
     cfg = compose(overrides)
     from dlpipe.tracking.client import get_client  # MLflow: once the config holds
+    from dlpipe.tracking.store.location import resolve_uri
 
     return get_client(resolve_uri(cfg.tracking.uri)), cfg
 
@@ -51,6 +51,8 @@ def tracking_settings(conf: Path, overrides: list[str]) -> tuple[str, str]:
     Raises:
         ConfigError: an override of another setting, or a tracking option with no file.
     """
+    from dlpipe.tracking.store.location import resolve_uri  # not at start: `dlpipe --help`
+
     option, changes = _read_overrides(overrides)
     option = option or _default_option(conf)
     path = conf / "tracking" / f"{option}.yaml"
