@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     import lightning.pytorch as pl
     import torch
 
-    from dlpipe.tasks.objectives import Objective
-
 # Which way a metric is better: lower (a loss, an error) or higher (an accuracy).
 Mode = Literal["min", "max"]
 
@@ -101,7 +99,8 @@ class TaskKind:
     """
 
     name: str
-    objective: Callable[[Setup], "Objective"] | None
+    # Returns a dlpipe.tasks.objectives.Objective, which names Setup in its own hints.
+    objective: Callable[[Setup], Any] | None
     test: Callable[[Scoring], tuple[dict[str, float], list[Path]]]
     logged: tuple[str, ...] = ()
     monitor: str = "val/loss"
