@@ -34,5 +34,6 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/search.py

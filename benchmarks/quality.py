@@ -2,9 +2,15 @@
 
     python benchmarks/quality.py                          # every preset, about 15 minutes
     python benchmarks/quality.py --presets digits_lstm    # one
+    python benchmarks/quality.py --part tables            # small tables against sklearn
+    python benchmarks/quality.py --part ucr               # UCR series against Fawaz et al.
 
 Each preset runs prepare, train and evaluate in a throw-away copy of the project; the
 test metric from reports/metrics.json is checked against the preset's bar.
+The tables part writes public tables that ship with scikit-learn as CSV files, runs each
+through the user-table path of the README for several seeds, and fits a standardised
+linear model (LogisticRegression, or Ridge for a regression table) on the same training
+rows, scored on the same test rows.
 """
 
 import argparse
@@ -15,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import ucr
 from project import copy_project, stage
 
 
@@ -167,11 +174,143 @@ def run_preset(project: Path, preset: Preset) -> tuple[float, float]:
     return value, time.perf_counter() - start
 
 
+@dataclass(frozen=True)
+class Table:
+    """A public table of scikit-learn's (`sklearn.datasets.load_<name>`), run as a user's."""
+
+    name: str
+    task: str  # classification or regression
+
+
+TABLES = [
+    Table("wine", "classification"),
+    Table("breast_cancer", "classification"),
+    Table("iris", "classification"),
+    Table("diabetes", "regression"),
+]
+# Each seed is both the split's (data.split.seed) and the training's (seed).
+TABLE_SEEDS = (0, 1, 2, 3, 4)
+# Within this much of the linear model: accuracy points, or a fraction of its RMSE.
+TABLE_ACC_MARGIN = 0.01
+TABLE_RMSE_MARGIN = 0.02
+
+
+def write_table(table: Table, folder: Path) -> Path:
+    """The table as `<name>.csv` in `folder`, its target column named `label`."""
+    from sklearn import datasets
+
+    frame = getattr(datasets, f"load_{table.name}")(as_frame=True).frame
+    path = folder / f"{table.name}.csv"
+    frame.rename(columns={"target": "label"}).to_csv(path, index=False)
+    return path
+
+
+def table_overrides(path: Path, table: Table, seed: int) -> list[str]:
+    """The data settings of the README's table recipe, for this table and seed."""
+    return [
+        "data=table",
+        f"data.path={path}",
+        "data.target=label",
+        f"data.task={table.task}",
+        f"data.split.seed={seed}",
+        f"seed={seed}",
+    ]
+
+
+def dlpipe_table_score(project: Path, path: Path, table: Table, seed: int) -> float:
+    """Test accuracy (or RMSE) of the README's table recipe: prepare, train, evaluate."""
+    data = table_overrides(path, table, seed)
+    stage(project, "prepare.py", *data)
+    stage(project, "train.py", *data, "experiment=table_mlp")
+    stage(project, "evaluate.py")
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    return metrics["test/acc" if table.task == "classification" else "test/rmse"]
+
+
+def linear_table_score(project: Path, table: Table) -> float:
+    """A standardised LogisticRegression (Ridge for regression), fitted on the prepared
+    train and validation rows (the rows dlpipe learnt from), scored on the test rows."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.metrics import accuracy_score, root_mean_squared_error
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    prepared = project / "data/prepared"
+    splits = {name: np.load(prepared / f"{name}.npz") for name in ("train", "val", "test")}
+    x_fit = np.concatenate([splits["train"]["x"], splits["val"]["x"]])
+    y_fit = np.concatenate([splits["train"]["y"], splits["val"]["y"]])
+    x_test, y_test = splits["test"]["x"], splits["test"]["y"]
+    if table.task == "classification":
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=10_000))
+        return float(accuracy_score(y_test, model.fit(x_fit, y_fit).predict(x_test)))
+    # Prepared regression targets are standardised: back to the target's own units.
+    stats = json.loads((prepared / "meta.json").read_text())["stats"]
+    mean, std = np.ravel(stats["y_mean"])[0], np.ravel(stats["y_std"])[0]
+    model = make_pipeline(StandardScaler(), Ridge())
+    predicted = model.fit(x_fit, y_fit.ravel()).predict(x_test) * std + mean
+    return float(root_mean_squared_error(y_test.ravel() * std + mean, predicted))
+
+
+def table_row(table: Table, ours: list[float], linear: list[float]) -> str:
+    """One markdown row: means ± standard deviations over the seeds, difference, verdict."""
+    import numpy as np
+
+    ours_mean, linear_mean = float(np.mean(ours)), float(np.mean(linear))
+    if table.task == "classification":
+        scale, unit, metric = 100, " pts", "test acc (%)"
+        reached = ours_mean >= linear_mean - TABLE_ACC_MARGIN
+        baseline = "LogisticRegression"
+    else:
+        scale, unit, metric = 1, f" ({ours_mean / linear_mean - 1:+.1%})", "test RMSE"
+        reached = ours_mean <= linear_mean * (1 + TABLE_RMSE_MARGIN)
+        baseline = "Ridge"
+    shown = [f"{scale * np.mean(v):.2f} ± {scale * np.std(v):.2f}" for v in (ours, linear)]
+    difference = f"{scale * (ours_mean - linear_mean):+.2f}{unit}"
+    return (
+        f"| {table.name} | {metric} | {shown[0]} | {baseline} {shown[1]} | {difference} | "
+        f"{'yes' if reached else 'NO'} |"
+    )
+
+
+def run_tables(project: Path, chosen: list[str]) -> None:
+    """The tables part: dlpipe's table recipe against a linear model, same splits."""
+    print(
+        f"seeds {', '.join(map(str, TABLE_SEEDS))} (data.split.seed and seed); bar: accuracy "
+        f"within {TABLE_ACC_MARGIN * 100:.0f} point, RMSE within {TABLE_RMSE_MARGIN:.0%}",
+        flush=True,
+    )
+    print("| data | metric | dlpipe mlp | linear model | difference | reached |")
+    print("|---|---|---|---|---|---|")
+    for table in (t for t in TABLES if t.name in chosen):
+        path = write_table(table, project)
+        ours, linear = [], []
+        for seed in TABLE_SEEDS:
+            ours.append(dlpipe_table_score(project, path, table, seed))
+            linear.append(linear_table_score(project, table))
+        print(table_row(table, ours, linear), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("presets", "tables", "ucr"), default="presets")
     names = [preset.experiment for preset in PRESETS]
     parser.add_argument("--presets", default=",".join(names), help="comma-separated presets")
-    chosen = parser.parse_args().presets.split(",")
+    tables = [table.name for table in TABLES]
+    parser.add_argument("--tables", default=",".join(tables), help="comma-separated tables")
+    ucr.add_arguments(parser)
+    args = parser.parse_args()
+    if args.part == "ucr":
+        ucr.main(parser, args)
+        return
+    if args.part == "tables":
+        unknown = sorted(set(args.tables.split(",")) - set(tables))
+        if unknown:
+            parser.error(f"unknown table {unknown[0]}: choose from {', '.join(tables)}")
+        with tempfile.TemporaryDirectory() as workdir:
+            run_tables(copy_project(Path(workdir)), args.tables.split(","))
+        return
+    chosen = args.presets.split(",")
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         parser.error(f"unknown preset {unknown[0]}: choose from {', '.join(names)}")

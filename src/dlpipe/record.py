@@ -69,6 +69,10 @@ class RunRecord:
     """The heads of multi-task data (the prepared meta.json's); None: one target."""
     shared: int | None = field(default=None, metadata={SERVED: True, CONFIG: "multitask.shared"})
     """The width of the body the heads share (`multitask.shared`)."""
+    refit_epochs: int | None = None
+    """How many epochs the model in best_checkpoint was trained anew for on the training
+    and validation splits together (trainer.refit), as many as the epoch chosen by
+    `monitor` had; None: it is that epoch's own model."""
 
     def as_dict(self) -> dict[str, Any]:
         """The record as the JSON object models/run.json holds."""

@@ -13,6 +13,7 @@ from dlpipe.config.schema.validate import validate
 from dlpipe.errors import ConfigError
 from dlpipe.models.registry import model_task
 from dlpipe.paths import PROJECT
+from dlpipe.training.lightning_hooks import BestEpoch
 from dlpipe.training.optim import build_optimizer, build_schedule
 from dlpipe.training.train import build_model, build_trainer
 from tests.conftest import CONF_DIR, ROOT, SAMPLE_SHAPES, reads
@@ -108,12 +109,25 @@ def test_cpu_trainer_config_builds_the_trainer(make_cfg):
     cfg = make_cfg("trainer=cpu", "trainer.max_epochs=3")
     trainer = build_trainer(cfg, logger=False, steps_per_epoch=10, out=PROJECT)
     assert trainer.max_epochs == 3
-    assert trainer.checkpoint_callback.monitor == "val/acc"
+    ranked = next(c for c in trainer.callbacks if isinstance(c, BestEpoch))
+    assert ranked.order == (("val/acc", "max"), ("val/loss", "min"))
     assert trainer.early_stopping_callback.monitor == "val/loss"
     assert trainer.gradient_clip_val is None
     clipped = make_cfg("trainer.gradient_clip_val=0.5", "trainer.gradient_clip_algorithm=value")
     trainer = build_trainer(clipped, logger=False, steps_per_epoch=10, out=PROJECT)
     assert (trainer.gradient_clip_val, trainer.gradient_clip_algorithm) == (0.5, "value")
+
+
+@pytest.mark.parametrize(
+    "off", ["trainer.early_stopping=null", "trainer.early_stopping.patience=null"]
+)
+def test_early_stopping_switched_off_trains_every_epoch(make_cfg, off):
+    cfg = make_cfg("trainer=cpu", off)
+    validate(cfg)
+    assert config.watching(cfg, "classification").trainer.checkpoint_monitor == "val/acc"
+    trainer = build_trainer(cfg, logger=False, steps_per_epoch=10, out=PROJECT)
+    assert trainer.early_stopping_callback is None
+    assert trainer.checkpoint_callback is not None
 
 
 def test_gpu_trainer_is_cpu_settings_with_bf16_on_gpu(make_cfg):

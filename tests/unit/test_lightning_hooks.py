@@ -5,6 +5,7 @@ import re
 import sys
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
@@ -50,3 +51,49 @@ def test_model_size_is_one_line_not_a_table(make_cfg, tmp_path, caplog, capsys):
     shown = caplog.text + capsys.readouterr().out
     assert "Total params" not in shown and "| Name" not in shown
     assert "model: 15 parameters, 15 trainable" in caplog.messages
+
+
+def test_a_tie_in_the_checkpoint_metric_keeps_the_epoch_with_the_lower_loss(make_cfg, tmp_path):
+    """Validation accuracy reaches 1.0 within a few epochs and stays there while the loss
+    still falls: best.ckpt is a later epoch at 1.0, the one with the lowest val/loss."""
+    cfg = make_cfg("model=mlp", "trainer.max_epochs=8", "optim.lr=0.05", "schedule=none")
+    meta = {"task": "classification", "classes": ["a", "b"]}
+    y = torch.arange(32) % 2
+    x = (y * 2.0 - 1.0)[:, None] + 0.1 * torch.randn(
+        32, 1, generator=torch.Generator().manual_seed(0)
+    )
+    batches = ArrayLoader(x, y, 8)
+    torch.manual_seed(0)
+    task = build_task(cfg, meta, nn.Linear(1, 2), steps_per_epoch=len(batches))
+    logger = MlflowEpochLogger()
+    logger.attach(SimpleNamespace(log_batch=lambda *args, **kwargs: None), "run")
+    out = Outputs(tmp_path)
+    build_trainer(cfg, logger, len(batches), out).fit(task, batches, batches)
+    perfect = {
+        epoch: row["val/loss"] for epoch, row in logger.history.items() if row.get("val/acc") == 1.0
+    }
+    assert len(perfect) > 1  # a tie: several epochs at 1.0
+    kept = torch.load(out.best_ckpt, weights_only=True)["epoch"]
+    assert kept == min(perfect, key=perfect.get) != min(perfect)
+
+
+def test_the_best_epoch_so_far_survives_a_resume():
+    """A resumed training ranks on from the checkpoint's state: an epoch no better than
+    the best before the interruption does not replace it."""
+    from dlpipe.training.lightning_hooks import RANK, BestEpoch
+
+    def epoch(ranker, acc, loss):
+        trainer = SimpleNamespace(
+            sanity_checking=False,
+            callback_metrics={"val/acc": torch.tensor(acc), "val/loss": torch.tensor(loss)},
+        )
+        ranker.on_validation_end(trainer, None)
+        return float(trainer.callback_metrics[RANK])
+
+    before = BestEpoch("val/acc", "max", "val/loss", "min")
+    assert epoch(before, 0.5, 0.9) < epoch(before, 1.0, 0.4) < epoch(before, 1.0, 0.2)
+    resumed = BestEpoch("val/acc", "max", "val/loss", "min")
+    resumed.load_state_dict(before.state_dict())
+    ranks = [epoch(resumed, 1.0, 0.3), epoch(resumed, 0.9, 0.1), epoch(resumed, 1.0, 0.1)]
+    assert ranks == [2.5, 2.5, 4.0]  # below the best of 3 epochs ago, then above it
+    assert resumed.score == 1.0 and resumed.best == [1.0, pytest.approx(0.1)]

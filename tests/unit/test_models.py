@@ -152,7 +152,7 @@ def test_mlp_options_shape_the_network():
         "mlp", (1, 8, 8), 10, hidden=[32], activation="tanh", dropout=0.5, batch_norm=True
     )
     kinds = [type(layer).__name__ for layer in model]
-    assert kinds == ["Flatten", "Linear", "BatchNorm1d", "Tanh", "Dropout", "Linear"]
+    assert kinds == ["ZeroFilledFlatten", "Linear", "BatchNorm1d", "Tanh", "Dropout", "Linear"]
 
 
 def test_recurrent_options_shape_the_network():

@@ -53,6 +53,7 @@ ON_DISK = {
     "best_checkpoint_sha256",
     "monitor",
     "best_score",
+    "refit_epochs",
 }
 
 
@@ -72,7 +73,7 @@ def test_a_record_reads_back_as_written_and_keeps_its_json_shape(tmp_path: Path)
 
 
 def test_a_record_from_before_multi_task_data_and_user_tasks_reads_as_holding_none(tmp_path):
-    path = written(tmp_path / "run.json", drop=("task_config", "heads", "shared"))
+    path = written(tmp_path / "run.json", drop=("task_config", "heads", "shared", "refit_epochs"))
     assert RunRecord.read(path) == replace(RECORD, shared=None)
 
 

@@ -72,7 +72,8 @@ def test_params_yaml_validates_into_typed_settings():
             ("+trainer.max_eppochs=3",),
             "trainer.max_eppochs is not a setting of trainer: it takes accelerator, devices, "
             "precision, max_epochs, gradient_clip_val, gradient_clip_algorithm, early_stopping, "
-            "checkpoint_monitor, checkpoint_mode",
+            "checkpoint_monitor, checkpoint_mode, checkpoint_tiebreak, checkpoint_tiebreak_mode, "
+            "refit",
         ),
         (
             ("+trainer.early_stopping.patiance=3",),
@@ -92,7 +93,7 @@ def test_params_yaml_validates_into_typed_settings():
         # Wrong types.
         (("data.batch_size=abc",), "data.batch_size must be an integer > 0, got 'abc'"),
         (("trainer.max_epochs=2.5",), "trainer.max_epochs must be an integer >= 1, got 2.5"),
-        (("data.normalise=maybe",), "data.normalise must be true or false, got 'maybe'"),
+        (("data.normalise=maybe",), "data.normalise must be true, false or series, got 'maybe'"),
         (("resume=1",), "resume must be true or false, got 1"),
         (("seed=abc",), "seed must be an integer >= 0, got 'abc'"),
         (("model.channels=8",), "model.channels must be a non-empty list of integers > 0, got 8"),
@@ -108,8 +109,12 @@ def test_params_yaml_validates_into_typed_settings():
         (("model.dropout=-0.1",), "model.dropout must be a number in [0, 1), got -0.1"),
         (("data.batch_size=0",), "data.batch_size must be an integer > 0, got 0"),
         (("trainer.max_epochs=0",), "trainer.max_epochs must be an integer >= 1, got 0"),
-        (("data.split.val=0",), "data.split.val must be a number in (0, 1), got 0"),
-        (("data.split.test=1",), "data.split.test must be a number in (0, 1), got 1"),
+        (
+            ("data.split.val=0",),
+            "data.split.val=0 leaves no val samples: set data.split.val in (0, 1), give a "
+            "file of them with data.val_path, or name a split column with data.split.column",
+        ),
+        (("data.split.test=1",), "data.split.test must be a number in [0, 1), got 1"),
         (
             ("data.split.test=0.9",),
             "data.split.val + data.split.test must be below 1 to leave training data",
@@ -121,7 +126,7 @@ def test_params_yaml_validates_into_typed_settings():
         ),
         (
             ("trainer.early_stopping.patience=-1",),
-            "trainer.early_stopping.patience must be an integer >= 0, got -1",
+            "trainer.early_stopping.patience must be an integer >= 0 or null, got -1",
         ),
         (("data.keep=[0,12]",), "data.keep[1] must be an integer in [0, 9], got 12"),
         (("data.canvas=4",), "data.canvas must be an integer >= 8 or null, got 4"),

@@ -2,6 +2,7 @@
 user's own source, each named by `_target_`."""
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -171,6 +172,34 @@ def test_image_folder_reads_a_class_per_subfolder(tmp_path: Path):
     assert raw.x.shape == (6, 3, 8, 6) and raw.x[0].max() < 0.1 < 0.9 < raw.x[3].min()
 
 
+def test_image_channels_and_size_are_the_files_own(tmp_path: Path, caplog):
+    write_images(tmp_path / "grey")
+    grey = images.image_folder(str(tmp_path / "grey"))
+    assert grey.x.shape == (6, 1, 12, 10)  # grey 10 wide, 12 high: as they are
+    assert "resized" not in caplog.text
+    colour = tmp_path / "colour"
+    write_images(colour)
+    Image.new("RGB", (10, 12), color=(200, 30, 30)).save(colour / "light" / "red.png")
+    Image.new("RGB", (7, 5), color=(30, 30, 200)).save(colour / "dark" / "blue.png")
+    with caplog.at_level(logging.INFO, logger="dlpipe.data.images"):
+        raw = images.image_folder(str(colour))
+    assert raw.x.shape == (8, 3, 12, 10)  # colour stays colour, the common size kept
+    red = raw.x[raw.y == 1][-1]
+    assert red[0].min() > 0.7 and red[1].max() < 0.2  # its red channel red, green dark
+    said = [r.message for r in caplog.records if "resized" in r.message]
+    assert said == [
+        "images: resized 1 of 8 images to 12x10 (height x width; data.size sets another)"
+    ]
+
+
+def test_configured_image_channels_and_size_win(tmp_path: Path):
+    write_images(tmp_path / "shades")
+    Image.new("P", (10, 12)).save(tmp_path / "shades" / "dark" / "palette.png")
+    assert images.image_folder(str(tmp_path / "shades")).x.shape[1] == 1  # no colour in it
+    raw = images.image_folder(str(tmp_path / "shades"), size=[4, 4], channels=3)
+    assert raw.x.shape == (7, 3, 4, 4)
+
+
 def test_unreadable_image_is_named(tmp_path: Path):
     write_images(tmp_path / "shades")
     (tmp_path / "shades" / "dark" / "broken.png").write_bytes(b"not an image")
@@ -256,7 +285,12 @@ def test_every_data_config_names_its_source_read_from_its_signature(name):
 
 
 def test_checking_every_data_config_loads_no_data_library():
-    overrides = {"table": "data.target=t", "series": "data.column=c"}
+    overrides = {
+        "table": "data.target=t",
+        "series": "data.column=c",
+        "series_long": "data.values=v",
+    }
+    files = ("table", "series", "npz", "images", "series_rows", "series_long")
     script = (
         "import sys\n"
         "from hydra import compose, initialize_config_dir\n"
@@ -265,7 +299,7 @@ def test_checking_every_data_config_loads_no_data_library():
         f"    for name in {sorted(data_configs())!r}:\n"
         f"        extra = {overrides!r}.get(name)\n"
         "        validate(compose('config', [f'data={name}', 'data.path=x', extra][: 3 if extra"
-        " else 2] if name in ('table', 'series', 'npz', 'images') else [f'data={name}']))\n"
+        f" else 2] if name in {files!r} else [f'data={{name}}']))\n"
         "print(sorted({'torch', 'sklearn', 'pandas', 'PIL', 'statsmodels', 'dlpipe.data'}"
         " & set(sys.modules)))\n"
     )
@@ -280,7 +314,7 @@ def test_source_choices_are_the_tasks_and_modes_the_code_takes():
     npz = targets.signature("dlpipe.data.arrays_file.npz").settings
     assert set(typing.get_args(npz["task"].hint)) == set(HEAD_TASKS)
     channels = targets.signature("dlpipe.data.images.image_folder").settings["channels"]
-    assert set(typing.get_args(channels.hint)) == set(images.MODES)
+    assert set(typing.get_args(channels.hint)[0].__args__) == set(images.MODES)
 
 
 # A user's own source: the README's example, prepared as a built-in is.

@@ -20,7 +20,7 @@ from dlpipe.tasks import metrics
 from dlpipe.tasks.kinds import builtin, replace
 from dlpipe.tasks.objectives import classification_loss, perceptron_criterion
 from dlpipe.tracking.champion import judged
-from dlpipe.training.lightning_hooks import MlflowEpochLogger
+from dlpipe.training.lightning_hooks import BestEpoch, MlflowEpochLogger
 from dlpipe.training.train import build_model, build_task, build_trainer, task_kind
 from tests.conftest import ROOT, assert_one_line_error
 
@@ -131,8 +131,8 @@ def test_own_task_trains_as_a_built_in_and_logs_its_metric(own_task: Path, make_
     trainer = build_trainer(cfg, logger, len(batches), Outputs(tmp_path / "out"), (), kind)
     trainer.fit(task, batches, batches)
     assert len(client.logged["val/confidence"]) == 2 and len(client.logged["train/acc"]) == 2
-    assert trainer.checkpoint_callback.monitor == "val/confidence"
-    assert trainer.checkpoint_callback.best_model_score is not None
+    ranked = next(c for c in trainer.callbacks if isinstance(c, BestEpoch))
+    assert ranked.order[0] == ("val/confidence", "max") and ranked.best is not None
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from dlpipe.paths import Outputs
 from dlpipe.tracking import client as tracking
 from dlpipe.training.resume import EpochOrder, RandomState
 from dlpipe.training.trainer import (
+    best_epoch,
     early_stopping,
     fit_settings,
     quiet_lightning,
@@ -73,7 +74,9 @@ def fit(cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Out
     # epochs that wait, not training, would set the pace.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     cluster = cfg.cluster
-    monitor, mode = cfg.trainer.checkpoint_monitor, cfg.trainer.checkpoint_mode
+    from dlpipe.training.lightning_hooks import RANK
+
+    monitor = cfg.trainer.checkpoint_monitor
     trainer = TorchTrainer(
         _work,
         train_loop_config={
@@ -90,13 +93,15 @@ def fit(cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Out
             storage_path=cluster.storage_path,
             failure_config=FailureConfig(max_failures=cluster.max_failures),
             checkpoint_config=CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=monitor, checkpoint_score_order=mode
+                # Ranked by BestEpoch: the monitor, ties decided by the tiebreak.
+                num_to_keep=1,
+                checkpoint_score_attribute=RANK,
+                checkpoint_score_order="max",
             ),
         ),
     )
     result = _run(trainer, cluster.max_failures)
-    pick = max if mode == "max" else min
-    best, metrics = pick(result.best_checkpoints, key=lambda pair: pair[1][monitor])
+    best, metrics = max(result.best_checkpoints, key=lambda pair: pair[1][RANK])
     _copy(best, out.best_ckpt)
     _copy(result.checkpoint, out.last_ckpt)
     if "://" not in str(result.path):  # checkpoints on this machine: copied, so drop them
@@ -164,7 +169,8 @@ def _work(loop: dict) -> None:
             callbacks=[
                 EpochOrder(train_loader),
                 RandomState(),
-                early_stopping(cfg.trainer),
+                best_epoch(cfg.trainer),
+                *early_stopping(cfg.trainer),
                 RayTrainReportCallback(),
             ],
             logger=_run_logger(loop, cfg, resumed is not None) if rank == 0 else False,

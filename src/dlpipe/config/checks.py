@@ -36,9 +36,17 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def prepared_settings(data: DictConfig) -> dict:
+    """The data settings that make the prepared data: not the batch size, nor the fold a
+    training validates on (data.split.fold), which the loaders apply."""
+    settings = {key: value for key, value in to_dict(data).items() if key != "batch_size"}
+    split = {key: value for key, value in settings["split"].items() if key != "fold"}
+    return {**settings, "split": split}
+
+
 def check_prepared_matches(cfg: DictConfig, meta: dict) -> None:
     """The prepared data must be what the config describes, or the logged params would lie."""
-    wanted = {key: value for key, value in to_dict(cfg.data).items() if key != "batch_size"}
+    wanted = prepared_settings(cfg.data)
     for key in sorted(set(wanted) | set(meta["data"])):
         if wanted.get(key) != meta["data"].get(key):
             raise ConfigError(
@@ -62,8 +70,16 @@ def check_batch_size(cfg: DictConfig, meta: dict) -> None:
 # What checkpointing and early stopping watch, and which way each is better.
 WATCHED = (
     ("trainer.checkpoint_monitor", "trainer.checkpoint_mode"),
+    ("trainer.checkpoint_tiebreak", "trainer.checkpoint_tiebreak_mode"),
     ("trainer.early_stopping.monitor", "trainer.early_stopping.mode"),
 )
+
+
+def watched(cfg: DictConfig) -> tuple[tuple[str, str], ...]:
+    """The (monitor, mode) keys of WATCHED that `cfg` uses: early stopping's only when it
+    is on (trainer.early_stopping=null switches it off)."""
+    stops = OmegaConf.select(cfg, "trainer.early_stopping") is not None
+    return tuple(pair for pair in WATCHED if stops or "early_stopping" not in pair[0])
 
 
 def check_monitors(
@@ -73,7 +89,7 @@ def check_monitors(
     name of one of dlpipe's) logs; null watches the task's own."""
     found = kind(task)
     allowed = found.monitors(heads)
-    for key, mode in WATCHED:
+    for key, mode in watched(cfg):
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:
             raise ConfigError(
@@ -96,10 +112,11 @@ def watching(
     check_monitors(cfg, task, heads)
     found = kind(task)
     filled = copy.deepcopy(cfg)
-    for key, mode_key in WATCHED:
+    for key, mode_key in watched(cfg):
         monitor, mode = OmegaConf.select(cfg, key), OmegaConf.select(cfg, mode_key)
         if monitor is None:
-            monitor, mode = found.monitor, found.mode
+            own = found.tiebreak if key == "trainer.checkpoint_tiebreak" else found.monitor
+            monitor, mode = own, None
         mode = mode or found.better(monitor, heads)
         if mode is None:
             raise ConfigError(

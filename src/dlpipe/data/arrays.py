@@ -4,18 +4,19 @@ Slicing whole tensors avoids the per-sample Dataset + collate path, which domina
 step time for small models.
 """
 
+import dataclasses
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dlpipe import files
-from dlpipe.data.checks import RERUN_PREPARE, check_meta, check_split
+from dlpipe.data.checks import RERUN_PREPARE, check_folds, check_meta, check_split
 from dlpipe.data.prepare import SPLITS
-from dlpipe.errors import DataError
+from dlpipe.errors import ConfigError, DataError
 
 _RUN_PREPARE = "run the prepare stage first: `dvc repro prepare` or `python pipelines/prepare.py`"
 
@@ -24,6 +25,8 @@ _RUN_PREPARE = "run the prepare stage first: `dvc repro prepare` or `python pipe
 class PreparedData:
     meta: dict
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    # Prepared with data.split.folds: each training and validation row's fold.
+    folds: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def load_prepared(directory: Path, names: tuple[str, ...] = SPLITS) -> PreparedData:
@@ -35,12 +38,37 @@ def load_prepared(directory: Path, names: tuple[str, ...] = SPLITS) -> PreparedD
     """
     directory = Path(directory)
     meta = _load_meta(directory / "meta.json")
-    splits = {}
+    splits, folds = {}, {}
     for name in names:
         path = directory / f"{name}.npz"
-        splits[name] = _load_split(path)
+        x, y, fold = _load_split(path)
+        splits[name] = (x, y)
         check_split(path, *splits[name], meta)
-    return PreparedData(meta=meta, splits=splits)
+        if "folds" in meta.get("split", {}) and name != "test":
+            check_folds(path, fold, len(splits[name][1]), meta["split"]["folds"])
+            folds[name] = fold
+    return PreparedData(meta=meta, splits=splits, folds=folds)
+
+
+def in_fold(data: PreparedData, fold: int | None) -> PreparedData:
+    """The training and validation splits of k-fold cross-validation's fold `fold`: the
+    rows of that fold validate, the other training and validation rows train. Unchanged
+    where `fold` is None."""
+    if fold is None:
+        return data
+    folds = data.meta.get("split", {}).get("folds")
+    if folds is None or set(data.folds) != {"train", "val"}:
+        raise ConfigError(
+            f"data.split.fold={fold} is set, but data/prepared was made without "
+            "data.split.folds: run the prepare stage with data.split.folds=k"
+        )
+    (x_train, y_train), (x_val, y_val) = data.splits["train"], data.splits["val"]
+    x, y = torch.cat([x_train, x_val]), torch.cat([y_train, y_val])
+    chosen = torch.cat([data.folds["train"], data.folds["val"]]) == fold
+    splits = {**data.splits, "train": (x[~chosen], y[~chosen]), "val": (x[chosen], y[chosen])}
+    sizes = {**data.meta["sizes"], "train": int((~chosen).sum()), "val": int(chosen.sum())}
+    meta = {**data.meta, "sizes": sizes, "split": {**data.meta["split"], "fold": fold}}
+    return dataclasses.replace(data, meta=meta, splits=splits)
 
 
 def _load_meta(path: Path) -> dict:
@@ -56,12 +84,14 @@ def _load_meta(path: Path) -> dict:
     return meta
 
 
-def _load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A split's inputs, targets and, where it has them, its rows' folds."""
     if not path.exists():
         raise DataError(f"prepared data file {path} is missing: {_RUN_PREPARE}")
     try:
         with np.load(path) as arrays:
-            return torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])
+            fold = torch.from_numpy(arrays["fold"]) if "fold" in arrays.files else None
+            return torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"]), fold
     # A truncated file is no zip archive (BadZipFile) or ends early (EOFError).
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from dlpipe.data.raw import head_slices
+from dlpipe.data.raw import head_slices, misplaced_padding
 from dlpipe.errors import DataError
 
 RERUN_PREPARE = "rerun the prepare stage: `dvc repro prepare` or `python pipelines/prepare.py`"
@@ -29,16 +29,38 @@ def check_split(path: Path, x: torch.Tensor, y: torch.Tensor, meta: dict) -> Non
 
     Raises:
         DataError: the split is empty, x and y differ in length, a sample or target has
-            another shape than meta.json says, a value is NaN or infinite, or a class
+            another shape than meta.json says, a value is NaN or infinite (but the
+            padding of padded sequences, steps of all NaN at their end), or a class
             label is not one of the data's classes.
     """
     problem = (
         _sizes(x, y)
         or _shapes(x, y, meta)
-        or _non_finite(x, "x")
+        or (_misplaced_padding(x) if meta.get("padded") else _non_finite(x, "x"))
         or _non_finite(y, "y")
         or _bad_labels(y, meta)
     )
+    if problem:
+        raise DataError(f"prepared data file {path}: {problem}: {RERUN_PREPARE}")
+
+
+def check_folds(path: Path, fold: torch.Tensor | None, rows: int, folds: int) -> None:
+    """Data prepared with data.split.folds: each of a split's `rows` has a fold 0..folds-1.
+
+    Raises:
+        DataError: the split has no folds, another number of them than rows, or a fold
+            that is not a whole number of 0 to folds-1.
+    """
+    problem = ""
+    if fold is None:
+        problem = f"it holds no folds, but meta.json says it was split into {folds}"
+    elif fold.ndim != 1 or len(fold) != rows:
+        problem = f"it holds {tuple(fold.shape)} folds for {rows} samples; they must match"
+    elif fold.is_floating_point() or fold.dtype == torch.bool:
+        problem = f"its folds are {fold.dtype} values, but must be integers"
+    elif bool(((fold < 0) | (fold >= folds)).any()):
+        row = int(((fold < 0) | (fold >= folds)).nonzero()[0])
+        problem = f"fold {int(fold[row])} of sample {row} is not one of 0 to {folds - 1}"
     if problem:
         raise DataError(f"prepared data file {path}: {problem}: {RERUN_PREPARE}")
 
@@ -81,6 +103,14 @@ def _non_finite(values: torch.Tensor, name: str) -> str:
     if not bad.any():
         return ""
     return f"{name} of sample {int(bad.nonzero()[0])} holds NaN or inf"
+
+
+def _misplaced_padding(x: torch.Tensor) -> str:
+    """Padded sequences may end in all-NaN steps; any other NaN or inf is damage."""
+    row = misplaced_padding(x.numpy()) if x.ndim == 3 else None
+    if row is None:
+        return "" if x.ndim == 3 else _non_finite(x, "x")
+    return f"x of sample {row} holds NaN or inf other than padding at its end (steps of all NaN)"
 
 
 def _bad_labels(y: torch.Tensor, meta: dict) -> str:

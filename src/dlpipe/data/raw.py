@@ -30,6 +30,13 @@ class RawData:
             classes, y columns and model outputs (see `multitask`).
         pixel_range: images only: the value of a pixel at full intensity in x, to which a
             served model scales the 8-bit images it is given.
+        split: the split each sample belongs to ('train', 'val' or 'test'), where the data
+            says so itself (a split column); None lets the prepare stage split it.
+        padded: sequences (n, steps, features) of different lengths, each padded at its
+            end with steps whose every feature is NaN (see `padding_steps`).
+        features: tables only: what each of x's columns is, [column, None] for a number,
+            [column, category] for a one-hot code; a test or validation file's columns are
+            matched onto the training file's by it.
     """
 
     x: np.ndarray
@@ -38,6 +45,9 @@ class RawData:
     classes: list[str] | None = None
     heads: list[dict] | None = None
     pixel_range: float | None = None
+    split: np.ndarray | None = None
+    padded: bool = False
+    features: list[list] | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -137,11 +147,46 @@ def check_stored(values: np.ndarray, name: str, where: str) -> np.ndarray:
     stored, row = as_stored(values)
     if row is None:
         return stored
-    sample = np.asarray(values[row], dtype=np.float64).ravel()
+    raise DataError(f"{where}: {name} of sample {row} holds {_problem(values[row], '')}")
+
+
+def check_padded(values: np.ndarray, name: str, where: str) -> np.ndarray:
+    """As `check_stored`, for sequences padded at their end with all-NaN steps: those
+    steps pass; any other NaN or inf (within a step, or before a step of numbers) does not."""
+    stored = as_stored(values)[0]
+    row = misplaced_padding(stored)
+    if row is None:
+        return stored
+    padding = " other than padding at its end (steps of all NaN)"
+    raise DataError(f"{where}: {name} of sample {row} holds {_problem(values[row], padding)}")
+
+
+def _problem(sample: np.ndarray, padding: str) -> str:
+    sample = np.asarray(sample, dtype=np.float64).ravel()
     huge = sample[np.isfinite(sample) & (np.abs(sample) > FLOAT32_MAX)]
-    problem = (
-        f"{huge[0]:g}, {BEYOND_FLOAT32}; rescale the data or fix that sample"
-        if len(huge)
-        else "NaN or inf; fix or drop that sample"
+    if len(huge):
+        return f"{huge[0]:g}, {BEYOND_FLOAT32}; rescale the data or fix that sample"
+    return f"NaN or inf{padding}; fix or drop that sample"
+
+
+def padding_steps(x: np.ndarray) -> np.ndarray:
+    """(samples, steps): True for a step whose every feature is NaN, which pads a
+    sequence shorter than the longest to their common length."""
+    return np.isnan(x).all(axis=2)
+
+
+def misplaced_padding(x: np.ndarray) -> int | None:
+    """The first sample of sequences `x` (samples, steps, features) whose NaN or inf is no
+    padding at its end: a NaN beside numbers in a step, an all-NaN step before a step of
+    numbers, an infinite value, or padding only. None when there is none."""
+    padding = padding_steps(x)
+    # True where this step and every later one is padding.
+    trailing = np.flip(np.logical_and.accumulate(np.flip(padding, axis=1), axis=1), axis=1)
+    values = np.where(padding[..., None], 0.0, x)
+    bad = (
+        (padding != trailing).any(axis=1)
+        | trailing[:, 0]
+        | ~np.isfinite(values.reshape(len(x), -1)).all(axis=1)
     )
-    raise DataError(f"{where}: {name} of sample {row} holds {problem}")
+    found = np.flatnonzero(bad)
+    return int(found[0]) if len(found) else None

@@ -6,6 +6,7 @@ are one-hot encoded. Every other feature column must be numeric and finite in fl
 that breaks this is named with its file, column and row.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,6 +30,8 @@ _FILL_OR_REPLACE = "add a header row and data rows, or set data.path to another 
 _FIX_ROW = "fix or drop that row"
 # What a target column is learnt as (dlpipe.data.raw.HEAD_TASKS).
 HeadTask = Literal["classification", "regression"]
+# The values of a split column (data.split.column), each row's split.
+SPLIT_NAMES = ("train", "val", "test")
 
 
 def read_frame(path: Path) -> pd.DataFrame:
@@ -56,6 +59,25 @@ def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, setting
                 f"data file {path} has no column '{column}' (it has {', '.join(map(str, frame))}): "
                 f"set {setting}"
             )
+
+
+def split_assignment(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """Column `column` of `frame` as each row's split name, a str array of 'train', 'val'
+    or 'test' (case and surrounding spaces ignored), or a DataError naming the first row
+    that holds anything else, with its file and column."""
+    require_columns(
+        frame, [column], path, "data.split.column to the column naming each row's split"
+    )
+    names = frame[column].astype(str).str.strip().str.lower().to_numpy()
+    bad = np.flatnonzero(~np.isin(names, SPLIT_NAMES) | frame[column].isna().to_numpy())
+    if len(bad):
+        row = int(bad[0])
+        raise DataError(
+            f"data file {path}, column '{column}', row {row + 1}: the split is "
+            f"{_shown(frame[column].iloc[row])}; each row's split must be one of "
+            f"{', '.join(SPLIT_NAMES)}: fix that row or set data.split.column to another column"
+        )
+    return names.astype(str)
 
 
 def numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
@@ -106,16 +128,21 @@ def is_categorical(series: pd.Series, listed: list[str]) -> bool:
     return pd.to_numeric(series, errors="coerce").isna().all()
 
 
-def _features(frame: pd.DataFrame, path: Path, categorical: list[str]) -> np.ndarray:
-    columns = []
+def _features(
+    frame: pd.DataFrame, path: Path, categorical: list[str]
+) -> tuple[np.ndarray, list[list]]:
+    """The feature columns as numbers, and what each is (see RawData.features)."""
+    columns, names = [], []
     for name in frame.columns:
         if is_categorical(frame[name], categorical):
             _check_no_missing(frame, name, path, "category")
-            codes = pd.get_dummies(frame[name].astype(str), prefix=str(name), dtype=np.float64)
+            codes = pd.get_dummies(frame[name].astype(str), dtype=np.float64)
             columns.append(codes.to_numpy())
+            names.extend([str(name), str(category)] for category in codes.columns)
         else:
             columns.append(numeric_column(frame, name, path)[:, None])
-    return np.concatenate(columns, axis=1).astype(np.float32)
+            names.append([str(name), None])
+    return np.concatenate(columns, axis=1).astype(np.float32), names
 
 
 def table(
@@ -123,11 +150,13 @@ def table(
     target: Annotated[str | list[str], Range(nonempty=True)],
     task: HeadTask | list[HeadTask] = "classification",
     categorical: list[str] | None = None,
+    split_column: str | None = None,
 ) -> RawData:
     """The table at `path`: `target` is predicted from every other column.
 
     Several target columns (a list, with a task each or one for all) make multi-task data:
-    a head per target on one shared body.
+    a head per target on one shared body. `split_column` (set by data.split.column) names
+    a column saying which split each row belongs to; it is no feature.
     """
     targets = list(target) if isinstance(target, list) else [target]
     tasks = list(task) if isinstance(task, list) else [task] * len(targets)
@@ -141,17 +170,23 @@ def table(
             raise ConfigError(f"data.task must be classification or regression, got {each!r}")
     file = Path(path)
     frame = read_frame(file)
+    assigned = None
+    if split_column is not None:
+        assigned = split_assignment(frame, split_column, file)
+        frame = frame.drop(columns=split_column)
     listed = list(categorical or [])
     require_columns(frame, [*targets, *listed], file, "data.target and data.categorical")
-    x = _features(frame.drop(columns=targets), file, listed)
+    x, features = _features(frame.drop(columns=targets), file, listed)
     found = [
         _target(frame, column, kind, file) for column, kind in zip(targets, tasks, strict=True)
     ]
     if len(found) > 1:
-        return multitask(x, found)
+        return dataclasses.replace(multitask(x, found), split=assigned, features=features)
     (only,) = found
     y = only.values if only.classes else only.values[:, None]
-    return RawData(x=x, y=y, task=only.task, classes=only.classes)
+    return RawData(
+        x=x, y=y, task=only.task, classes=only.classes, split=assigned, features=features
+    )
 
 
 def _target(frame: pd.DataFrame, column: str, task: str, file: Path) -> Target:

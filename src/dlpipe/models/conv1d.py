@@ -6,6 +6,11 @@ Blocks of convolution, batch norm and ReLU slide along the time axis ('same' pad
 keeps its length); global average pooling over time makes the features independent of
 the series' length; a linear layer scores them. A sequence (steps, features) is read
 with its features as channels, a flat vector (features,) as a single-channel series.
+Padded steps (all NaN, see dlpipe.models.padding) are zeroed, kept zero after each block
+and left out of the batch statistics and the pooling, so padding changes no output.
+
+The pieces (ConvBN, series_of, check_series) are shared with the other convolutional
+families over time (resnet1d, inception).
 """
 
 from collections.abc import Sequence
@@ -16,10 +21,49 @@ from torch import nn
 
 from dlpipe.config.schema.targets import Range
 from dlpipe.errors import ConfigError
+from dlpipe.models.padding import MaskedBatchNorm1d, masked_mean, steps_mask
 from dlpipe.models.shapes import mismatch
 
 SERIES = "sequences shaped (steps, features) or flat vectors (features,)"
 Sizes = Annotated[list[int], Range(gt=0, nonempty=True)]
+
+
+def check_series(model: str, input_shape: Sequence[int]) -> int:
+    """The number of channels of the series a convolutional model reads from `input_shape`."""
+    if len(input_shape) not in (1, 2):
+        raise mismatch(model, SERIES, input_shape)
+    return input_shape[1] if len(input_shape) == 2 else 1
+
+
+def series_of(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch as series (batch, channels, steps), padded steps zeroed, and its real steps'
+    mask (batch, steps): (batch, steps, features) or (batch, T) -> (batch, 1, T)."""
+    steps, mask = steps_mask(x if x.dim() == 3 else x[:, :, None])
+    return steps.transpose(1, 2), mask
+
+
+def same_padding(kernel: int) -> nn.Module:
+    """Zeros that keep a series' length through a convolution `kernel` steps wide.
+
+    The extra step of an even kernel goes on the right (as Keras pads); spelled out, as
+    torch warns on padding="same" with even kernels."""
+    return nn.ConstantPad1d(((kernel - 1) // 2, kernel // 2), 0.0)
+
+
+class ConvBN(nn.Module):
+    """Convolution along time with 'same' padding, then batch norm (over real steps) and,
+    unless `relu` is False, ReLU; padded steps come out zero."""
+
+    def __init__(self, width: int, size: int, kernel: int, relu: bool = True) -> None:
+        super().__init__()
+        self.pad = same_padding(kernel)
+        self.conv = nn.Conv1d(width, size, kernel, bias=False)
+        self.norm = MaskedBatchNorm1d(size)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.norm(self.conv(self.pad(x)), mask)
+        return torch.relu(out) if self.relu else out
 
 
 class FCN(nn.Module):
@@ -32,27 +76,18 @@ class FCN(nn.Module):
         dropout: float,
     ) -> None:
         super().__init__()
-        if len(input_shape) not in (1, 2):
-            raise mismatch("conv1d", SERIES, input_shape)
-        layers: list[nn.Module] = []
-        width = input_shape[1] if len(input_shape) == 2 else 1
-        for size, kernel in zip(channels, kernels, strict=True):
-            layers += [
-                # 'same' padding, the extra step of an even kernel on the right (as Keras
-                # pads); spelled out, as torch warns on padding="same" with even kernels.
-                nn.ConstantPad1d(((kernel - 1) // 2, kernel // 2), 0.0),
-                nn.Conv1d(width, size, kernel, bias=False),
-                nn.BatchNorm1d(size),
-                nn.ReLU(),
-            ]
-            width = size
-        self.blocks = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_outputs))
+        widths = [check_series("conv1d", input_shape), *channels]
+        self.blocks = nn.ModuleList(
+            ConvBN(width, size, kernel)
+            for width, size, kernel in zip(widths[:-1], channels, kernels, strict=True)
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(widths[-1], num_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (batch, steps, features) -> (batch, features, steps); (batch, T) -> (batch, 1, T).
-        series = x.transpose(1, 2) if x.dim() == 3 else x[:, None, :]
-        return self.head(self.blocks(series).mean(dim=2))  # global average pooling over time
+        series, mask = series_of(x)
+        for block in self.blocks:
+            series = block(series, mask)
+        return self.head(masked_mean(series, mask, dim=2))  # global average pooling over time
 
 
 def conv1d(

@@ -1,4 +1,5 @@
-"""Feed-forward network (multi-layer perceptron) over flattened inputs."""
+"""Feed-forward network (multi-layer perceptron) over flattened inputs; a sequence's padded
+steps (all NaN, see dlpipe.models.padding) count as zeros."""
 
 import math
 from collections.abc import Sequence
@@ -7,6 +8,7 @@ from typing import Annotated, Literal
 from torch import nn
 
 from dlpipe.config.schema.targets import Range
+from dlpipe.models.padding import ZeroFilledFlatten
 
 Activation = Literal["relu", "tanh", "gelu", "sigmoid"]
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
@@ -27,7 +29,7 @@ def mlp(
     batch_norm: bool = False,
 ) -> nn.Module:
     """One hidden layer per entry of `hidden`, each followed by the activation."""
-    layers: list[nn.Module] = [nn.Flatten()]
+    layers: list[nn.Module] = [ZeroFilledFlatten()]
     width = math.prod(input_shape)
     for size in hidden:
         layers.append(nn.Linear(width, size))

@@ -2,7 +2,9 @@
 
 A sequence's steps, or an image's non-overlapping `patch` x `patch` squares (as in ViT),
 become tokens; sinusoidal position encodings tell them apart; multi-head self-attention
-layers mix them; the class token's final state feeds the output layer.
+layers mix them; the class token's final state feeds the output layer. A sequence's
+padded steps (all NaN, see dlpipe.models.padding) are masked out of the attention, so
+padding changes no output.
 """
 
 import math
@@ -14,6 +16,7 @@ from torch import nn
 
 from dlpipe.config.schema.targets import Range
 from dlpipe.errors import ConfigError
+from dlpipe.models.padding import steps_mask
 from dlpipe.models.shapes import SEQUENCES, mismatch
 
 Positive = Annotated[int, Range(gt=0)]
@@ -85,9 +88,13 @@ class Transformer(nn.Module):
         self.head = nn.Linear(width, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.embed(self.tokens(x))
+        tokens, real = steps_mask(self.tokens(x))
+        tokens = self.embed(tokens)
         cls = self.cls.expand(len(tokens), -1, -1)
-        hidden = self.encoder(torch.cat([cls, tokens], dim=1) + self.position)
+        # The class token and the real steps are attended to; padded steps never are.
+        ignored = torch.cat([torch.zeros_like(real[:, :1]), ~real], dim=1)
+        hidden = torch.cat([cls, tokens], dim=1) + self.position[:, : tokens.shape[1] + 1]
+        hidden = self.encoder(hidden, src_key_padding_mask=ignored if ignored.any() else None)
         return self.head(self.norm(hidden[:, 0]))
 
 

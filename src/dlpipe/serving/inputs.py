@@ -85,7 +85,9 @@ def _table(frame: pd.DataFrame, settings: dict, keep: Sequence[str]) -> pd.DataF
     columns = settings["columns"]
     if not columns:
         names = [name for name in frame.columns if name not in keep]
-        values = np.stack([transform.numbers(frame[name]) for name in names], axis=1)
+        # A padded series' row may end in empty cells.
+        empty = settings.get("padded", False)
+        values = np.stack([transform.numbers(frame[name], empty) for name in names], axis=1)
         return _samples(values, settings)
     transform.encode_table(frame, columns)  # refuses what the model cannot take, by row
     return pd.DataFrame(
@@ -113,7 +115,9 @@ def _arrays(path: Path, keep: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame |
 def _samples(x: np.ndarray, settings: dict) -> np.ndarray:
     if settings["columns"]:
         raise DataError("holds arrays, but the model takes a table's columns: give a CSV")
-    return transform.as_samples(x, settings["input_shape"]).astype(np.float32)
+    return transform.as_samples(x, settings["input_shape"], settings.get("padded", False)).astype(
+        np.float32
+    )
 
 
 def _images(found: list[Path], settings: dict, keep: Sequence[str]) -> np.ndarray:

@@ -39,6 +39,9 @@ def describe(record: RunRecord, meta: dict) -> dict:
         # What one pixel at full intensity was in the training data, for image inputs.
         "pixel_range": meta.get("pixel_range"),
         "targets": _targets(meta),
+        # Sequences that may end in all-NaN steps, and whether each is z-normalised alone.
+        "padded": meta.get("padded", False),
+        "series_normalised": meta["data"].get("normalise") == "series",
     }
 
 
@@ -52,9 +55,11 @@ def table_columns(meta: dict) -> list[dict]:
     path = Path(data["path"])
     frame = tables.read_frame(path)
     targets = data["target"] if isinstance(data["target"], list) else [data["target"]]
+    # A split column (data.split.column) says where a row was used, not what it holds.
+    split_column = (data.get("split") or {}).get("column")
     listed = data.get("categorical") or []
     columns = []
-    for name in frame.columns.drop(targets):
+    for name in frame.columns.drop([*targets, *([split_column] if split_column else [])]):
         categorical = tables.is_categorical(frame[name], listed)
         categories = sorted(set(frame[name].astype(str))) if categorical else None
         columns.append({"name": str(name), "categories": categories})

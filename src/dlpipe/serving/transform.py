@@ -1,9 +1,11 @@
 """Raw inputs to what the network was trained on, and its outputs to predictions.
 
 The prepare stage one-hot encodes a table's categorical columns and standardises the
-inputs with the training split's statistics; the same is done here, with the statistics
-kept in the model's settings. Predictions are in the data's own terms: class names with
-per-class probabilities, regression values in the targets' units.
+inputs with the training split's statistics (or z-normalises each series on its own, with
+`data.normalise: series`); the same is done here, with the statistics kept in the model's
+settings. Padded sequences may end in steps of all NaN, as the training data did.
+Predictions are in the data's own terms: class names with per-class probabilities,
+regression values in the targets' units.
 """
 
 import math
@@ -21,9 +23,13 @@ def model_input(settings: dict, raw: pd.DataFrame | np.ndarray) -> torch.Tensor:
     if settings["columns"]:
         x = encode_table(raw, settings["columns"])
     else:
-        x = as_samples(raw, settings["input_shape"])
+        x = as_samples(raw, settings["input_shape"], settings.get("padded", False))
     if not len(x):
         raise DataError("holds no samples")
+    if settings.get("series_normalised"):
+        from dlpipe.data.sequences import z_normalised
+
+        x = z_normalised(x)
     if "x_mean" in settings["stats"]:
         x = (x - _stat(settings, "x_mean")) / _stat(settings, "x_std")
     return torch.from_numpy(x.astype(np.float32))
@@ -67,10 +73,12 @@ def encode_table(frame: pd.DataFrame, columns: list[dict]) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def numbers(values: pd.Series) -> np.ndarray:
-    """A column as float64, or a DataError naming the first value that is no finite number."""
+def numbers(values: pd.Series, empty: bool = False) -> np.ndarray:
+    """A column as float64, or a DataError naming the first value that is no finite number;
+    `empty`: an empty cell is NaN (the end of a padded series, checked by `as_samples`)."""
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(numbers))
+    given = values.notna().to_numpy() if empty else True
+    bad = np.flatnonzero(~np.isfinite(numbers) & given)
     if len(bad):
         row = int(bad[0])
         raise DataError(
@@ -100,8 +108,9 @@ def decode_table(x: np.ndarray, columns: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(frame)
 
 
-def as_samples(x: np.ndarray, shape: list[int]) -> np.ndarray:
-    """`x` as samples of `shape`: given so, or each flattened into one row of values."""
+def as_samples(x: np.ndarray, shape: list[int], padded: bool = False) -> np.ndarray:
+    """`x` as samples of `shape`: given so, or each flattened into one row of values.
+    `padded`: sequences may end in steps of all NaN, a series shorter than the longest."""
     x = np.asarray(x, dtype=np.float64)
     size = math.prod(shape)
     if x.ndim == 2 and x.shape[1] == size:
@@ -111,6 +120,16 @@ def as_samples(x: np.ndarray, shape: list[int]) -> np.ndarray:
             f"holds samples shaped {dims(x.shape[1:])}: the model takes {dims(shape)} inputs "
             f"(or rows of {size} values, flattened)"
         )
+    if padded and x.ndim == 3:
+        from dlpipe.data.raw import misplaced_padding
+
+        row = misplaced_padding(x) if len(x) else None
+        if row is not None:
+            raise DataError(
+                f"sample {row + 1} holds NaN or inf other than at its end: give finite values, "
+                "a shorter series ending in steps of all NaN (empty cells)"
+            )
+        return x
     bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
     if len(bad):
         raise DataError(f"sample {bad[0] + 1} holds NaN or inf: give finite values")

@@ -86,6 +86,8 @@ class TaskKind:
         monitor, mode: the validation metric a training of it is watched by when
             trainer.checkpoint_monitor (trainer.early_stopping.monitor) is null, and which
             way it is better.
+        tiebreak: the validation metric that decides between epochs tied on the monitor
+            when trainer.checkpoint_tiebreak is null (its loss: lower is better).
         champion, champion_mode: the test metric (without test/) its registered versions
             are compared on when registry.metric is null, and which way it is better;
             None: it is not registered.
@@ -105,6 +107,7 @@ class TaskKind:
     logged: tuple[str, ...] = ()
     monitor: str = "val/loss"
     mode: Mode = "min"
+    tiebreak: str = "val/loss"
     champion: str | None = None
     champion_mode: Mode = "min"
     servable: bool = False

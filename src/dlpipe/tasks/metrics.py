@@ -65,9 +65,11 @@ def regression(predicted: torch.Tensor, y: torch.Tensor, stats: dict) -> dict[st
 def last_value_baseline(x: torch.Tensor, horizon: int) -> torch.Tensor:
     """Forecast every step of the horizon as the window's last value of the target.
 
-    The target is the series' first feature, on the same scale (see data.prepare).
+    The target is the series' first feature, on the same scale (see data.prepare). A padded
+    series' last value is that of its last step not all NaN.
     """
-    return x[:, -1, :1].expand(-1, horizon)
+    last = (~torch.isnan(x).all(dim=2)).sum(dim=1) - 1
+    return x[torch.arange(len(x)), last.clamp(min=0), :1].expand(-1, horizon)
 
 
 def forecasting(

@@ -2,13 +2,16 @@
 
 `MlflowSweepCallback` (enabled in conf/config.yaml under hydra.callbacks) opens the parent
 when a multirun starts and, when it ends, records on it how many jobs finished or failed
-and the best job's score and overrides. A job finds its parent by the sweep folder it
-runs in (tag `dlpipe.sweep_dir`), through the tracking store, so this works wherever the
-jobs run, in-process or on Ray workers, as long as they share the store.
+and the best job's score and overrides; for k-fold cross-validation (jobs that differ only
+in data.split.fold), the mean and standard deviation over the folds instead. A job finds
+its parent by the sweep folder it runs in (tag `dlpipe.sweep_dir`), through the tracking
+store, so this works wherever the jobs run, in-process or on Ray workers, as long as they
+share the store.
 """
 
 import logging
 import shlex
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +32,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_DIR_TAG = "dlpipe.sweep_dir"
 OVERRIDES_TAG = "dlpipe.overrides"
+# On a k-fold cross-validation's parent run: its number of folds.
+KFOLD_TAG = "dlpipe.kfold"
+FOLD_KEY = "data.split.fold"
 
 
 def _key(sweep_dir: str) -> str:
@@ -123,7 +129,9 @@ class MlflowSweepCallback(Callback):
         )
         summary = summarise(children)
         tracking.log_metrics(self.client, self.parent, summary.counts)
-        if summary.best is not None:
+        if is_kfold(children):
+            self._record_folds(children)
+        elif summary.best is not None:
             self._record_best(summary.best, summary.metric, list(config.hydra.overrides.task))
         self._record_search(config)
         failed, jobs = summary.counts["sweep/failed"], summary.counts["sweep/jobs"]
@@ -148,6 +156,15 @@ class MlflowSweepCallback(Callback):
         for path in [folder / "best_params.yaml", *sorted(folder.glob("optuna_*.png"))]:
             if path.exists():
                 self.client.log_artifact(self.parent, str(path), "search")
+
+    def _record_folds(self, children: list) -> None:
+        """A cross-validation's folds are one estimate, not rivals: their spread, no best."""
+        from dlpipe.tracking import client as tracking
+
+        tracking.log_metrics(self.client, self.parent, fold_spread(children))
+        folds = children[0].data.params.get("data.split.folds") or str(len(children))
+        self.client.set_tag(self.parent, KFOLD_TAG, folds)
+        log.info(f"{folds}-fold cross-validation: mean and std of each metric on the parent")
 
     def _record_best(self, best, metric: str, overrides: list[str]) -> None:
         from dlpipe.tracking import client as tracking
@@ -185,6 +202,34 @@ def summarise(children: list) -> Summary:
     pick = max if mode == "max" else min
     best = pick(scored, key=lambda run: run.data.metrics[metric]) if scored else None
     return Summary(counts, best, metric)
+
+
+def is_kfold(children: list) -> bool:
+    """Whether the jobs are one k-fold cross-validation: each sets data.split.fold, and
+    their overrides are otherwise the same."""
+    rest = set()
+    for run in children:
+        overrides = shlex.split(run.data.tags.get(OVERRIDES_TAG, ""))
+        others = tuple(item for item in overrides if swept_keys([item]) != [FOLD_KEY])
+        if len(others) == len(overrides):
+            return False
+        rest.add(others)
+    return len(rest) == 1
+
+
+def fold_spread(children: list) -> dict[str, float]:
+    """`<metric>/mean` and `<metric>/std` (the standard deviation over the folds, ddof 0)
+    of each metric every finished job logged, its last value in each."""
+    finished = [run for run in children if run.info.status == "FINISHED"]
+    if not finished:
+        return {}
+    shared = set.intersection(*(set(run.data.metrics) for run in finished))
+    spread = {}
+    for metric in sorted(shared):
+        values = [run.data.metrics[metric] for run in finished]
+        spread[f"{metric}/mean"] = statistics.fmean(values)
+        spread[f"{metric}/std"] = statistics.pstdev(values)
+    return spread
 
 
 def watched(runs: list) -> tuple[str, str] | None:

@@ -1,7 +1,8 @@
 """Lightning plumbing: epoch metrics to MLflow, a history for plots, plain per-epoch lines
-or a progress bar per epoch, and the model's size in one line."""
+or a progress bar per epoch, the model's size in one line, and which epoch is the best."""
 
 import logging
+import math
 import time
 
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
@@ -129,3 +130,71 @@ class ParameterCount(Callback):
         total = sum(p.numel() for p in parameters)
         trainable = sum(p.numel() for p in parameters if p.requires_grad)
         log.info(f"model: {total:,} parameters, {trainable:,} trainable")
+
+
+# What BestEpoch ranks each epoch by: the checkpoint kept as best has the highest.
+RANK = "checkpoint/rank"
+
+
+class BestEpoch(Callback):
+    """Ranks each epoch against the best before it by `monitor`, ties decided by
+    `tiebreak` (each with its mode), as one number, `checkpoint/rank`, among the epoch's
+    metrics: what Lightning's ModelCheckpoint (here) and Ray's checkpoint manager (on Ray
+    Train) keep the highest of. Both compare one metric, and on a tie keep the first epoch:
+    with val/acc at 1.0 on a small validation split, an early, barely fitted one.
+
+    A new best epoch ranks one above the best before it, any other half below that, so none
+    ties with the best. Its state (the best values) travels in the checkpoints, so a resumed
+    training ranks on as an uninterrupted one.
+    """
+
+    def __init__(self, monitor: str, mode: str, tiebreak: str, tiebreak_mode: str):
+        self.order = ((monitor, mode), (tiebreak, tiebreak_mode))
+        self.best: list[float] | None = None  # the best epoch's values, in `order`
+        self.found = 0  # how many times a better epoch came
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(order=self.order)
+
+    @property
+    def score(self) -> float:
+        """The monitor's value at the best epoch so far."""
+        return self.best[0]
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        import torch
+
+        values = [self._value(trainer.callback_metrics, name) for name, _ in self.order]
+        if self.best is None or self._key(values) > self._key(self.best):
+            self.best, self.found = values, self.found + 1
+            rank = float(self.found)
+        else:
+            rank = self.found - 0.5
+        trainer.callback_metrics[RANK] = torch.tensor(rank)
+
+    def _key(self, values: list[float]) -> tuple[float, ...]:
+        """`values` as a tuple that is larger the better they are; NaN is the worst."""
+        return tuple(
+            -math.inf if math.isnan(v) else (v if mode == "max" else -v)
+            for v, (_, mode) in zip(values, self.order, strict=True)
+        )
+
+    @staticmethod
+    def _value(metrics: dict, name: str) -> float:
+        if name not in metrics:
+            from dlpipe.errors import ConfigError
+
+            raise ConfigError(
+                f"the best epoch is chosen by {name}, which the task does not log: set "
+                f"trainer.checkpoint_monitor or trainer.checkpoint_tiebreak to one it logs"
+            )
+        return float(metrics[name])
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "found": self.found}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best, self.found = state_dict["best"], state_dict["found"]

@@ -17,7 +17,7 @@ from dlpipe import files
 from dlpipe.config import checks as config
 from dlpipe.config import secrets
 from dlpipe.config.schema.validate import validate
-from dlpipe.data.arrays import ArrayLoader, PreparedData, load_prepared
+from dlpipe.data.arrays import ArrayLoader, PreparedData, in_fold, load_prepared
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.models import registry
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
@@ -27,7 +27,9 @@ from dlpipe.tasks.kinds import Setup, TaskKind
 from dlpipe.tracking import client as tracking
 from dlpipe.tracking.lineage import lineage_tags
 from dlpipe.tracking.sweep import SweepJob, child_tags
+from dlpipe.training.refit import check_refit
 from dlpipe.training.trainer import (
+    best_epoch,
     early_stopping,
     fit_settings,
     quiet_lightning,
@@ -99,13 +101,15 @@ def _train_held(
     log.info(f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {where}")
     with tracking.closing_run(client, run_id, stopped_early=_pruned_type(fit.trial)):
         score = _fit(cfg, fit, client, run_id, out, resumed)
+        refit_epochs = _refit(cfg, fit, client, run_id, out)
         files.write_json(out.history_file, tracking.epoch_history(client, run_id))
         monitor = cfg.trainer.checkpoint_monitor
-        log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}")
+        refit_said = f" (refit on train+val for {refit_epochs} epochs)" if refit_epochs else ""
+        log.info(f"best {monitor} {score:.4f} -> {out.best_ckpt}{refit_said}")
         # The score a sweep ranks its jobs by, and what an Optuna trial returns.
         tracking.log_metrics(client, run_id, {f"best/{monitor}": score})
         tracking.log_artifact(client, run_id, out.best_ckpt, "checkpoints")
-        _run_record(cfg, fit.data.meta, run_id, score, out).write(out.run_file)
+        _run_record(cfg, fit.data.meta, run_id, score, out, refit_epochs).write(out.run_file)
     resume.clear_record(out)
     return TrainResult(run_id=run_id, best_checkpoint=str(out.best_ckpt), best_score=score)
 
@@ -172,6 +176,23 @@ def _fit(cfg: DictConfig, fit: _Fit, client, run_id: str, out: Outputs, resumed)
     return _best_score(fit.trainer, cfg.trainer.checkpoint_monitor)
 
 
+def _refit(cfg: DictConfig, fit: _Fit, client, run_id: str, out: Outputs) -> int | None:
+    """With trainer.refit, replace best.ckpt by the model refit on train+val for the
+    chosen epoch's number of epochs (see dlpipe.training.refit); how many, or None."""
+    if not cfg.trainer.refit:
+        return None
+    from dlpipe.training import refit
+
+    def build(refit_cfg: DictConfig, steps_per_epoch: int):
+        model = build_model(refit_cfg, fit.data.meta)
+        _transfer(refit_cfg, model)  # started as the training's model was
+        return build_task(refit_cfg, fit.data.meta, model, steps_per_epoch)
+
+    epochs = refit.refit(cfg, fit.data, build, out)
+    client.set_tag(run_id, refit.TAG, str(epochs))
+    return epochs
+
+
 def _sweep_tags(client, cfg: DictConfig, job: SweepJob) -> dict[str, str]:
     return {**child_tags(client, cfg.tracking.experiment, job), **_search_tags(cfg)}
 
@@ -193,8 +214,10 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     validate(cfg)
     data = load_prepared(PREPARED_DIR, ("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
+    data = in_fold(data, OmegaConf.select(cfg, "data.split.fold"))
     config.check_batch_size(cfg, data.meta)
     kind = task_kind(cfg, data.meta)
+    check_refit(cfg, kind)
     # null monitors are the task's own: from here on, every reader of the config (the
     # Trainer, Ray Train, an Optuna trial, the run's params and record) sees them named.
     cfg = config.watching(cfg, kind, data.meta.get("heads"))
@@ -252,8 +275,12 @@ def _reach_cluster(cfg: DictConfig, kind: TaskKind) -> str | None:
 def _best_score(trainer, monitor: str) -> float:
     """The checkpointed epoch's `monitor`: the best one's, or the last one's when the
     checkpoint is simply the last epoch (a GAN)."""
-    best = trainer.checkpoint_callback.best_model_score
-    return float(best if best is not None else trainer.callback_metrics[monitor])
+    from dlpipe.training.lightning_hooks import BestEpoch
+
+    best = next((c for c in trainer.callbacks if isinstance(c, BestEpoch)), None)
+    if best is not None and best.best is not None:
+        return best.score
+    return float(trainer.callback_metrics[monitor])
 
 
 def _search_trial(cfg: DictConfig) -> tuple[object, tuple]:
@@ -408,26 +435,30 @@ def build_trainer(
 
 
 def _callbacks(t: DictConfig, out: Outputs, task: str | TaskKind) -> list:
-    """Checkpointing of the best epoch, and early stopping; a task that does not keep its
-    best epoch (a GAN, whose losses say little about its samples and do not settle) keeps
-    its last one as best.ckpt and trains all its epochs."""
+    """Checkpointing of the best epoch (see BestEpoch), and early stopping; a task that
+    does not keep its best epoch (a GAN, whose losses say little about its samples and do
+    not settle) keeps its last one as best.ckpt and trains all its epochs."""
     from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from dlpipe.training.lightning_hooks import RANK
 
     keeps_best = kinds.kind(task).keeps_best
     checkpoint = ModelCheckpoint(
         dirpath=out.models,
         filename="best",
-        monitor=t.checkpoint_monitor if keeps_best else None,
-        mode=t.checkpoint_mode,
+        monitor=RANK if keeps_best else None,
+        mode="max",
         save_last=True,
         enable_version_counter=False,
     )
     if not keeps_best:
         return [checkpoint]
-    return [checkpoint, early_stopping(t)]
+    return [best_epoch(t), checkpoint, *early_stopping(t)]
 
 
-def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Outputs) -> RunRecord:
+def _run_record(
+    cfg: DictConfig, meta: dict, run_id: str, score: float, out: Outputs, refit_epochs: int | None
+) -> RunRecord:
     """What evaluate (and later tools) need to find the run and rebuild the model: they
     take the data, model, task and registered name from here, not from the config."""
     from dlpipe.tracking.champion import registered_name
@@ -452,4 +483,5 @@ def _run_record(cfg: DictConfig, meta: dict, run_id: str, score: float, out: Out
         best_checkpoint_sha256=files.sha256(out.best_ckpt),
         monitor=cfg.trainer.checkpoint_monitor,
         best_score=score,
+        refit_epochs=refit_epochs,
     )

@@ -25,13 +25,24 @@ def fit_settings(t: DictConfig, steps_per_epoch: int) -> dict:
     }
 
 
-def early_stopping(t: DictConfig):
+def early_stopping(t: DictConfig) -> list:
+    """The early stopping callback, in a list; empty when trainer.early_stopping or its
+    patience is null: then every one of max_epochs is trained."""
     from lightning.pytorch.callbacks import EarlyStopping
 
-    return EarlyStopping(
-        monitor=t.early_stopping.monitor,
-        mode=t.early_stopping.mode,
-        patience=t.early_stopping.patience,
+    stopping = t.early_stopping
+    if stopping is None or stopping.patience is None:
+        return []
+    return [EarlyStopping(monitor=stopping.monitor, mode=stopping.mode, patience=stopping.patience)]
+
+
+def best_epoch(t: DictConfig):
+    """The callback ranking each epoch by trainer.checkpoint_monitor, ties decided by
+    trainer.checkpoint_tiebreak: the checkpoint kept as best is the highest ranked."""
+    from dlpipe.training.lightning_hooks import BestEpoch
+
+    return BestEpoch(
+        t.checkpoint_monitor, t.checkpoint_mode, t.checkpoint_tiebreak, t.checkpoint_tiebreak_mode
     )
 
 

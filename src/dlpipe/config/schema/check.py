@@ -185,10 +185,11 @@ def _fits(value: Any, hint: Any, meta: dict) -> bool:
 
 
 def _same_container(value: Any, hint: Any) -> bool:
-    """Whether `value` is the list or mapping that `hint` asks for (its items checked later)."""
+    """Whether `value` is the list, mapping or group of settings that `hint` asks for (its
+    items checked later)."""
     origin = typing.get_origin(hint)
     return (origin is list and isinstance(value, list)) or (
-        origin is dict and isinstance(value, dict)
+        (origin is dict or dataclasses.is_dataclass(hint)) and isinstance(value, dict)
     )
 
 

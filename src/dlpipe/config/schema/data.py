@@ -9,7 +9,7 @@ the source's own, which the source's signature declares (see dlpipe.config.schem
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from dlpipe.config.schema import targets
 from dlpipe.config.schema.check import check_group, setting
@@ -18,14 +18,35 @@ from dlpipe.errors import ConfigError
 
 @dataclass(kw_only=True)
 class Split:
-    val: float = setting(gt=0, lt=1)
-    test: float = setting(gt=0, lt=1)
+    """How the samples are split. `val` and `test` are fractions of the samples, used only
+    for a split that no file (data.val_path, data.test_path) and no `column` of the data
+    gives; 0 where one does. With a test file or a split column they are fractions of the
+    training rows."""
+
+    val: float = setting(ge=0, lt=1)
+    test: float = setting(ge=0, lt=1)
     seed: int = setting(ge=0)
+    # A column whose values (train, val or test) say which split each row is in.
+    column: str | None = setting(default=None)
+    # k-fold cross-validation: the prepare stage numbers the training and validation rows
+    # 0..folds-1 (`folds`); a training validates on the rows of fold `fold`, trains on the rest.
+    folds: int | None = setting(ge=2, default=None)
+    fold: int | None = setting(ge=0, default=None)
 
     def __post_init__(self) -> None:
         if self.val + self.test >= 1:
             raise ConfigError(
                 "data.split.val + data.split.test must be below 1 to leave training data"
+            )
+        if self.fold is not None and self.folds is None:
+            raise ConfigError(
+                f"data.split.fold={self.fold} is set without data.split.folds: set "
+                "data.split.folds=k as the data was prepared with, or leave data.split.fold unset"
+            )
+        if self.fold is not None and self.fold >= self.folds:
+            raise ConfigError(
+                f"data.split.fold={self.fold} is not a fold of data.split.folds={self.folds}: "
+                f"use 0 to {self.folds - 1}"
             )
 
 
@@ -40,16 +61,40 @@ class Data:
     name: str
     split: Split
     batch_size: int = setting(gt=0)
-    normalise: bool
+    # true: standardise with the training split's statistics; series: z-normalise each
+    # series (sequence) on its own, per channel.
+    normalise: bool | Literal["series"] = setting(allowed="true, false or series")
     # Classification only, which the prepare stage checks once it has the data.
     train_per_class: int | None = setting(gt=0, default=None)
+    # Files of the test and validation samples, read by the source as `path` is.
+    test_path: str | None = setting(default=None)
+    val_path: str | None = setting(default=None)
     # Filled in by check_data, never read from the config: the source and its settings.
     source: str = setting(default="")
     settings: dict[str, Any] = setting(default=None)
 
+    def __post_init__(self) -> None:
+        """A split fraction may be 0 only where a file or the split column gives that split."""
+        for name, given in (("val", self.val_path), ("test", self.test_path)):
+            if getattr(self.split, name) == 0 and given is None and self.split.column is None:
+                raise ConfigError(
+                    f"data.split.{name}=0 leaves no {name} samples: set data.split.{name} in "
+                    f"(0, 1), give a file of them with data.{name}_path, or name a split "
+                    "column with data.split.column"
+                )
+
 
 # The keys of a data config that are not its source's settings.
-COMMON = ("_target_", "name", "split", "batch_size", "normalise", "train_per_class")
+COMMON = (
+    "_target_",
+    "name",
+    "split",
+    "batch_size",
+    "normalise",
+    "train_per_class",
+    "test_path",
+    "val_path",
+)
 
 
 def target_of(data: dict, path: str = "data") -> str:
@@ -84,7 +129,28 @@ def check_data(values: Any, path: str = "data") -> Data:
     common = {key: value for key, value in values.items() if key in COMMON[1:]}
     checked = check_group(common, Data, path, label(values))
     own = targets.check_settings(_own(values), found, path, label(values))
+    _check_split_sources(checked, found, path, label(values))
     return dataclasses.replace(checked, source=target_of(values, path), settings=own)
+
+
+# Common keys that only a source reading a file (`path`) takes.
+_FILES = ("test_path", "val_path")
+
+
+def _check_split_sources(data: Data, found: targets.Signature, path: str, name: str) -> None:
+    """Split files are read as `path` is, and a split column by the source's `split_column`:
+    a source without them cannot keep a split."""
+    for key in _FILES:
+        if getattr(data, key) is not None and "path" not in found.settings and not found.open:
+            raise ConfigError(
+                f"{path}.{key} is set, but {name} reads no file (its source takes no path): "
+                f"leave {path}.{key} unset and split by data.split.val and data.split.test"
+            )
+    if data.split.column is not None and "split_column" not in found.settings:
+        raise ConfigError(
+            f"{path}.split.column={data.split.column} is set, but {name} reads no columns (its "
+            f"source takes no split_column): leave {path}.split.column unset"
+        )
 
 
 def _own(data: dict) -> dict:
@@ -97,6 +163,7 @@ def _signature(data: dict, path: str) -> targets.Signature:
     found = targets.signature(target_of(data, path))
     for key in _own(data):
         if key not in found.settings and not found.open:
-            takes = ", ".join([*COMMON[1:], *found.settings])
+            common = [key for key in COMMON[1:] if "path" in found.settings or key not in _FILES]
+            takes = ", ".join([*common, *found.settings])
             raise ConfigError(f"{path}.{key} is not a setting of {label(data)}: it takes {takes}")
     return found

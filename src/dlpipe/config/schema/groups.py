@@ -126,7 +126,8 @@ class EarlyStopping:
     # null: the task's own monitor and mode (dlpipe.tasks.kinds.TaskKind).
     monitor: str | None = monitor()
     mode: Mode | None
-    patience: int = setting(ge=0)
+    # null: never stop early, as trainer.early_stopping=null.
+    patience: int | None = setting(ge=0)
 
 
 @dataclass(kw_only=True)
@@ -139,18 +140,29 @@ class Trainer:
     max_epochs: int = setting(ge=1)
     gradient_clip_val: float | None = setting(gt=0)
     gradient_clip_algorithm: Literal["norm", "value"]
-    early_stopping: EarlyStopping
+    # null: no early stopping, every one of max_epochs is trained.
+    early_stopping: EarlyStopping | None
     checkpoint_monitor: str | None = monitor()
     checkpoint_mode: Mode | None
+    # Decides between epochs tied on checkpoint_monitor; null: the task's own (val/loss).
+    checkpoint_tiebreak: str | None = monitor()
+    checkpoint_tiebreak_mode: Mode | None
+    # Train anew on train+val for the chosen epoch's number of epochs (dlpipe.training.refit).
+    refit: bool
 
     def __post_init__(self) -> None:
         """A mode says which way its monitor is better: without a monitor (the task's
         own), the task's mode goes with it."""
-        stopping = self.early_stopping
         watched = {
             "trainer.checkpoint_": (self.checkpoint_monitor, self.checkpoint_mode),
-            "trainer.early_stopping.": (stopping.monitor, stopping.mode),
+            "trainer.checkpoint_tiebreak_": (
+                self.checkpoint_tiebreak,
+                self.checkpoint_tiebreak_mode,
+            ),
         }
+        if self.early_stopping is not None:
+            stopping = self.early_stopping
+            watched["trainer.early_stopping."] = (stopping.monitor, stopping.mode)
         for key, (monitor, mode) in watched.items():
             if monitor is None and mode is not None:
                 raise ConfigError(
@@ -257,9 +269,11 @@ class Config:
         if self.task is not None:
             return
         trainer = self.trainer
+        stopping = trainer.early_stopping
         watched = {
-            "trainer.early_stopping.monitor": trainer.early_stopping.monitor,
+            "trainer.early_stopping.monitor": stopping.monitor if stopping else None,
             "trainer.checkpoint_monitor": trainer.checkpoint_monitor,
+            "trainer.checkpoint_tiebreak": trainer.checkpoint_tiebreak,
         }
         for key, name in watched.items():
             if name is not None and not is_builtin_monitor(name):
