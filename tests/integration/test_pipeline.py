@@ -124,6 +124,8 @@ def test_run_holds_config_curves_test_metrics_lineage_and_artifacts(project, rep
     logged = {key: str(value) for key, value in flatten(params).items()}
     # which the run records: a classifier keeps its best validation accuracy.
     logged |= {"trainer.checkpoint_monitor": "val/acc", "trainer.checkpoint_mode": "max"}
+    # Ties in it are told apart by the task's own second metric.
+    logged |= {"trainer.checkpoint_tiebreak": "val/loss", "trainer.checkpoint_tiebreak_mode": "min"}
     assert run_record.data.params == logged
 
     client = client_for(project)
