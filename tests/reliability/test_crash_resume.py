@@ -171,3 +171,42 @@ def test_a_training_killed_before_its_first_checkpoint_does_not_continue_another
     assert fresh.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(fresh.info.run_id, "train/loss")]
     assert sorted(steps) == [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A project with images prepared in shards, and the training command that streams
+    them with 2 reading processes and augments them: small batches, so that an epoch is
+    long enough to be killed in its middle."""
+    from tests.unit.test_shards import SHARDED, write_images
+
+    folder = tmp_path_factory.mktemp("streamed")
+    project = make_project(folder / "project")
+    images = write_images(folder / "images", per_class=80, size=(12, 12))
+    data = ["data=images", f"data.path={images}", *SHARDED, "data.batch_size=4"]
+    run([sys.executable, "pipelines/prepare.py", *data], project)
+    settings = [
+        "model=cnn",
+        f"trainer.max_epochs={EPOCHS}",
+        "trainer.early_stopping=null",
+        "trainer.augment={flip: true, jitter: 0.2}",
+    ]
+    return project, [sys.executable, "pipelines/train.py", *data, *settings]
+
+
+def test_streamed_training_killed_resumes_to_the_uninterrupted_weights(streamed, tmp_path):
+    """Shuffled shards, reading processes and augmentation: resumed at an epoch's start,
+    the epochs after it are those of a training never interrupted, bit for bit."""
+    prepared, train = streamed
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    shutil.copytree(prepared, whole)
+    shutil.copytree(prepared, killed)
+    run(train, whole)
+
+    kill_during_epoch(train, killed, 2)
+    done = run(train, killed)
+
+    assert "from models/last.ckpt after epoch 2" in done.stdout + done.stderr
+    assert history(killed) == history(whole)
+    ours, theirs = weights(killed / "models/last.ckpt"), weights(whole / "models/last.ckpt")
+    assert all(torch.equal(ours[key], theirs[key]) for key in ours)

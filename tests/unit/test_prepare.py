@@ -7,8 +7,9 @@ import pytest
 
 from dlpipe.config.checks import to_dict
 from dlpipe.data.arrays import ArrayLoader, load_prepared
-from dlpipe.data.prepare import prepare, split
+from dlpipe.data.prepare import prepare
 from dlpipe.data.sources import load_source
+from dlpipe.data.splitting import split
 from dlpipe.errors import ConfigError, DataError
 
 

@@ -73,7 +73,7 @@ def test_params_yaml_validates_into_typed_settings():
             "trainer.max_eppochs is not a setting of trainer: it takes accelerator, devices, "
             "precision, max_epochs, gradient_clip_val, gradient_clip_algorithm, early_stopping, "
             "checkpoint_monitor, checkpoint_mode, checkpoint_tiebreak, checkpoint_tiebreak_mode, "
-            "refit",
+            "refit, augment",
         ),
         (
             ("+trainer.early_stopping.patiance=3",),

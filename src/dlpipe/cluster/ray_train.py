@@ -7,8 +7,9 @@ cluster.max_failures allows, Ray restarts the workers, which resume from the lat
 checkpoint while worker 0 skips what the run already holds, so no epoch is logged twice.
 The best and the last checkpoints land in models/ as a local training leaves them.
 
-Prepared data reaches the workers through Ray's object store, never by reading the
-driver's disk: on several nodes only the driver needs data/prepared.
+Prepared arrays reach the workers through Ray's object store, never by reading the
+driver's disk: on several nodes only the driver needs data/prepared. Data prepared in
+shards is read by the workers themselves, through Ray Data (see ray_data).
 """
 
 import logging
@@ -20,11 +21,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dlpipe import files
+from dlpipe.cluster.ray_data import RayShardLoader, check_room_to_read, data_config, datasets
 from dlpipe.config import checks as config
 from dlpipe.data.arrays import ArrayLoader, PreparedData
+from dlpipe.data.shard_loader import streaming
 from dlpipe.errors import DlpipeError, TrainingError
 from dlpipe.paths import Outputs
 from dlpipe.tracking import client as tracking
+from dlpipe.training.augment import augmentation
 from dlpipe.training.resume import EpochOrder, RandomState
 from dlpipe.training.trainer import (
     best_epoch,
@@ -66,7 +70,6 @@ def trainer_settings(cfg: DictConfig, steps_per_epoch: int) -> dict:
 def fit(cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Outputs) -> float:
     """Train `task` on the cluster; write models/best.ckpt and last.ckpt; return the best
     score of trainer.checkpoint_monitor."""
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -82,11 +85,11 @@ def fit(cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Out
         train_loop_config={
             "cfg": config.to_dict(cfg),
             "task": task,
-            "train": ray.put(data.splits["train"]),
-            "val": ray.put(data.splits["val"]),
+            **_data(data),
             "run_id": run_id,
             "tracking_uri": client.tracking_uri,
         },
+        **_datasets(cfg, data),
         scaling_config=scaling_config(cluster),
         run_config=RunConfig(
             name=run_id,  # a fresh name: Ray resumes a run whose name it has seen
@@ -107,6 +110,43 @@ def fit(cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Out
     if "://" not in str(result.path):  # checkpoints on this machine: copied, so drop them
         shutil.rmtree(result.path, ignore_errors=True)
     return float(metrics[monitor])
+
+
+def _data(data: PreparedData) -> dict:
+    """What the workers read the data from: its meta.json, and the arrays put in the object
+    store once; data prepared in shards comes through Ray Data instead (see _datasets)."""
+    import ray
+
+    if data.streamed("train"):
+        return {"meta": data.meta}
+    arrays = {"train": ray.put(data.splits["train"]), "val": ray.put(data.splits["val"])}
+    return {"meta": data.meta, **arrays}
+
+
+def _datasets(cfg: DictConfig, data: PreparedData) -> dict:
+    """TorchTrainer's Ray Datasets, for data prepared in shards."""
+    if not data.streamed("train"):
+        return {}
+    check_room_to_read(cfg.cluster)
+    return {"datasets": datasets(data.folder, data.meta), "dataset_config": data_config()}
+
+
+def _loaders(loop: dict, cfg: DictConfig, rank: int, workers: int) -> tuple:
+    """A worker's training loader (its part of each epoch) and validation loader."""
+    import ray
+
+    batch = cfg.data.batch_size
+    if "train" not in loop:  # in shards
+        context = (rank, workers, streaming(cfg.data)[1])
+        return (
+            RayShardLoader("train", loop["meta"], batch, context, seed=cfg.seed),
+            RayShardLoader("val", loop["meta"], batch, context),
+        )
+    (x_train, y_train), (x_val, y_val) = ray.get(loop["train"]), ray.get(loop["val"])
+    return (
+        ArrayLoader(x_train, y_train, batch, shuffle=True, seed=cfg.seed, shard=(rank, workers)),
+        ArrayLoader(x_val, y_val, batch),
+    )
 
 
 def _run(trainer, max_failures: int):
@@ -149,17 +189,15 @@ def _work(loop: dict) -> None:
         prepare_trainer,
     )
 
+    from dlpipe.training.lightning_hooks import EpochEcho
+
     cfg = OmegaConf.create(loop["cfg"])
     context = ray.train.get_context()
     rank, workers = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(worker_threads(cfg))
     seed_all(cfg.seed)
     quiet_lightning()
-    (x_train, y_train), (x_val, y_val) = ray.get(loop["train"]), ray.get(loop["val"])
-    batch = cfg.data.batch_size
-    train_loader = ArrayLoader(
-        x_train, y_train, batch, shuffle=True, seed=cfg.seed, shard=(rank, workers)
-    )
+    train_loader, val_loader = _loaders(loop, cfg, rank, workers)
     resumed = ray.train.get_checkpoint()
     trainer = prepare_trainer(
         pl.Trainer(
@@ -169,14 +207,15 @@ def _work(loop: dict) -> None:
             callbacks=[
                 EpochOrder(train_loader),
                 RandomState(),
+                *augmentation(cfg, loop["meta"]),
                 best_epoch(cfg.trainer),
                 *early_stopping(cfg.trainer),
                 RayTrainReportCallback(),
+                EpochEcho(),  # once the checkpoint is reported
             ],
             logger=_run_logger(loop, cfg, resumed is not None) if rank == 0 else False,
         )
     )
-    val_loader = ArrayLoader(x_val, y_val, batch)
     if resumed is None:
         trainer.fit(loop["task"], train_loader, val_loader)
         return

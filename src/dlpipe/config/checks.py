@@ -37,9 +37,12 @@ def config_hash(cfg: DictConfig) -> str:
 
 
 def prepared_settings(data: DictConfig) -> dict:
-    """The data settings that make the prepared data: not the batch size, nor the fold a
-    training validates on (data.split.fold), which the loaders apply."""
-    settings = {key: value for key, value in to_dict(data).items() if key != "batch_size"}
+    """The data settings that make the prepared data: not the batch size, nor how shards
+    are read (data.stream), nor the fold a training validates on (data.split.fold), which
+    the loaders apply."""
+    settings = {
+        key: value for key, value in to_dict(data).items() if key not in ("batch_size", "stream")
+    }
     split = {key: value for key, value in settings["split"].items() if key != "fold"}
     return {**settings, "split": split}
 

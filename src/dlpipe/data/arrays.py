@@ -15,7 +15,8 @@ import torch
 
 from dlpipe import files
 from dlpipe.data.checks import RERUN_PREPARE, check_folds, check_meta, check_split
-from dlpipe.data.prepare import SPLITS
+from dlpipe.data.shard_loader import ShardLoader, read_whole
+from dlpipe.data.splitting import SPLITS
 from dlpipe.errors import ConfigError, DataError
 
 _RUN_PREPARE = "run the prepare stage first: `dvc repro prepare` or `python pipelines/prepare.py`"
@@ -27,10 +28,20 @@ class PreparedData:
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
     # Prepared with data.split.folds: each training and validation row's fold.
     folds: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Prepared in shards: the prepared folder, which meta["shards"] lists them in.
+    folder: Path | None = None
+
+    def streamed(self, name: str) -> bool:
+        """Whether split `name` is left in its shards, to be streamed (see shard_loader)."""
+        return self.folder is not None and name not in self.splits
 
 
-def load_prepared(directory: Path, names: tuple[str, ...] = SPLITS) -> PreparedData:
-    """Load meta.json and the requested splits, each checked against meta.json.
+def load_prepared(
+    directory: Path, names: tuple[str, ...] = SPLITS, stream: tuple[str, ...] = ()
+) -> PreparedData:
+    """Load meta.json and the requested splits, each checked against meta.json. Data
+    prepared in shards: the splits in `stream` are left in them (their files checked),
+    the others read whole.
 
     Raises:
         DataError: naming a missing, unreadable or damaged file and how to make it anew
@@ -38,6 +49,8 @@ def load_prepared(directory: Path, names: tuple[str, ...] = SPLITS) -> PreparedD
     """
     directory = Path(directory)
     meta = _load_meta(directory / "meta.json")
+    if meta.get("format") == "shards":
+        return _load_sharded(directory, meta, names, stream)
     splits, folds = {}, {}
     for name in names:
         path = directory / f"{name}.npz"
@@ -48,6 +61,24 @@ def load_prepared(directory: Path, names: tuple[str, ...] = SPLITS) -> PreparedD
             check_folds(path, fold, len(splits[name][1]), meta["split"]["folds"])
             folds[name] = fold
     return PreparedData(meta=meta, splits=splits, folds=folds)
+
+
+def _load_sharded(
+    directory: Path, meta: dict, names: tuple[str, ...], stream: tuple[str, ...]
+) -> PreparedData:
+    splits = {}
+    for name in names:
+        records = meta["shards"].get(name, [])
+        for record in records:
+            if not (directory / record["file"]).is_file():
+                raise DataError(
+                    f"prepared data file {directory / record['file']} is missing: {RERUN_PREPARE}"
+                )
+        if name not in stream:
+            x, y = read_whole(directory, meta, name)
+            check_split(directory / "shards" / name, x, y, meta)
+            splits[name] = (x, y)
+    return PreparedData(meta=meta, splits=splits, folder=directory)
 
 
 def in_fold(data: PreparedData, fold: int | None) -> PreparedData:
@@ -124,6 +155,10 @@ class ArrayLoader:
         self.rank, self.shards = shard
         self.epoch = 0
 
+    @property
+    def samples(self) -> int:
+        return len(self.y)
+
     def _shard_size(self) -> int:
         return -(-len(self.y) // self.shards)
 
@@ -148,3 +183,7 @@ class ArrayLoader:
             order = torch.arange(len(self.y))
         padded = order.repeat(2)[: self._shard_size() * self.shards]
         return padded[self.rank :: self.shards]
+
+
+# What a training reads its batches from: memory, or the shards of data prepared in them.
+Loader = ArrayLoader | ShardLoader

@@ -4,6 +4,7 @@ Their channels and size are the files' own unless configured: colour stays colou
 images of another size than the one chosen are resized to it, which is said once.
 """
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ import numpy as np
 
 from dlpipe.config.schema.targets import Range
 from dlpipe.data.raw import RawData
+from dlpipe.data.shard_prepare import Listing
+from dlpipe.data.shards import Layout
 from dlpipe.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -26,12 +29,16 @@ GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "F")
 
 
 def read_image(file: Path, size: tuple[int, int], mode: str) -> np.ndarray:
-    """The image `file` as float32 (channels, height, width) in [0, 1], resized to `size`
-    (height, width) in PIL `mode` (L or RGB)."""
+    """The image `file` as 8-bit (channels, height, width), resized to `size` (height,
+    width) in PIL `mode` (L or RGB)."""
     with _opened(file) as image:
-        pixels = image.convert(mode).resize((size[1], size[0]))
-        array = np.asarray(pixels, dtype=np.float32) / 255.0
+        array = np.asarray(image.convert(mode).resize((size[1], size[0])), dtype=np.uint8)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def read_images(files: list[Path], size: tuple[int, int], mode: str) -> np.ndarray:
+    """The images `files` as one 8-bit array (n, channels, height, width)."""
+    return np.stack([read_image(file, size, mode) for file in files])
 
 
 @contextmanager
@@ -46,13 +53,13 @@ def _opened(file: Path) -> Iterator:
         raise DataError(f"image {file} cannot be read ({exc}): replace or remove it") from exc
 
 
-def image_folder(
+def image_listing(
     path: str,
     size: Annotated[list[int] | None, Range(gt=0, length=2)] = None,
     channels: Literal[1, 3] | None = None,
-) -> RawData:
-    """Every image under `path`/<class>/, resized to `size` (height, width) and read with
-    `channels` 1 (grey) or 3 (colour); null: found from the files (see `detected`)."""
+) -> Listing:
+    """The images under `path`/<class>/ as a Listing: read later, 8-bit, a shard at a time
+    when they are many (see shard_prepare); their size and channels as image_folder's."""
     if channels is not None and channels not in MODES:
         raise ConfigError(f"data.channels must be 1 (grey) or 3 (colour), got {channels!r}")
     folder = Path(path)
@@ -65,13 +72,29 @@ def image_folder(
             f"images: resized {resized} of {len(found)} images to {size[0]}x{size[1]} "
             "(height x width; data.size sets another)"
         )
-    return RawData(
-        x=np.stack([read_image(file, size, MODES[channels]) for file, _ in found]),
+    return Listing(
+        items=[file for file, _ in found],
         y=np.array([label for _, label in found], dtype=np.int64),
-        task="classification",
         classes=classes,
-        pixel_range=1.0,  # read_image scales 8-bit pixels to [0, 1]
+        layout=Layout((channels, *size), "uint8"),
+        read=functools.partial(read_images, size=size, mode=MODES[channels]),
+        unit=255.0,
+        pixel_range=1.0,  # 8-bit pixels are scaled to [0, 1]
     )
+
+
+def image_folder(
+    path: str,
+    size: Annotated[list[int] | None, Range(gt=0, length=2)] = None,
+    channels: Literal[1, 3] | None = None,
+) -> RawData:
+    """Every image under `path`/<class>/, resized to `size` (height, width) and read with
+    `channels` 1 (grey) or 3 (colour); null: found from the files (see `detected`)."""
+    return image_listing(path, size, channels).in_memory()
+
+
+# Image folders larger than memory are prepared in shards (see shard_prepare).
+image_folder.listing = image_listing
 
 
 def _listing(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:

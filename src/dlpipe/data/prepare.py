@@ -16,62 +16,22 @@ Layout written to the output directory:
 
 import dataclasses
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from dlpipe import files
-from dlpipe.config.checks import prepared_settings
-from dlpipe.data.raw import RawData, check_padded, check_stored, head_slices
+from dlpipe.config.checks import prepared_settings, to_dict
+from dlpipe.data.raw import RawData, check_padded, check_stored, feature_axes, head_slices
 from dlpipe.data.sequences import z_normalised
-from dlpipe.data.sources import load_source, source_record
+from dlpipe.data.shard_prepare import prepare_in_shards, processes, streams
+from dlpipe.data.shards import FOLDER
+from dlpipe.data.sources import load_listing, load_source, source_record
+from dlpipe.data.splitting import SPLITS, carve, class_column, limit_training, split
 from dlpipe.errors import ConfigError, DataError
-
-SPLITS = ("train", "val", "test")
-
-
-def split(raw: RawData, val: float, test: float, seed: int) -> dict[str, tuple]:
-    """Train/val/test split; `val` and `test` are fractions of the whole set."""
-    if raw.task == "forecasting":
-        return _split_by_time(raw, val, test)
-    labels = _class_column(raw)
-    try:
-        x_rest, x_test, y_rest, y_test = train_test_split(
-            raw.x, raw.y, test_size=test, stratify=labels(raw.y), random_state=seed
-        )
-        x_train, x_val, y_train, y_val = train_test_split(
-            x_rest, y_rest, test_size=val / (1 - test), stratify=labels(y_rest), random_state=seed
-        )
-    except ValueError as exc:  # a split too small to hold every class once
-        raise ConfigError(
-            f"data.split (val={val}, test={test}) cannot split {len(raw.y)} samples"
-            f"{f' of {len(raw.classes)} classes' if raw.classes else ''}: raise the fractions "
-            f"({exc})"
-        ) from exc
-    return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
-
-
-def _class_column(raw: RawData):
-    """What to stratify a split by: the labels, or a multi-task set's first class target."""
-    if raw.task == "classification":
-        return lambda y: y
-    for head in raw.heads or ():
-        if head["task"] == "classification":
-            column = head_slices(raw.heads, "columns")[head["name"]].start
-            return lambda y: y[:, column]
-    return lambda y: None
-
-
-def _split_by_time(raw: RawData, val: float, test: float) -> dict[str, tuple]:
-    count = len(raw.y)
-    val_start = round(count * (1 - val - test))
-    test_start = round(count * (1 - test))
-    if not 0 < val_start < test_start < count:
-        raise ConfigError(f"data.split (val={val}, test={test}) leaves a split of {count} empty")
-    bounds = {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, count)}
-    return {name: (raw.x[a:b], raw.y[a:b]) for name, (a, b) in bounds.items()}
 
 
 def kept_splits(settings: dict, train: RawData) -> tuple[RawData, dict[str, tuple], dict]:
@@ -139,33 +99,6 @@ def _padded_to(raw: RawData, steps: int) -> RawData:
         return raw
     padding = [(0, 0), (0, steps - raw.x.shape[1])] + [(0, 0)] * (raw.x.ndim - 2)
     return dataclasses.replace(raw, x=np.pad(raw.x, padding, constant_values=np.nan))
-
-
-def carve(pool: tuple, raw: RawData, fraction: float, seed: int, name: str) -> tuple[tuple, tuple]:
-    """`fraction` of the training rows `pool` split off as split `name`: the last part in
-    time (forecasting), else a seeded draw, stratified by class where there are classes."""
-    x, y = pool
-    if fraction == 0:
-        raise ConfigError(
-            f"data.split.{name}=0 leaves no {name} samples: set data.split.{name} in (0, 1), "
-            f"or give them with data.{name}_path or the split column"
-        )
-    if raw.task == "forecasting":
-        start = round(len(y) * (1 - fraction))
-        if not 0 < start < len(y):
-            raise ConfigError(f"data.split.{name}={fraction} leaves a split of {len(y)} empty")
-        return (x[:start], y[:start]), (x[start:], y[start:])
-    try:
-        kept, carved = train_test_split(
-            np.arange(len(y)), test_size=fraction, stratify=_class_column(raw)(y), random_state=seed
-        )
-    except ValueError as exc:  # too few rows to hold every class once
-        raise ConfigError(
-            f"data.split.{name}={fraction} cannot split {len(y)} training samples"
-            f"{f' of {len(raw.classes)} classes' if raw.classes else ''}: raise it ({exc})"
-        ) from exc
-    kept, carved = np.sort(kept), np.sort(carved)
-    return (x[kept], y[kept]), (x[carved], y[carved])
 
 
 def on_training_terms(other: RawData, train: RawData, path: str, train_path: str) -> RawData:
@@ -250,22 +183,6 @@ def _read(settings: dict, path: str | None = None) -> RawData:
     return series_normalised(checked(load_source(settings), where), settings["normalise"])
 
 
-def limit_training(splits: dict[str, tuple], per_class: int) -> dict[str, tuple]:
-    """Keep the first `per_class` training samples of each class: a small labelled set.
-
-    Validation and test splits stay whole, so the small set is judged as the full one is.
-    """
-    x, y = splits["train"]
-    keep = np.concatenate([np.flatnonzero(y == label)[:per_class] for label in np.unique(y)])
-    keep.sort()
-    return {**splits, "train": (x[keep], y[keep])}
-
-
-def _feature_axes(x: np.ndarray) -> tuple[int, ...]:
-    """Axes to average over: all but the channels of images, all but the features otherwise."""
-    return (0, 2, 3) if x.ndim == 4 else tuple(range(x.ndim - 1))
-
-
 def checked(raw: RawData, where: str) -> RawData:
     """`raw` with its values as float32, or a DataError naming the first sample that float32
     cannot hold: whatever a source returns is checked here, in the type it is stored in.
@@ -293,7 +210,7 @@ def _mean_std(
 def statistics(splits: dict[str, tuple], raw: RawData) -> dict[str, list]:
     """Means and standard deviations of the training split's inputs (and regression targets)."""
     x, y = splits["train"]
-    x_stats = _mean_std(x, _feature_axes(x), raw.padded)
+    x_stats = _mean_std(x, feature_axes(x), raw.padded)
     stats = dict(zip(("x_mean", "x_std"), x_stats, strict=True))
     task = raw.task
     if task == "regression":
@@ -364,7 +281,7 @@ def assign_folds(
             "overlap in time, so folds would leak; leave data.split.folds unset"
         )
     y = np.concatenate([splits["train"][1], splits["val"][1]])
-    labels = _class_column(raw)(y)
+    labels = class_column(raw)(y)
     _check_fold_count(folds, len(y), labels, raw.classes)
     order = np.zeros(len(y), dtype=np.int64)
     splitter = (KFold if labels is None else StratifiedKFold)(
@@ -408,8 +325,15 @@ def content_hash(splits: dict[str, tuple], folds: dict[str, np.ndarray] | None =
 
 
 def prepare(data_cfg: Any, out_dir: Path) -> dict:
-    """Prepare the configured data set into `out_dir`; return its meta data."""
+    """Prepare the configured data set into `out_dir`; return its meta data. Data larger
+    than data.shards.above_mb, of a source that can stream, is written in shards (see
+    shard_prepare); all other data as one array per split."""
     settings = prepared_settings(data_cfg)
+    listing = load_listing(settings)
+    if listing is not None and streams(listing, settings):
+        source = source_record(settings["_target_"])
+        workers = processes(to_dict(data_cfg))
+        return prepare_in_shards(settings, listing, out_dir, source, workers)
     raw, splits, how = kept_splits(settings, _read(settings))
     if not splits:
         cut = data_cfg.split
@@ -446,6 +370,8 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
         "hash": content_hash(splits, folds),
     }
     files.clear_partial(out_dir)
+    # A previous prepare's shards: DVC would keep them beside the arrays.
+    shutil.rmtree(Path(out_dir) / FOLDER, ignore_errors=True)
     for name in SPLITS:
         x, y = splits[name]
         with files.atomic_path(out_dir / f"{name}.npz") as tmp, open(tmp, "wb") as handle:

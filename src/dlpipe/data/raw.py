@@ -190,3 +190,8 @@ def misplaced_padding(x: np.ndarray) -> int | None:
     )
     found = np.flatnonzero(bad)
     return int(found[0]) if len(found) else None
+
+
+def feature_axes(x: np.ndarray) -> tuple[int, ...]:
+    """Axes to average over: all but the channels of images, all but the features otherwise."""
+    return (0, 2, 3) if x.ndim == 4 else tuple(range(x.ndim - 1))

@@ -6,6 +6,10 @@ every data set has: dlpipe.config.schema.data.COMMON), found at the config's `_t
 returns either RawData, or arrays `(x, y)`: samples first, y of floats a regression's
 targets, any other y (integers, text, booleans) a classification's labels, each distinct
 label a class. The prepare stage splits, standardises, hashes and writes either alike.
+
+A source that can stream data larger than memory also names, as its attribute `listing`,
+a function of the same settings that returns a dlpipe.data.shard_prepare.Listing: the
+samples known by item and label, read later, a shard at a time (see shard_prepare).
 """
 
 import hashlib
@@ -23,6 +27,12 @@ def load_source(data_cfg: dict) -> RawData:
     target = target_of(data_cfg)
     settings = source_settings(data_cfg)
     return as_raw(targets.load(target)(**settings), target)
+
+
+def load_listing(data_cfg: dict):
+    """The Listing of the data a data config names, where its source can stream; else None."""
+    listing = getattr(targets.load(target_of(data_cfg)), "listing", None)
+    return None if listing is None else listing(**source_settings(data_cfg))
 
 
 def as_raw(returned: object, target: str) -> RawData:

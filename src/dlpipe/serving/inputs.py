@@ -130,5 +130,6 @@ def _images(found: list[Path], settings: dict, keep: Sequence[str]) -> np.ndarra
             "are not images"
         )
     channels, height, width = shape
-    read = [images.read_image(file, (height, width), images.MODES[channels]) for file in found]
-    return (np.stack(read) * scale).astype(np.float32)
+    pixels = images.read_images(found, (height, width), images.MODES[channels])
+    # In [0, 1] as the training read them (8-bit over 255), then at the model's scale.
+    return (pixels.astype(np.float32) / np.float32(255) * scale).astype(np.float32)

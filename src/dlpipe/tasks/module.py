@@ -69,8 +69,15 @@ class Task(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
+    def on_validation_epoch_start(self) -> None:
+        # The epoch's training metrics reach the logger with its validation metrics, before
+        # the epoch's checkpoint is saved: a training killed after the checkpoint (and so
+        # resumed after this epoch) never lacks them.
+        if not self.trainer.sanity_checking:
+            self._log_epoch("train")
+
     def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
+        self._log_epoch("train")  # without validation; else done already
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")

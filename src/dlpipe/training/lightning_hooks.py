@@ -56,18 +56,37 @@ class MlflowEpochLogger(Logger):
         self.history.setdefault(epoch, {}).update(values)
         fresh = {key: v for key, v in values.items() if epoch > self.logged.get(key, -1)}
         tracking.log_metrics(self.client, self.run_id, fresh, epoch)
-        # An epoch's train metrics are logged last, after its validation.
-        if self.echo and any(key.startswith("train/") for key in values):
-            self._echo(epoch)
 
-    def _echo(self, epoch: int) -> None:
-        row = self.history[epoch]
+    def echo_epoch(self, epoch: int) -> None:
+        """Say epoch `epoch`'s metrics in one line, where echo is on (see EpochEcho)."""
+        row = self.history.get(epoch)
+        if not self.echo or not row:
+            return
         shown = " ".join(f"{key} {value:.4f}" for key, value in sorted(row.items()))
         seconds, self._epoch_started = (
             time.perf_counter() - self._epoch_started,
             time.perf_counter(),
         )
         log.info(f"epoch {epoch + 1}/{self.max_epochs} {shown} ({seconds:.1f}s)")
+
+
+class EpochEcho(Callback):
+    """The logger's line for each finished epoch, said once everything of that epoch is
+    done, its checkpoint saved too (at the next epoch's start, or the training's end): a
+    training killed after the line resumes after that epoch."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch > 0:
+            self._say(trainer, trainer.current_epoch - 1)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._say(trainer, trainer.current_epoch - 1)
+
+    @staticmethod
+    def _say(trainer, epoch: int) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, MlflowEpochLogger):
+                logger.echo_epoch(epoch)
 
 
 class EpochProgressBar(TQDMProgressBar):

@@ -16,7 +16,8 @@ import warnings
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe.data.arrays import ArrayLoader, PreparedData
+from dlpipe.data.arrays import ArrayLoader, Loader, PreparedData
+from dlpipe.data.shard_loader import ShardLoader, streaming
 from dlpipe.errors import ConfigError
 from dlpipe.paths import Outputs
 from dlpipe.tasks.kinds import TaskKind
@@ -60,21 +61,15 @@ def refit(cfg: DictConfig, data: PreparedData, build, out: Outputs) -> int:
     """
     import lightning.pytorch as pl
 
+    from dlpipe.training.augment import augmentation
     from dlpipe.training.resume import AtomicCheckpointIO
 
     epochs = chosen_epochs(out)
     cfg = copy.deepcopy(cfg)
     OmegaConf.update(cfg, "trainer.max_epochs", epochs)
     seed_all(cfg.seed)
-    (x_train, y_train), (x_val, y_val) = data.splits["train"], data.splits["val"]
-    loader = ArrayLoader(
-        torch.cat([x_train, x_val]),
-        torch.cat([y_train, y_val]),
-        cfg.data.batch_size,
-        shuffle=True,
-        seed=cfg.seed,
-    )
-    log.info(f"refitting on train+val ({len(loader.y)} samples) for {epochs} epochs")
+    loader = _train_and_val(cfg, data)
+    log.info(f"refitting on train+val ({loader.samples} samples) for {epochs} epochs")
     trainer = pl.Trainer(
         **fit_settings(cfg.trainer, len(loader)),
         accelerator=cfg.trainer.accelerator,
@@ -85,6 +80,7 @@ def refit(cfg: DictConfig, data: PreparedData, build, out: Outputs) -> int:
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
+        callbacks=augmentation(cfg, data.meta),
         plugins=[AtomicCheckpointIO()],
         default_root_dir=out.models,
     )
@@ -93,3 +89,14 @@ def refit(cfg: DictConfig, data: PreparedData, build, out: Outputs) -> int:
         trainer.fit(build(cfg, len(loader)), loader)
     trainer.save_checkpoint(out.best_ckpt, weights_only=True)
     return epochs
+
+
+def _train_and_val(cfg: DictConfig, data: PreparedData) -> Loader:
+    """The training and validation samples as one training split, shuffled per epoch."""
+    batch = cfg.data.batch_size
+    if data.streamed("train"):
+        stream = streaming(cfg.data)
+        return ShardLoader(data.folder, data.meta, ("train", "val"), batch, stream, True, cfg.seed)
+    (x_train, y_train), (x_val, y_val) = data.splits["train"], data.splits["val"]
+    x, y = torch.cat([x_train, x_val]), torch.cat([y_train, y_val])
+    return ArrayLoader(x, y, batch, shuffle=True, seed=cfg.seed)

@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from dlpipe import files
-from dlpipe.data.arrays import ArrayLoader
+from dlpipe.data.arrays import Loader
 from dlpipe.errors import ConfigError
 from dlpipe.paths import Outputs
 from dlpipe.tracking import client as tracking
@@ -170,7 +170,7 @@ def _tuples(value):
 class EpochOrder(Callback):
     """Shuffle epoch k's batches with the permutation of epoch k, also after a resume."""
 
-    def __init__(self, loader: ArrayLoader):
+    def __init__(self, loader: Loader):
         self.loader = loader
 
     def on_train_epoch_start(self, trainer, module) -> None:

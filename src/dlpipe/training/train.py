@@ -17,7 +17,8 @@ from dlpipe import files
 from dlpipe.config import checks as config
 from dlpipe.config import secrets
 from dlpipe.config.schema.validate import validate
-from dlpipe.data.arrays import ArrayLoader, PreparedData, in_fold, load_prepared
+from dlpipe.data.arrays import ArrayLoader, Loader, PreparedData, in_fold, load_prepared
+from dlpipe.data.shard_loader import ShardLoader, streaming
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.models import registry
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
@@ -53,8 +54,8 @@ class _Fit:
 
     data: PreparedData
     task: object
-    train_loader: ArrayLoader
-    val_loader: ArrayLoader
+    train_loader: Loader
+    val_loader: Loader
     logger: object
     trainer: object
     trial: object
@@ -212,7 +213,7 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
 
     # Again here: train() is also called as a library function (tests, sweeps).
     validate(cfg)
-    data = load_prepared(PREPARED_DIR, ("train", "val"))
+    data = load_prepared(PREPARED_DIR, ("train", "val"), stream=("train", "val"))
     config.check_prepared_matches(cfg, data.meta)
     data = in_fold(data, OmegaConf.select(cfg, "data.split.fold"))
     config.check_batch_size(cfg, data.meta)
@@ -249,9 +250,10 @@ def _local_trainer(
 ):
     """The Trainer of a training in this process (on Ray, each worker builds its own: see
     ray_train), with what a resumed training needs to go on as an uninterrupted one would."""
+    from dlpipe.training.augment import augmentation
     from dlpipe.training.resume import EpochOrder, RandomState, RunId
 
-    callbacks = (EpochOrder(train_loader), RandomState(), RunId(), *extra)
+    callbacks = (EpochOrder(train_loader), RandomState(), RunId(), *augmentation(cfg, meta), *extra)
     return build_trainer(cfg, logger, len(train_loader), out, callbacks, kind, meta.get("heads"))
 
 
@@ -384,10 +386,17 @@ def build_task(
     return (kind or task_kind(cfg, meta)).lightning_module(setup)
 
 
-def loaders(cfg: DictConfig, data: PreparedData) -> tuple[ArrayLoader, ArrayLoader]:
-    """Training batches (shuffled per epoch from the seed) and validation batches."""
-    (x_train, y_train), (x_val, y_val) = data.splits["train"], data.splits["val"]
+def loaders(cfg: DictConfig, data: PreparedData) -> tuple[Loader, Loader]:
+    """Training batches (shuffled per epoch from the seed) and validation batches: from
+    memory, or streamed from the shards of data prepared in them."""
     batch = cfg.data.batch_size
+    if data.streamed("train"):
+        stream = streaming(cfg.data)
+        return (
+            ShardLoader(data.folder, data.meta, ("train",), batch, stream, True, cfg.seed),
+            ShardLoader(data.folder, data.meta, ("val",), batch, stream),
+        )
+    (x_train, y_train), (x_val, y_val) = data.splits["train"], data.splits["val"]
     return (
         ArrayLoader(x_train, y_train, batch, shuffle=True, seed=cfg.seed),
         ArrayLoader(x_val, y_val, batch),
@@ -409,7 +418,7 @@ def build_trainer(
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from dlpipe.training.lightning_hooks import EpochProgressBar, ParameterCount
+    from dlpipe.training.lightning_hooks import EpochEcho, EpochProgressBar, ParameterCount
     from dlpipe.training.resume import AtomicCheckpointIO
 
     quiet_lightning()
@@ -422,7 +431,13 @@ def build_trainer(
             accelerator=t.accelerator,
             devices=t.devices,
             logger=logger,
-            callbacks=[*_callbacks(t, out, task), *extra_callbacks, ParameterCount(), *bar],
+            callbacks=[
+                *_callbacks(t, out, task),
+                *extra_callbacks,
+                ParameterCount(),
+                *bar,
+                EpochEcho(),
+            ],
             plugins=[AtomicCheckpointIO()],
             enable_progress_bar=bool(bar),
             # Lightning's table of the model's layers, printed again by every job of a

@@ -51,6 +51,25 @@ class Split:
 
 
 @dataclass(kw_only=True)
+class Shards:
+    """When prepared data is written in shards and streamed (data larger than memory):
+    when its prepared size (as float32) is above `above_mb` MiB (0: always), in files of
+    about `size_mb` MiB. Only a source that can stream (one with a `listing`) is."""
+
+    above_mb: float = setting(ge=0, default=1024)
+    size_mb: float = setting(gt=0, default=64)
+
+
+@dataclass(kw_only=True)
+class Stream:
+    """How shards are read: by `workers` processes (null: the cores; 0: in the training
+    process), each shuffling among `buffer` samples. Also the prepare stage's processes."""
+
+    workers: int | None = setting(ge=0, default=None)
+    buffer: int = setting(gt=0, default=8192)
+
+
+@dataclass(kw_only=True)
 class Data:
     """What every data set has: read by the prepare stage and the loaders, not the source.
 
@@ -69,6 +88,8 @@ class Data:
     # Files of the test and validation samples, read by the source as `path` is.
     test_path: str | None = setting(default=None)
     val_path: str | None = setting(default=None)
+    shards: Shards = setting(default=None)
+    stream: Stream = setting(default=None)
     # Filled in by check_data, never read from the config: the source and its settings.
     source: str = setting(default="")
     settings: dict[str, Any] = setting(default=None)
@@ -94,6 +115,8 @@ COMMON = (
     "train_per_class",
     "test_path",
     "val_path",
+    "shards",
+    "stream",
 )
 
 
@@ -135,6 +158,8 @@ def check_data(values: Any, path: str = "data") -> Data:
 
 # Common keys that only a source reading a file (`path`) takes.
 _FILES = ("test_path", "val_path")
+# Common keys that only a source reading files has use for: they are listed for it only.
+_FOR_FILES = (*_FILES, "shards", "stream")
 
 
 def _check_split_sources(data: Data, found: targets.Signature, path: str, name: str) -> None:
@@ -163,7 +188,9 @@ def _signature(data: dict, path: str) -> targets.Signature:
     found = targets.signature(target_of(data, path))
     for key in _own(data):
         if key not in found.settings and not found.open:
-            common = [key for key in COMMON[1:] if "path" in found.settings or key not in _FILES]
+            common = [
+                key for key in COMMON[1:] if "path" in found.settings or key not in _FOR_FILES
+            ]
             takes = ", ".join([*common, *found.settings])
             raise ConfigError(f"{path}.{key} is not a setting of {label(data)}: it takes {takes}")
     return found

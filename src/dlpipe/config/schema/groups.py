@@ -131,6 +131,18 @@ class EarlyStopping:
 
 
 @dataclass(kw_only=True)
+class Augment:
+    """Image augmentation of every training batch (see dlpipe.training.augment)."""
+
+    # A random crop of the image's own size from it padded by this many pixels.
+    crop: int | None = setting(ge=1, default=None)
+    # Mirrored left to right, half of the images.
+    flip: bool = setting(default=False)
+    # Brightness, contrast and (colour images) saturation each scaled by up to this share.
+    jitter: float | None = setting(gt=0, le=1, default=None)
+
+
+@dataclass(kw_only=True)
 class Trainer:
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
     devices: int | str | list[int]
@@ -149,6 +161,8 @@ class Trainer:
     checkpoint_tiebreak_mode: Mode | None
     # Train anew on train+val for the chosen epoch's number of epochs (dlpipe.training.refit).
     refit: bool
+    # Images only; null: none.
+    augment: Augment | None = setting(default=None)
 
     def __post_init__(self) -> None:
         """A mode says which way its monitor is better: without a monitor (the task's

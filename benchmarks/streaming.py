@@ -1,0 +1,249 @@
+"""Data larger than memory: memory and speed of preparing images into shards and streaming them.
+
+    python benchmarks/streaming.py                 # 1 GiB and 4 GiB of images on disk
+    python benchmarks/streaming.py --gib 0.05      # a quick look at a small scale
+
+Generated images (64x64 colour noise PNGs: they do not compress, so their size on disk is
+their pixels' size) are prepared with `data.shards.above_mb=0` and trained on through the
+stages, at `--gib` and 4 times it:
+
+- memory: peak resident memory of each stage, its worker processes summed in (sampled
+  every 50 ms), at 1x and 4x the data; streaming keeps it flat;
+- prepare: images/s, against a single-process loop reading the same files into one array
+  (the baseline, which must hold every image in memory);
+- training: samples/s of one MLP trained by the same plain loop from dlpipe's streamed
+  shards, and from a plain torch DataLoader over the same image files (the peer) with the
+  same number of worker processes; and on digits-sized data (1797 8x8 images) the stage
+  in memory (the default for small data) against forced shards.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import psutil
+from project import copy_project
+
+SIZE = 64
+CLASSES = 10
+IMAGE_BYTES = SIZE * SIZE * 3
+WORKERS = 2
+BATCH = 64
+
+
+def _write_images(job: tuple[Path, int, int]) -> None:
+    from PIL import Image
+
+    folder, start, count = job
+    rng = np.random.default_rng(start)
+    for index in range(start, start + count):
+        pixels = rng.integers(0, 256, size=(SIZE, SIZE, 3), dtype=np.uint8)
+        # The class shows in the mean colour, so that a model has something to learn.
+        label = index % CLASSES
+        pixels[..., label % 3] //= 2
+        Image.fromarray(pixels).save(folder / f"c{label}" / f"{index:07d}.png")
+
+
+def generate(folder: Path, count: int) -> Path:
+    """`count` images in `folder`/c0..c9, written by a process per core."""
+    for label in range(CLASSES):
+        (folder / f"c{label}").mkdir(parents=True, exist_ok=True)
+    step = 2000
+    jobs = [(folder, start, min(step, count - start)) for start in range(0, count, step)]
+    with Pool(os.cpu_count()) as pool:
+        pool.map(_write_images, jobs)
+    return folder
+
+
+def disk_bytes(folder: Path) -> int:
+    return sum(file.stat().st_size for file in folder.rglob("*.png"))
+
+
+def peak_memory(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Run `command`; its seconds and the peak resident memory (GiB) of it and every
+    process it started, summed, sampled every 50 ms."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watched, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read()}")
+    return time.perf_counter() - start, peak / 2**30
+
+
+def stages(project: Path, images: Path) -> dict[str, float]:
+    """Prepare (forced into shards) and one epoch of MLP training on `images`."""
+    data = [
+        "data=images",
+        f"data.path={images}",
+        "data.shards.above_mb=0",
+        f"data.stream.workers={WORKERS}",
+        f"data.batch_size={BATCH}",
+    ]
+    python = sys.executable
+    prepare_s, prepare_gib = peak_memory([python, "pipelines/prepare.py", *data], project)
+    train = [python, "pipelines/train.py", *data, "model=mlp", "trainer.max_epochs=1"]
+    _, train_gib = peak_memory([*train, "registry.name=null"], project)
+    return {"prepare_s": prepare_s, "prepare_gib": prepare_gib, "train_gib": train_gib}
+
+
+def loop_prepare(images: Path, limit: int) -> float:
+    """Images/s of a single-process loop reading the first `limit` files into one array."""
+    from PIL import Image
+
+    files = sorted(images.rglob("*.png"))[:limit]
+    start = time.perf_counter()
+    array = np.stack([np.asarray(Image.open(file).convert("RGB")) for file in files])
+    return len(array) / (time.perf_counter() - start)
+
+
+class FilesDataset:
+    """The peer: each image file opened, decoded and scaled when asked for."""
+
+    def __init__(self, images: Path) -> None:
+        self.files = sorted(images.rglob("*.png"))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        import torch
+        from PIL import Image
+
+        file = self.files[index]
+        pixels = np.asarray(Image.open(file).convert("RGB"), dtype=np.float32) / 255
+        label = int(file.parent.name[1:])
+        return torch.from_numpy(pixels.transpose(2, 0, 1)), label
+
+
+def timed_loop(batches, steps: int) -> float:
+    """Samples/s of `steps` SGD steps of one MLP on `batches` (after 20 warm-up steps)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(IMAGE_BYTES, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+    )
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
+    seen, start = 0, None
+    for step, (x, y) in enumerate(batches):
+        if step == 20:
+            seen, start = 0, time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        seen += len(y)
+        if step == 20 + steps:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def loader_speeds(project: Path, images: Path, steps: int) -> tuple[float, float]:
+    """Samples/s of the same loop fed by dlpipe's shards and by the peer DataLoader."""
+    import json
+
+    import torch
+
+    from dlpipe.data.shard_loader import ShardLoader
+
+    prepared = project / "data/prepared"
+    meta = json.loads((prepared / "meta.json").read_text())
+    streamed = ShardLoader(prepared, meta, ("train",), BATCH, (WORKERS, 8192), True, 0)
+    peer = torch.utils.data.DataLoader(
+        FilesDataset(images), batch_size=BATCH, shuffle=True, num_workers=WORKERS
+    )
+    return timed_loop(iter(streamed), steps), timed_loop(iter(peer), steps)
+
+
+def digits_speeds(project: Path, folder: Path) -> tuple[float, float]:
+    """Training seconds per epoch on 1797 8x8 digit images: in memory, and in shards."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for index, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image * 15).astype(np.uint8)).save(folder / str(label) / f"{index}.png")
+    seconds = {}
+    for name, extra in (("memory", []), ("shards", ["data.shards.above_mb=0"])):
+        data = ["data=images", f"data.path={folder}", f"data.stream.workers={WORKERS}", *extra]
+        peak_memory([sys.executable, "pipelines/prepare.py", *data], project)
+        train = [sys.executable, "pipelines/train.py", *data, "model=mlp", "registry.name=null"]
+        epochs = ["trainer.max_epochs=20", "trainer.early_stopping=null"]
+        seconds[name] = peak_memory([*train, *epochs], project)[0]
+    return seconds["memory"], seconds["shards"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gib", type=float, default=1.0, help="the 1x size on disk, GiB")
+    parser.add_argument("--steps", type=int, default=300, help="timed training steps")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        work = Path(workdir)
+        project = copy_project(work / "project")
+        rows = {}
+        for scale in (1, 4):
+            count = int(args.gib * scale * 2**30 / IMAGE_BYTES)
+            images = generate(work / f"images{scale}", count)
+            size = disk_bytes(images) / 2**30
+            measured = stages(project, images)
+            rows[scale] = (count, size, measured)
+            print(
+                f"{scale}x: {count} images, {size:.2f} GiB on disk: prepare "
+                f"{count / measured['prepare_s']:.0f} images/s, peak {measured['prepare_gib']:.2f}"
+                f" GiB; train peak {measured['train_gib']:.2f} GiB",
+                flush=True,
+            )
+        loop = loop_prepare(images, 20000)
+        streamed, peer = loader_speeds(project, images, args.steps)
+        memory, shards = digits_speeds(project, work / "digits")
+    report(rows, loop, streamed, peer, memory, shards)
+
+
+def report(rows: dict, loop: float, streamed: float, peer: float, memory: float, shards: float):
+    (_, _, one), (count, size, four) = rows[1], rows[4]
+    print("\n| measure | 1x | 4x | ratio 4x/1x |\n|---|---|---|---|")
+    for key, name in (("prepare_gib", "prepare peak GiB"), ("train_gib", "train peak GiB")):
+        print(f"| {name} | {one[key]:.2f} | {four[key]:.2f} | {four[key] / one[key]:.2f} |")
+    rate = count / four["prepare_s"]
+    print(
+        f"\nprepare, 4x ({count} images, {size:.2f} GiB): {rate:.0f} images/s in shards "
+        f"({WORKERS} processes) against {loop:.0f} images/s for a one-process loop into "
+        f"one array: {rate / loop:.2f}x"
+    )
+    print(
+        f"training loop fed from shards: {streamed:.0f} samples/s; from a DataLoader over "
+        f"the files ({WORKERS} workers): {peer:.0f} samples/s; ratio {streamed / peer:.2f}"
+    )
+    print(
+        f"digits, 20 epochs of the train stage: in memory {memory:.1f} s, in shards "
+        f"{shards:.1f} s (the default for small data is memory: it pays nothing)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Data prepared in shards, read by Ray Train's workers through Ray Data.
+
+The driver makes Ray Datasets that name the shard files (`ray.data.read_parquet`):
+nothing of the data passes through its memory or the object store from it. Ray Train
+splits the training set among the workers in equal parts (`streaming_split`, so every
+worker takes as many steps); each worker reads the validation set whole, as it does
+in-memory data. The workers read the files themselves: every node must reach the
+prepared folder at the same path (a shared file system), or the data must sit in
+storage that every node reads.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from dlpipe.data.shard_loader import Decoder
+from dlpipe.errors import ConfigError
+
+SPLIT = "train"
+
+
+def datasets(folder: Path, meta: dict) -> dict:
+    """The training and validation shards as Ray Datasets, read lazily where they are."""
+    import ray.data
+
+    return {
+        name: ray.data.read_parquet(
+            [str(Path(folder).resolve() / record["file"]) for record in meta["shards"][name]],
+            columns=["x", "y"],
+        )
+        for name in ("train", "val")
+    }
+
+
+def check_room_to_read(cluster) -> None:
+    """Ray Data reads with the CPUs the training workers leave free (Ray Train keeps its own
+    out of Ray Data's budget): with none left, the reading would wait forever.
+
+    Raises:
+        ConfigError: the workers reserve every CPU of the cluster, naming the fix.
+    """
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0)
+    taken = cluster.num_workers * cluster.resources_per_worker.get("CPU", 1)
+    if total - taken < 1:
+        raise ConfigError(
+            f"cluster.num_workers={cluster.num_workers} workers of "
+            f"{cluster.resources_per_worker.get('CPU', 1)} CPU take {taken:g} of the cluster's "
+            f"{total:g} CPUs, leaving none for Ray Data to read the shards with: lower "
+            "cluster.num_workers or cluster.resources_per_worker.CPU, or give the cluster "
+            "more CPUs (`ray start --num-cpus`)"
+        )
+
+
+def data_config():
+    """Only the training set is split among the workers."""
+    from ray.train import DataConfig
+
+    return DataConfig(datasets_to_split=[SPLIT])
+
+
+class RayShardLoader:
+    """A worker's batches of one dataset: its part of the training set, shuffled per
+    epoch in a buffer seeded by the seed, the epoch and the worker's rank; or the whole
+    validation set in order."""
+
+    def __init__(self, name: str, meta: dict, batch_size: int, context: tuple, seed=None) -> None:
+        """`context`: (rank, workers, buffer); `seed`: shuffle from it (None: in order)."""
+        import ray.train
+
+        self.shard = ray.train.get_dataset_shard(name)
+        self.decoder = Decoder(meta)
+        self.rank, workers, self.buffer = context
+        rows = meta["sizes"][name]
+        # An equal split gives each worker the same whole share, the rest left out.
+        self.rows = rows // workers if name == SPLIT else rows
+        self.batch_size, self.seed = batch_size, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        shuffle = {}
+        if self.seed is not None:
+            seed = (self.seed * 1_000_003 + self.epoch) * 1_009 + self.rank
+            shuffle = {"local_shuffle_buffer_size": self.buffer, "local_shuffle_seed": seed}
+        self.epoch += 1
+        batches = self.shard.iter_batches(
+            batch_size=self.batch_size, batch_format="pyarrow", **shuffle
+        )
+        yield from (self.decoder.table(table) for table in batches)

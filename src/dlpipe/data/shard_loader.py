@@ -1,0 +1,185 @@
+"""Batches streamed from shards: read by worker processes, shuffled from a seed, standardised.
+
+Epoch k's order is drawn from the seed and k alone: the shards' order, then a shuffle
+buffer in each reading process, so that the same seed, epoch and number of workers give
+the same batches, also after a resume (the epoch is set by resume.EpochOrder as for
+in-memory data). Workers split the shards among themselves and send chunks of shuffled
+samples; the training process cuts them into batches of exactly `batch_size`, so an
+epoch has as many steps as the in-memory path's. At most `workers` x (buffer + a row
+group) samples are in memory at once, whatever the data's size.
+"""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dlpipe.config.checks import to_dict
+from dlpipe.config.schema.data import Stream
+from dlpipe.data.shards import Layout, read_groups, table_arrays
+from dlpipe.errors import DataError
+
+
+class ShardChunks(torch.utils.data.IterableDataset):
+    """Chunks of (x, y) from a split's shards for one epoch, standardised as float32.
+
+    Each reading process takes every n-th shard of the epoch's shard order and keeps a
+    buffer of samples, from which it sends a random chunk each time the buffer is full.
+    """
+
+    def __init__(self, folder: Path, records: list[dict], meta: dict, order: tuple) -> None:
+        """`order`: (shuffle, seed, epoch, buffer)."""
+        self.folder, self.records = Path(folder), records
+        self.decoder = Decoder(meta)
+        self.shuffle, self.seed, self.epoch, self.buffer = order
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        shards = np.arange(len(self.records))
+        if self.shuffle:
+            shards = np.random.default_rng([self.seed, self.epoch]).permutation(shards)
+        layout = self.decoder.layout
+        groups = (
+            group
+            for index in shards[worker::workers]
+            for group in read_groups(self.folder, self.records[index], layout)
+        )
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch, worker])
+            groups = _shuffled(groups, self.buffer, rng)
+        try:
+            yield from (self.decoder.tensors(x, y) for x, y in groups)
+        except DataError as exc:
+            # Sent, not raised: torch would wrap it in its worker's traceback.
+            yield Failed(str(exc))
+
+
+@dataclass(frozen=True)
+class Failed:
+    """What a reading process sends in place of a chunk when a shard cannot be read."""
+
+    message: str
+
+
+class Decoder:
+    """Stored samples as the model is given them: float32, over the stored type's unit,
+    standardised with the training split's statistics where the data is normalised."""
+
+    def __init__(self, meta: dict) -> None:
+        self.layout = Layout.of(meta["shards"]["layout"])
+        self.unit = np.float32(meta["shards"]["unit"])
+        stats = meta.get("stats", {})
+        self.mean = np.asarray(stats.get("x_mean", 0.0), dtype=np.float32)
+        self.std = np.asarray(stats.get("x_std", 1.0), dtype=np.float32)
+
+    def tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        standardised = (x.astype(np.float32) / self.unit - self.mean) / self.std
+        return torch.from_numpy(standardised), torch.from_numpy(np.array(y))
+
+    def table(self, table) -> tuple[torch.Tensor, torch.Tensor]:
+        """A pyarrow table of shard rows (as Ray Data gives them) as tensors."""
+        return self.tensors(*table_arrays(table, self.layout))
+
+
+def _shuffled(groups: Iterator, buffer: int, rng: np.random.Generator) -> Iterator[tuple]:
+    """Row groups' samples in a random order: each group joins a buffer; once it holds
+    `buffer` samples, a random part of the size of a group leaves it, the rest stay."""
+    held_x, held_y = [], []
+    count = 0
+    for x, y in groups:
+        held_x.append(x)
+        held_y.append(y)
+        count += len(y)
+        if count < buffer:
+            continue
+        xs, ys = np.concatenate(held_x), np.concatenate(held_y)
+        order = rng.permutation(count)
+        leaving, staying = order[: len(y)], order[len(y) :]
+        yield xs[leaving], ys[leaving]
+        held_x, held_y, count = [xs[staying]], [ys[staying]], len(staying)
+    if count:
+        xs, ys = np.concatenate(held_x), np.concatenate(held_y)
+        order = rng.permutation(count)
+        yield xs[order], ys[order]
+
+
+def streaming(data: Any) -> tuple[int, int]:
+    """data.stream as (workers, buffer): its workers the cores where null."""
+    stream = Stream(**(to_dict(data).get("stream") or {}))
+    workers = stream.workers if stream.workers is not None else (os.cpu_count() or 1)
+    return workers, stream.buffer
+
+
+class ShardLoader:
+    """Batches of a split prepared in shards, as data.arrays.ArrayLoader gives them from
+    memory: `len()` steps an epoch, shuffled per epoch from a seed when asked."""
+
+    def __init__(
+        self,
+        folder: Path,
+        meta: dict,
+        splits: tuple[str, ...],
+        batch_size: int,
+        stream: tuple[int, int],
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
+        """`splits`: the splits whose shards it reads (train+val for a refit); `stream`:
+        (workers, buffer), as data.stream sets them."""
+        self.folder, self.meta = Path(folder), meta
+        self.records = [record for name in splits for record in meta["shards"][name]]
+        self.samples = sum(record["rows"] for record in self.records)
+        self.batch_size = batch_size
+        self.workers, self.buffer = stream
+        self.shuffle, self.seed = shuffle, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-self.samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = (self.shuffle, self.seed, self.epoch, self.buffer)
+        self.epoch += 1
+        chunks = ShardChunks(self.folder, self.records, self.meta, order)
+        workers = min(self.workers, len(self.records))
+        reader = torch.utils.data.DataLoader(
+            chunks,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            prefetch_factor=4 if workers else None,
+        )
+        yield from _batches(reader, self.batch_size)
+
+
+def _batches(chunks, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Chunks of any size cut and joined into batches of `size` (the last one shorter)."""
+    held_x, held_y, count = [], [], 0
+    for chunk in chunks:
+        if isinstance(chunk, Failed):
+            raise DataError(chunk.message)
+        x, y = chunk
+        held_x.append(x)
+        held_y.append(y)
+        count += len(y)
+        if count < size:
+            continue
+        xs, ys = torch.cat(held_x), torch.cat(held_y)
+        whole = count - count % size
+        for start in range(0, whole, size):
+            yield xs[start : start + size], ys[start : start + size]
+        held_x, held_y, count = [xs[whole:]], [ys[whole:]], count - whole
+    if count:
+        yield torch.cat(held_x), torch.cat(held_y)
+
+
+def read_whole(folder: Path, meta: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split `split` of data prepared in shards, read into memory in its stored order."""
+    chunks = ShardChunks(folder, meta["shards"][split], meta, (False, 0, 0, 1))
+    batches = list(_batches(chunks, meta["sizes"][split]))
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])

@@ -1,0 +1,70 @@
+"""Training and evaluating on data prepared in shards, through the stages."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import assert_one_line_error, run
+from tests.unit.test_shards import SHARDED, write_images
+
+pytestmark = pytest.mark.slow
+
+
+def test_streamed_training_learns_and_is_evaluated_in_its_run(project: Path, tmp_path: Path):
+    images = write_images(tmp_path / "images", per_class=40, size=(12, 12))
+    data = ["data=images", f"data.path={images}", *SHARDED]
+    run([sys.executable, "pipelines/prepare.py", *data], project)
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert meta["format"] == "shards" and len(meta["shards"]["train"]) > 2
+    train = [sys.executable, "pipelines/train.py", *data, "model=cnn", "trainer.max_epochs=4"]
+    run([*train, "trainer.refit=true"], project)
+    run([sys.executable, "pipelines/evaluate.py", *data], project)
+    record = json.loads((project / "models/run.json").read_text())
+    trained = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(record["run_id"])
+    assert trained.info.status == "FINISHED"
+    assert trained.data.metrics["test/acc"] >= 0.9  # three colours, told apart
+    assert trained.data.tags["dlpipe.data_hash"] == meta["hash"]
+
+    # A shard damaged after prepare: named when training reads it, the run FAILED.
+    shard = project / "data/prepared" / meta["shards"]["train"][1]["file"]
+    shard.write_bytes(shard.read_bytes()[:100])
+    done = run([*train, "seed=7"], project, check=False)
+    line = assert_one_line_error(done, f"shard data/prepared/{meta['shards']['train'][1]['file']}")
+    assert "cannot be read" in line and "rerun the prepare stage" in line
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (failed,) = client.search_runs(["0", "1"], "params.seed = '7'")
+    assert failed.info.status == "FAILED"
+
+
+def test_shards_travel_through_a_dvc_remote(project: Path, tmp_path: Path):
+    """The prepare stage's shards are one DVC output: pushed to a remote, pulled into a
+    clone that never prepared them, byte for byte."""
+    from tests.conftest import BIN_DIR
+
+    dvc = str(BIN_DIR / "dvc")
+    images = write_images(tmp_path / "images", per_class=20)
+    settings = ["data=images", f"data.path={images}", *SHARDED]
+    run([dvc, "exp", "run", "prepare", *(f"-S{s}" for s in settings)], project)
+    shards = sorted((project / "data/prepared/shards").rglob("*.parquet"))
+    assert len(shards) > 3
+    run([dvc, "remote", "add", "-d", "store", str(tmp_path / "remote")], project)
+    run([dvc, "push", "prepare"], project)
+    run(["git", "add", "--all"], project)
+    run(["git", "commit", "--quiet", "-m", "prepared in shards"], project)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "--quiet", str(project), str(clone)], tmp_path)
+    run([dvc, "pull", "prepare"], clone)
+
+    pulled = sorted((clone / "data/prepared/shards").rglob("*.parquet"))
+    assert [p.relative_to(clone) for p in pulled] == [p.relative_to(project) for p in shards]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(pulled, shards, strict=True))
+    meta = json.loads((clone / "data/prepared/meta.json").read_text())
+    assert meta["format"] == "shards"
+    run(
+        [sys.executable, "pipelines/train.py", *settings, "model=mlp", "trainer.max_epochs=1"],
+        clone,
+    )
