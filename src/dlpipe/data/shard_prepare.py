@@ -122,7 +122,11 @@ class _Job:
     index: int
     items: list
     y: np.ndarray
-    listing: Listing
+    # The listing's reader, layout and unit, not the listing: each job carries its own
+    # items only, or every queued job would hold the whole list of items.
+    read: Callable[[list], np.ndarray]
+    layout: Layout
+    unit: float
     moments: bool
 
 
@@ -131,11 +135,11 @@ def _write(job: _Job) -> tuple[str, dict, tuple | None]:
     when it is a training shard."""
     path = shard_path(job.folder, job.split, job.index)
     try:
-        x = job.listing.read(job.items)
+        x = job.read(job.items)
     except DataError as exc:
         raise DataError(f"{exc} (shard {job.split}/{path.name})") from None
-    record = write_shard(path, x, job.y, job.listing.layout)
-    return job.split, record, _moments(x, job.listing.unit) if job.moments else None
+    record = write_shard(path, x, job.y, job.layout)
+    return job.split, record, _moments(x, job.unit) if job.moments else None
 
 
 def _moments(x: np.ndarray, unit: float) -> tuple[int, np.ndarray, np.ndarray]:
@@ -172,7 +176,17 @@ def _jobs(
             chosen = indices[start : start + rows]
             items = [listing.items[i] for i in chosen]
             jobs.append(
-                _Job(folder, name, index, items, listing.y[chosen], listing, name == "train")
+                _Job(
+                    folder,
+                    name,
+                    index,
+                    items,
+                    listing.y[chosen],
+                    listing.read,
+                    listing.layout,
+                    listing.unit,
+                    name == "train",
+                )
             )
     return jobs
 
