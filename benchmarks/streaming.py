@@ -1,9 +1,9 @@
 """Data larger than memory: memory and speed of preparing images into shards and streaming them.
 
-    python benchmarks/streaming.py                 # 1 GiB and 4 GiB of images on disk
+    python benchmarks/streaming.py --baseline ../base  # 1.5 and 6 GiB of images on disk
     python benchmarks/streaming.py --gib 0.05      # a quick look at a small scale
 
-Generated images (64x64 colour noise PNGs: they do not compress, so their size on disk is
+Generated images (128x128 colour noise PNGs: they do not compress, so their size on disk is
 their pixels' size) are prepared with `data.shards.above_mb=0` and trained on through the
 stages, at `--gib` and 4 times it:
 
@@ -31,7 +31,7 @@ import numpy as np
 import psutil
 from project import copy_project
 
-SIZE = 64
+SIZE = 128
 CLASSES = 10
 IMAGE_BYTES = SIZE * SIZE * 3
 WORKERS = 2
@@ -173,7 +173,7 @@ def loader_speeds(project: Path, images: Path, steps: int) -> tuple[float, float
 
     prepared = project / "data/prepared"
     meta = json.loads((prepared / "meta.json").read_text())
-    streamed = ShardLoader(prepared, meta, ("train",), BATCH, (WORKERS, 8192), True, 0)
+    streamed = ShardLoader(prepared, meta, ("train",), BATCH, (WORKERS, 2048), True, 0)
     peer = torch.utils.data.DataLoader(
         FilesDataset(images), batch_size=BATCH, shuffle=True, num_workers=WORKERS
     )
@@ -208,7 +208,7 @@ def digits_speeds(project: Path, folder: Path, baseline: Path | None) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gib", type=float, default=1.0, help="the 1x size on disk, GiB")
+    parser.add_argument("--gib", type=float, default=1.5, help="the 1x size on disk, GiB")
     parser.add_argument("--steps", type=int, default=300, help="timed training steps")
     parser.add_argument(
         "--baseline",

@@ -72,14 +72,18 @@ class Decoder:
 
     def __init__(self, meta: dict) -> None:
         self.layout = Layout.of(meta["shards"]["layout"])
-        self.unit = np.float32(meta["shards"]["unit"])
+        unit = meta["shards"]["unit"]
         stats = meta.get("stats", {})
-        self.mean = np.asarray(stats.get("x_mean", 0.0), dtype=np.float32)
-        self.std = np.asarray(stats.get("x_std", 1.0), dtype=np.float32)
+        mean = torch.tensor(stats.get("x_mean", 0.0), dtype=torch.float64)
+        std = torch.tensor(stats.get("x_std", 1.0), dtype=torch.float64)
+        # (x / unit - mean) / std as one multiply and one subtract, in place.
+        self.scale = (1 / (unit * std)).float()
+        self.shift = (mean / std).float()
 
     def tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        standardised = (x.astype(np.float32) / self.unit - self.mean) / self.std
-        return torch.from_numpy(standardised), torch.from_numpy(np.array(y))
+        values = torch.from_numpy(x).to(torch.float32, copy=True)
+        values.mul_(self.scale).sub_(self.shift)
+        return values, torch.from_numpy(np.array(y))
 
     def table(self, table) -> tuple[torch.Tensor, torch.Tensor]:
         """A pyarrow table of shard rows (as Ray Data gives them) as tensors."""
@@ -87,25 +91,43 @@ class Decoder:
 
 
 def _shuffled(groups: Iterator, buffer: int, rng: np.random.Generator) -> Iterator[tuple]:
-    """Row groups' samples in a random order: each group joins a buffer; once it holds
-    `buffer` samples, a random part of the size of a group leaves it, the rest stay."""
-    held_x, held_y = [], []
+    """Row groups' samples in a random order, through a buffer of `buffer` samples: each
+    group joins it, and once it holds `buffer`, as many random samples as the group had
+    leave it (in one chunk). Only a group's worth moves each time, never the buffer."""
+    held: list[np.ndarray] = []
     count = 0
     for x, y in groups:
-        held_x.append(x)
-        held_y.append(y)
+        if not held or count + len(y) > len(held[1]):
+            held = _room(held, count, buffer + len(y), (x, y))
+        held[0][count : count + len(y)], held[1][count : count + len(y)] = x, y
         count += len(y)
-        if count < buffer:
-            continue
-        xs, ys = np.concatenate(held_x), np.concatenate(held_y)
-        order = rng.permutation(count)
-        leaving, staying = order[: len(y)], order[len(y) :]
-        yield xs[leaving], ys[leaving]
-        held_x, held_y, count = [xs[staying]], [ys[staying]], len(staying)
+        if count >= buffer:
+            yield _leaving(held, count, len(y), rng)
+            count -= len(y)
     if count:
-        xs, ys = np.concatenate(held_x), np.concatenate(held_y)
         order = rng.permutation(count)
-        yield xs[order], ys[order]
+        yield held[0][order], held[1][order]
+
+
+def _room(held: list[np.ndarray], count: int, size: int, like: tuple) -> list[np.ndarray]:
+    """Buffers of `size` samples shaped as `like`'s, holding the first `count` of `held`."""
+    grown = [np.empty((size, *a.shape[1:]), dtype=a.dtype) for a in like]
+    for new, old in zip(grown, held, strict=False):
+        new[:count] = old[:count]
+    return grown
+
+
+def _leaving(held: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> tuple:
+    """`size` random samples of the first `count` held, copied out; the last `size` slots
+    then move into the holes they leave, so that the first `count - size` are the rest."""
+    chosen = rng.choice(count, size=size, replace=False)
+    out = tuple(array[chosen] for array in held)
+    tail = np.arange(count - size, count)
+    holes = np.sort(chosen[chosen < count - size])
+    movers = tail[~np.isin(tail, chosen)]
+    for array in held:
+        array[holes] = array[movers]
+    return out
 
 
 def streaming(data: Any) -> tuple[int, int]:

@@ -142,19 +142,27 @@ def _write(job: _Job) -> tuple[str, dict, tuple | None]:
     return job.split, record, _moments(x, job.unit) if job.moments else None
 
 
+# Samples whose float64 values are held at once while moments are taken: a shard's
+# values in float64 would be 8 times its 8-bit pixels.
+MOMENT_BYTES = 16 * MIB
+
+
 def _moments(x: np.ndarray, unit: float) -> tuple[int, np.ndarray, np.ndarray]:
     """Count, mean and sum of squared deviations per channel or feature, in float64, of
-    the values the model is given (stored values over `unit`)."""
+    the values the model is given (stored values over `unit`), block by block of rows."""
     axes = feature_axes(x)
-    values = x.astype(np.float64) / unit
-    count = int(np.prod([x.shape[axis] for axis in axes]))
-    mean = values.mean(axis=axes, keepdims=True)
-    return count, mean, ((values - mean) ** 2).sum(axis=axes, keepdims=True)
+    rows = max(1, MOMENT_BYTES // max(1, x[:1].size * 8))
+    blocks = []
+    for start in range(0, len(x), rows):
+        values = x[start : start + rows].astype(np.float64) / unit
+        mean = values.mean(axis=axes, keepdims=True)
+        count = values.size // mean.size
+        blocks.append((count, mean, ((values - mean) ** 2).sum(axis=axes, keepdims=True)))
+    return _merged(blocks)
 
 
-def combined(moments: list[tuple]) -> dict[str, np.ndarray]:
-    """Mean and standard deviation from per-shard moments (Chan et al.'s pairwise update),
-    as one pass over all the values would give them; a constant one's deviation is 1."""
+def _merged(moments: list[tuple]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Moments of several parts as one (Chan et al.'s pairwise update)."""
     count, mean, squares = moments[0]
     for other_count, other_mean, other_squares in moments[1:]:
         total = count + other_count
@@ -162,6 +170,13 @@ def combined(moments: list[tuple]) -> dict[str, np.ndarray]:
         mean = mean + delta * other_count / total
         squares = squares + other_squares + delta**2 * count * other_count / total
         count = total
+    return count, mean, squares
+
+
+def combined(moments: list[tuple]) -> dict[str, np.ndarray]:
+    """Mean and standard deviation from per-shard moments, as one pass over all the values
+    would give them; a constant one's deviation is 1."""
+    count, mean, squares = _merged(moments)
     std = np.sqrt(squares / count)
     return {"x_mean": mean, "x_std": np.where(std == 0, 1.0, std)}
 

@@ -66,7 +66,7 @@ class Stream:
     process), each shuffling among `buffer` samples. Also the prepare stage's processes."""
 
     workers: int | None = setting(ge=0, default=None)
-    buffer: int = setting(gt=0, default=8192)
+    buffer: int = setting(gt=0, default=2048)
 
 
 @dataclass(kw_only=True)
