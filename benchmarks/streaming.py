@@ -9,7 +9,7 @@ stages, at `--gib` and 4 times it:
 
 - memory: peak resident memory of each stage, its worker processes summed in (sampled
   every 50 ms, as proportional set sizes: pages shared by forked processes count once), at
-  1x and 4x the data; streaming keeps it flat;
+  1x and 4x the data, and of the driver of a 2-worker Ray Train run; streaming keeps it flat;
 - prepare: images/s, against a single-process loop reading the same files into one array
   (the baseline, which must hold every image in memory);
 - training: samples/s of one MLP trained by the same plain loop from dlpipe's streamed
@@ -66,9 +66,11 @@ def disk_bytes(folder: Path) -> int:
     return sum(file.stat().st_size for file in folder.rglob("*.png"))
 
 
-def peak_memory(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, float]:
-    """Run `command`; its seconds and the peak resident memory (GiB) of it and every
-    process it started, summed, sampled every 50 ms."""
+def peak_memory(
+    command: list[str], cwd: Path, env: dict | None = None, tree: bool = True
+) -> tuple[float, float]:
+    """Run `command`; its seconds and the peak resident memory (GiB) of it and (`tree`)
+    every process it started, summed, sampled every 50 ms."""
     start = time.perf_counter()
     process = subprocess.Popen(
         command,
@@ -81,9 +83,9 @@ def peak_memory(command: list[str], cwd: Path, env: dict | None = None) -> tuple
     watched, peak = psutil.Process(process.pid), 0
     while process.poll() is None:
         try:
-            tree = [watched, *watched.children(recursive=True)]
+            watching = [watched, *(watched.children(recursive=True) if tree else [])]
             # Proportional set sizes: pages a worker shares with its parent count once.
-            peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
+            peak = max(peak, sum(p.memory_full_info().pss for p in watching if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.05)
@@ -105,7 +107,16 @@ def stages(project: Path, images: Path) -> dict[str, float]:
     prepare_s, prepare_gib = peak_memory([python, "pipelines/prepare.py", *data], project)
     train = [python, "pipelines/train.py", *data, "model=mlp", "trainer.max_epochs=1"]
     _, train_gib = peak_memory([*train, "registry.name=null"], project)
-    return {"prepare_s": prepare_s, "prepare_gib": prepare_gib, "train_gib": train_gib}
+    # Ray Train: the driver alone (the cluster's processes are its children here); half a
+    # CPU per worker leaves Ray Data one of the two cores to read with.
+    ray = ["cluster=ray", "cluster.num_workers=2", "cluster.resources_per_worker.CPU=0.5"]
+    _, driver_gib = peak_memory([*train, *ray, "registry.name=null"], project, tree=False)
+    return {
+        "prepare_s": prepare_s,
+        "prepare_gib": prepare_gib,
+        "train_gib": train_gib,
+        "driver_gib": driver_gib,
+    }
 
 
 def loop_prepare(images: Path, limit: int) -> float:
@@ -230,7 +241,8 @@ def main() -> None:
             print(
                 f"{scale}x: {count} images, {size:.2f} GiB on disk: prepare "
                 f"{count / measured['prepare_s']:.0f} images/s, peak {measured['prepare_gib']:.2f}"
-                f" GiB; train peak {measured['train_gib']:.2f} GiB",
+                f" GiB; train peak {measured['train_gib']:.2f} GiB; Ray Train driver peak "
+                f"{measured['driver_gib']:.2f} GiB",
                 flush=True,
             )
         loop = loop_prepare(images, 20000)
@@ -242,7 +254,11 @@ def main() -> None:
 def report(rows: dict, loop: float, streamed: float, peer: float, digits: dict[str, float]):
     (_, _, one), (count, size, four) = rows[1], rows[4]
     print("\n| measure | 1x | 4x | ratio 4x/1x |\n|---|---|---|---|")
-    for key, name in (("prepare_gib", "prepare peak GiB"), ("train_gib", "train peak GiB")):
+    for key, name in (
+        ("prepare_gib", "prepare peak GiB"),
+        ("train_gib", "train peak GiB"),
+        ("driver_gib", "Ray Train (2 workers) driver peak GiB"),
+    ):
         print(f"| {name} | {one[key]:.2f} | {four[key]:.2f} | {four[key] / one[key]:.2f} |")
     rate = count / four["prepare_s"]
     print(

@@ -5,6 +5,7 @@ data: what is tested is that the shards hold the same samples the in-memory path
 that streaming reads a bounded part of them at a time, and that its order is seeded.
 """
 
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,34 @@ def test_streaming_reads_a_row_group_at_a_time(make_cfg, images, tmp_path, monke
     assert len(first[1]) == 8
     # One batch needed the groups that filled the buffer, not the split's 62 samples.
     assert sum(held) <= 16 + max(held) < 62
+
+
+def test_a_shuffle_buffer_sends_no_more_than_a_group_at_once():
+    """The buffer empties at the epoch's end in group-sized chunks too: one chunk of the
+    whole buffer, decoded to float32, would be four times the buffer in memory at once."""
+    groups = [(np.full((10, 2), g, dtype=np.uint8), np.full(10, g)) for g in range(12)]
+    rng = np.random.default_rng(0)
+    chunks = list(shard_loader._shuffled(iter(groups), 50, rng))
+    assert max(len(y) for _, y in chunks) == 10
+    assert sorted(np.concatenate([y for _, y in chunks]).tolist()) == sorted(
+        np.concatenate([y for _, y in groups]).tolist()
+    )
+
+
+def test_readers_end_with_the_epoch_and_when_left_part_way(make_cfg, images, tmp_path):
+    """A training takes an epoch's len() batches and asks no more (Lightning's fit loop),
+    or two of them (its sanity check): neither leaves reading processes behind."""
+    meta = prepared(make_cfg, images, tmp_path, *SHARDED)
+    loader = ShardLoader(tmp_path, meta, ("train",), 8, (2, 16), shuffle=True, seed=0)
+    epoch = iter(loader)
+    for _ in range(len(loader)):
+        next(epoch)
+    assert multiprocessing.active_children() == []
+    epoch = iter(loader)
+    next(epoch)
+    assert len(multiprocessing.active_children()) == 2
+    loader.close()
+    assert multiprocessing.active_children() == []
 
 
 def test_a_damaged_shard_is_named(make_cfg, images: Path, tmp_path: Path):

@@ -9,6 +9,7 @@ epoch has as many steps as the in-memory path's. At most `workers` x (buffer + a
 group) samples are in memory at once, whatever the data's size.
 """
 
+import ctypes
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,18 +96,22 @@ def _shuffled(groups: Iterator, buffer: int, rng: np.random.Generator) -> Iterat
     group joins it, and once it holds `buffer`, as many random samples as the group had
     leave it (in one chunk). Only a group's worth moves each time, never the buffer."""
     held: list[np.ndarray] = []
-    count = 0
+    count = size = 0
     for x, y in groups:
-        if not held or count + len(y) > len(held[1]):
-            held = _room(held, count, buffer + len(y), (x, y))
-        held[0][count : count + len(y)], held[1][count : count + len(y)] = x, y
-        count += len(y)
+        size = len(y)
+        if not held or count + size > len(held[1]):
+            held = _room(held, count, buffer + size, (x, y))
+        held[0][count : count + size], held[1][count : count + size] = x, y
+        count += size
         if count >= buffer:
-            yield _leaving(held, count, len(y), rng)
-            count -= len(y)
-    if count:
-        order = rng.permutation(count)
-        yield held[0][order], held[1][order]
+            yield _leaving(held, count, size, rng)
+            count -= size
+    # What is left leaves in pieces of a group's size too: as one chunk, it would be the
+    # whole buffer, in float32 four times over once decoded.
+    order = rng.permutation(count)
+    for start in range(0, count, max(size, 1)):
+        chosen = order[start : start + size]
+        yield held[0][chosen], held[1][chosen]
 
 
 def _room(held: list[np.ndarray], count: int, size: int, like: tuple) -> list[np.ndarray]:
@@ -160,11 +165,14 @@ class ShardLoader:
         self.workers, self.buffer = stream
         self.shuffle, self.seed = shuffle, seed
         self.epoch = 0
+        self._reading: Iterator | None = None
 
     def __len__(self) -> int:
         return -(-self.samples // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.close()
+        large_buffers_unpooled()  # before the reading processes start, which inherit it
         order = (self.shuffle, self.seed, self.epoch, self.buffer)
         self.epoch += 1
         chunks = ShardChunks(self.folder, self.records, self.meta, order)
@@ -176,7 +184,48 @@ class ShardLoader:
             pin_memory=torch.cuda.is_available(),
             prefetch_factor=4 if workers else None,
         )
-        yield from _batches(reader, self.batch_size)
+        self._reading = _batches(_every_chunk(iter(reader), self.samples), self.batch_size)
+        return self._reading
+
+    def close(self) -> None:
+        """Stop the reading processes of an epoch left part way (Lightning's sanity check
+        takes two validation batches): they would hold their memory until the next epoch."""
+        if self._reading is not None:
+            self._reading.close()  # its frame, holding the DataLoader's iterator, goes
+            self._reading = None
+
+
+# glibc's mallopt parameter: the size from which an allocation is mapped on its own.
+_M_MMAP_THRESHOLD = -3
+_UNPOOLED_BYTES = 4 << 20
+
+
+def large_buffers_unpooled() -> None:
+    """Buffers of 4 MiB and more (batches, chunks) each mapped from the system and handed
+    back when freed. glibc raises that size to 32 MiB once such a buffer is freed, and
+    then serves them from its heap, whose freed pieces it keeps: a streamed epoch's memory
+    would grow with its length (measured: 1.2 against 0.9 GiB after 290 steps of 128x128
+    images). Nothing to do where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, _UNPOOLED_BYTES)
+
+
+def _every_chunk(reading: Iterator, samples: int) -> Iterator:
+    """The chunks of an epoch of `samples` samples, the reading processes let go as soon as
+    the last has come: a training stops asking for batches at the epoch's length, and
+    would leave them waiting, holding their memory, through its validation."""
+    received = 0
+    for chunk in reading:
+        if not isinstance(chunk, Failed):
+            received += len(chunk[1])
+        if received >= samples:
+            # Asking for the rest (nothing) ends the epoch's reading, and its processes.
+            yield from [chunk, *reading]
+            return
+        yield chunk
 
 
 def _batches(chunks, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

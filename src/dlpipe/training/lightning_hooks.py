@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.loggers.logger import Logger
 
+from dlpipe.data.shard_loader import ShardLoader
 from dlpipe.tracking import client as tracking
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,18 @@ class EpochEcho(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, MlflowEpochLogger):
                 logger.echo_epoch(epoch)
+
+
+class ReadersStopped(Callback):
+    """Stops the reading processes of streamed validation data when a validation ends
+    part way through its data (Lightning's sanity check takes two batches), so that they
+    do not hold their buffers through the training epoch that follows."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        loaders = trainer.val_dataloaders
+        for loader in loaders if isinstance(loaders, list | tuple) else [loaders]:
+            if isinstance(loader, ShardLoader):
+                loader.close()
 
 
 class EpochProgressBar(TQDMProgressBar):

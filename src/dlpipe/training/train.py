@@ -418,7 +418,12 @@ def build_trainer(
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from dlpipe.training.lightning_hooks import EpochEcho, EpochProgressBar, ParameterCount
+    from dlpipe.training.lightning_hooks import (
+        EpochEcho,
+        EpochProgressBar,
+        ParameterCount,
+        ReadersStopped,
+    )
     from dlpipe.training.resume import AtomicCheckpointIO
 
     quiet_lightning()
@@ -437,6 +442,7 @@ def build_trainer(
                 ParameterCount(),
                 *bar,
                 EpochEcho(),
+                ReadersStopped(),
             ],
             plugins=[AtomicCheckpointIO()],
             enable_progress_bar=bool(bar),
