@@ -72,14 +72,24 @@ def peak_memory(
     """Run `command`; its seconds and the peak resident memory (GiB) of it and (`tree`)
     every process it started, summed, sampled every 50 ms."""
     start = time.perf_counter()
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Its log to a file: a pipe nobody reads until the end would block it once full.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+        peak = _peak_while_running(process, tree)
+        if process.returncode:
+            log.seek(0)
+            raise SystemExit(f"{' '.join(command)} failed:\n{log.read()[-5000:]}")
+    return time.perf_counter() - start, peak / 2**30
+
+
+def _peak_while_running(process: subprocess.Popen, tree: bool) -> int:
     watched, peak = psutil.Process(process.pid), 0
     while process.poll() is None:
         try:
@@ -89,9 +99,7 @@ def peak_memory(
         except psutil.Error:
             pass
         time.sleep(0.05)
-    if process.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read()}")
-    return time.perf_counter() - start, peak / 2**30
+    return peak
 
 
 def stages(project: Path, images: Path) -> dict[str, float]:

@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -68,3 +69,31 @@ def test_shards_travel_through_a_dvc_remote(project: Path, tmp_path: Path):
         [sys.executable, "pipelines/train.py", *settings, "model=mlp", "trainer.max_epochs=1"],
         clone,
     )
+
+
+def test_a_table_in_shards_trains_evaluates_and_serves_raw_rows(project: Path, tmp_path: Path):
+    """A table prepared in shards: trained from them, evaluated in its run, and the
+    registered model predicts from raw rows of the file, its columns known from meta.json."""
+    from tests.conftest import BIN_DIR
+    from tests.unit.test_table_shards import SHARDED as TABLE_SHARDED
+    from tests.unit.test_table_shards import write_table
+
+    frame = write_table(tmp_path)
+    data = ["data=table", f"data.path={tmp_path / 'table.csv'}", "data.target=label"]
+    data += TABLE_SHARDED
+    run([sys.executable, "pipelines/prepare.py", *data], project)
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert meta["format"] == "shards" and len(meta["shards"]["train"]) > 5
+    train = [sys.executable, "pipelines/train.py", *data, "model=mlp", "trainer.max_epochs=5"]
+    run(train, project)
+    run([sys.executable, "pipelines/evaluate.py", *data], project)
+    record = json.loads((project / "models/run.json").read_text())
+    trained = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(record["run_id"])
+    assert trained.info.status == "FINISHED" and trained.data.metrics["test/acc"] >= 0.85
+    rows = tmp_path / "new.csv"
+    frame.drop(columns=["label"]).head(20).to_csv(rows, index=False)
+    out = tmp_path / "predicted.csv"
+    predict = [str(BIN_DIR / "dlpipe"), "predict", "models:/table@champion", str(rows)]
+    run([*predict, "--output", str(out)], project)
+    predicted = pd.read_csv(out)
+    assert len(predicted) == 20 and set(predicted["class"]) <= {"no", "yes"}

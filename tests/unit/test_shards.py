@@ -19,6 +19,8 @@ from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.data.shard_loader import ShardLoader
 from dlpipe.errors import DataError
+from dlpipe.evaluation.scoring import predicted
+from dlpipe.tasks.kinds import Scoring
 
 SHARDED = ("data.shards.above_mb=0", "data.shards.size_mb=0.002", "data.stream.workers=2")
 
@@ -138,6 +140,23 @@ def test_readers_end_with_the_epoch_and_when_left_part_way(make_cfg, images, tmp
     assert len(multiprocessing.active_children()) == 2
     loader.close()
     assert multiprocessing.active_children() == []
+
+
+def test_the_test_split_is_scored_a_batch_at_a_time_from_its_shards(make_cfg, images, tmp_path):
+    """Evaluate leaves a test split prepared in shards there and streams it: the model's
+    outputs and the targets come out as from the split read whole."""
+    prepared(make_cfg, images, tmp_path, *SHARDED)
+    streamed = load_prepared(tmp_path, ("test",), stream=("test",))
+    assert "test" not in streamed.splits
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 9 * 7, 3))
+
+    def scored(data):
+        return predicted(Scoring(model, None, data, tmp_path, 8, 0, 0, None, stream=(2, 16)))
+
+    (outputs, targets), (whole, whole_targets) = scored(streamed), scored(load_prepared(tmp_path))
+    assert torch.equal(targets, whole_targets) and len(targets) == 14
+    assert torch.allclose(outputs, whole, atol=1e-5)
 
 
 def test_a_damaged_shard_is_named(make_cfg, images: Path, tmp_path: Path):

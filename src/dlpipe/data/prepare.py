@@ -25,6 +25,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from dlpipe import files
 from dlpipe.config.checks import prepared_settings, to_dict
+from dlpipe.data import table_shards
 from dlpipe.data.raw import RawData, check_padded, check_stored, feature_axes, head_slices
 from dlpipe.data.sequences import z_normalised
 from dlpipe.data.shard_prepare import prepare_in_shards, processes, streams
@@ -326,13 +327,14 @@ def content_hash(splits: dict[str, tuple], folds: dict[str, np.ndarray] | None =
 
 def prepare(data_cfg: Any, out_dir: Path) -> dict:
     """Prepare the configured data set into `out_dir`; return its meta data. Data larger
-    than data.shards.above_mb, of a source that can stream, is written in shards (see
-    shard_prepare); all other data as one array per split."""
+    than data.shards.above_mb, of a source that can stream or a table, is written in
+    shards (see shard_prepare, table_shards); all other data as one array per split."""
     settings = prepared_settings(data_cfg)
+    source, workers = source_record(settings["_target_"]), processes(to_dict(data_cfg))
+    if table_shards.streams(settings):
+        return table_shards.prepare_table_in_shards(settings, out_dir, source, workers)
     listing = load_listing(settings)
     if listing is not None and streams(listing, settings):
-        source = source_record(settings["_target_"])
-        workers = processes(to_dict(data_cfg))
         return prepare_in_shards(settings, listing, out_dir, source, workers)
     raw, splits, how = kept_splits(settings, _read(settings))
     if not splits:
@@ -355,7 +357,7 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
         "name": data_cfg.name,
         "data": settings,
         # The source's `_target_` and a digest of its package's code (see code_digest).
-        "source": source_record(settings["_target_"]),
+        "source": source,
         "task": raw.task,
         "input_shape": list(raw.x.shape[1:]),
         "num_outputs": raw.num_outputs,

@@ -13,7 +13,8 @@ import hashlib
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,25 +85,36 @@ def split_items(
     listing: Listing, settings: dict, others: dict[str, Listing]
 ) -> dict[str, np.ndarray]:
     """Each split's items (indices into `listing`, or into the test or validation file's
-    own listing in `others`): drawn as the arrays path draws them, the training items then
-    shuffled with the split's seed, so that each shard holds every class."""
+    own listing in `others`): see drawn_splits."""
+    indices = RawData(
+        np.arange(len(listing.items))[:, None], listing.y, "classification", listing.classes
+    )
+    given = {
+        name: (np.arange(len(other.items))[:, None], other.y) for name, other in others.items()
+    }
+    return drawn_splits(indices, settings, given)
+
+
+def drawn_splits(
+    indices: RawData, settings: dict, given: dict[str, tuple], pool: tuple | None = None
+) -> dict[str, np.ndarray]:
+    """Each split's rows, as the arrays path draws them from data whose samples are their
+    own indices (`indices`): by the data.split fractions, or the splits `given` (files, a
+    split column) with those not given carved from `pool` (where a split column limits
+    it: else every row); the training rows then shuffled with the split's seed, so that
+    each shard holds every class."""
     cut = settings["split"]
     if cut.get("folds"):
         raise ConfigError(
             "data.split.folds is set, but data prepared in shards (above data.shards.above_mb) "
             "cannot be cross-validated: leave data.split.folds unset or raise data.shards.above_mb"
         )
-    indices = RawData(
-        np.arange(len(listing.items))[:, None], listing.y, "classification", listing.classes
-    )
-    if not others:
+    if not given and pool is None:
         chosen = split(indices, cut["val"], cut["test"], cut["seed"])
     else:
-        pool, chosen = (indices.x, indices.y), {}
+        pool, chosen = pool or (indices.x, indices.y), dict(given)
         for name in ("test", "val"):
-            if name in others:
-                chosen[name] = (np.arange(len(others[name].items))[:, None], others[name].y)
-            else:
+            if name not in chosen:
                 pool, chosen[name] = carve(pool, indices, cut[name], cut["seed"], name)
         chosen["train"] = pool
     per_class = settings.get("train_per_class")
@@ -139,7 +151,7 @@ def _write(job: _Job) -> tuple[str, dict, tuple | None]:
     except DataError as exc:
         raise DataError(f"{exc} (shard {job.split}/{path.name})") from None
     record = write_shard(path, x, job.y, job.layout)
-    return job.split, record, _moments(x, job.unit) if job.moments else None
+    return job.split, record, moments(x, job.unit) if job.moments else None
 
 
 # Samples whose float64 values are held at once while moments are taken: a shard's
@@ -147,7 +159,7 @@ def _write(job: _Job) -> tuple[str, dict, tuple | None]:
 MOMENT_BYTES = 16 * MIB
 
 
-def _moments(x: np.ndarray, unit: float) -> tuple[int, np.ndarray, np.ndarray]:
+def moments(x: np.ndarray, unit: float) -> tuple[int, np.ndarray, np.ndarray]:
     """Count, mean and sum of squared deviations per channel or feature, in float64, of
     the values the model is given (stored values over `unit`), block by block of rows."""
     axes = feature_axes(x)
@@ -206,6 +218,22 @@ def _jobs(
     return jobs
 
 
+@contextmanager
+def staged(out_dir: Path) -> Iterator[Path]:
+    """A temporary folder to write shards into (under its `shards/`), which replaces
+    `out_dir`/shards once the block inside finishes; removed whatever happens, so that a
+    failure leaves the previous shards as they were."""
+    staging = Path(out_dir) / f".{FOLDER}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
+        target = Path(out_dir) / FOLDER
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging / FOLDER, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_all(
     out_dir: Path,
     listing: Listing,
@@ -214,27 +242,18 @@ def write_all(
     shards: Shards,
     workers: int,
 ) -> tuple[dict[str, list[dict]], list[tuple]]:
-    """Every split's shards, written by a pool of processes into a temporary folder that
-    replaces `out_dir`/shards once all are written; their records and the training
-    shards' moments."""
+    """Every split's shards, written by a pool of processes (see staged); their records
+    and the training shards' moments."""
     listings = {"train": listing, "val": listing, "test": listing, **others}
     rows = max(1, int(shards.size_mb * MIB) // listing.layout.sample_bytes)
-    staging = Path(out_dir) / f".{FOLDER}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
     records: dict[str, list[dict]] = {name: [] for name in order}
-    moments = []
-    try:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for name, record, moment in pool.imap(_write, _jobs(staging, listings, order, rows)):
-                records[name].append(record)
-                if moment is not None:
-                    moments.append(moment)
-        target = Path(out_dir) / FOLDER
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging / FOLDER, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return records, moments
+    found = []
+    with staged(out_dir) as staging, multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for name, record, moment in pool.imap(_write, _jobs(staging, listings, order, rows)):
+            records[name].append(record)
+            if moment is not None:
+                found.append(moment)
+    return records, found
 
 
 def content_hash(records: dict[str, list[dict]]) -> str:
@@ -244,6 +263,16 @@ def content_hash(records: dict[str, list[dict]]) -> str:
         for record in records[name]:
             digest.update(f"{name}/{record['sha256']}".encode())
     return digest.hexdigest()
+
+
+def shards_meta(layout: Layout, unit: float, records: dict[str, list[dict]]) -> dict:
+    """The keys of meta.json that list the shards and their digest."""
+    return {
+        "sizes": {name: sum(record["rows"] for record in found) for name, found in records.items()},
+        "hash": content_hash(records),
+        "format": "shards",
+        "shards": {"layout": layout.record(), "unit": unit, **records},
+    }
 
 
 def prepared_meta(listing: Listing, records: dict, stats: dict) -> dict:
@@ -256,11 +285,8 @@ def prepared_meta(listing: Listing, records: dict, stats: dict) -> dict:
         "heads": None,
         "pixel_range": listing.pixel_range,
         "padded": False,
-        "sizes": {name: sum(record["rows"] for record in found) for name, found in records.items()},
         "stats": {key: value.astype(float).tolist() for key, value in stats.items()},
-        "hash": content_hash(records),
-        "format": "shards",
-        "shards": {"layout": listing.layout.record(), "unit": listing.unit, **records},
+        **shards_meta(listing.layout, listing.unit, records),
     }
 
 
@@ -277,10 +303,8 @@ def prepare_in_shards(
         if path is not None
     }
     order = split_items(listing, settings, others)
-    records, moments = write_all(out_dir, listing, others, order, shards, workers)
-    stats = combined(moments) if settings["normalise"] is True else {}
-    for stale in Path(out_dir).glob("*.npz"):
-        stale.unlink()  # a previous prepare's arrays: DVC would keep both
+    records, found = write_all(out_dir, listing, others, order, shards, workers)
+    stats = combined(found) if settings["normalise"] is True else {}
     how = {name: path for name, path in paths.items() if path is not None}
     cut = settings["split"]
     meta = {
@@ -290,5 +314,13 @@ def prepare_in_shards(
         **prepared_meta(listing, records, stats),
         "split": {"mode": "files" if how else "fractions", **how, "seed": cut["seed"]},
     }
-    files.write_json(Path(out_dir) / "meta.json", meta)
+    finish(out_dir, meta)
     return meta
+
+
+def finish(out_dir: Path, meta: dict) -> None:
+    """Write meta.json beside the shards, last; a previous prepare's arrays go (DVC would
+    keep both)."""
+    for stale in Path(out_dir).glob("*.npz"):
+        stale.unlink()
+    files.write_json(Path(out_dir) / "meta.json", meta)

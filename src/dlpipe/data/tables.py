@@ -61,10 +61,13 @@ def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, setting
             )
 
 
-def split_assignment(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+def split_assignment(
+    frame: pd.DataFrame, column: str, path: Path, first_row: int = 0
+) -> np.ndarray:
     """Column `column` of `frame` as each row's split name, a str array of 'train', 'val'
     or 'test' (case and surrounding spaces ignored), or a DataError naming the first row
-    that holds anything else, with its file and column."""
+    that holds anything else, with its file and column (`frame` starting at row
+    `first_row` of the file)."""
     require_columns(
         frame, [column], path, "data.split.column to the column naming each row's split"
     )
@@ -73,16 +76,16 @@ def split_assignment(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray
     if len(bad):
         row = int(bad[0])
         raise DataError(
-            f"data file {path}, column '{column}', row {row + 1}: the split is "
+            f"data file {path}, column '{column}', row {first_row + row + 1}: the split is "
             f"{_shown(frame[column].iloc[row])}; each row's split must be one of "
             f"{', '.join(SPLIT_NAMES)}: fix that row or set data.split.column to another column"
         )
     return names.astype(str)
 
 
-def numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+def numeric_column(frame: pd.DataFrame, column: str, path: Path, first_row: int = 0) -> np.ndarray:
     """`column` as float32, or a DataError naming the first value that is not a finite
-    number, or is one that float32 cannot hold."""
+    number, or is one that float32 cannot hold (`frame` starting at row `first_row`)."""
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     stored, row = as_stored(values)
     if row is not None:
@@ -92,13 +95,15 @@ def numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
             else f"is not a finite number; {_FIX_ROW}"
         )
         raise DataError(
-            f"data file {path}, column '{column}', row {row + 1}: "
+            f"data file {path}, column '{column}', row {first_row + row + 1}: "
             f"{_shown(frame[column].iloc[row])} {problem}"
         )
     return stored
 
 
-def _check_no_missing(frame: pd.DataFrame, column: str, path: Path, what: str) -> None:
+def check_no_missing(
+    frame: pd.DataFrame, column: str, path: Path, what: str, first_row: int = 0
+) -> None:
     """A category or label must be given: a missing one would silently become a class 'nan'."""
     values = frame[column]
     missing = values.isna().to_numpy()
@@ -107,7 +112,7 @@ def _check_no_missing(frame: pd.DataFrame, column: str, path: Path, what: str) -
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise DataError(
-            f"data file {path}, column '{column}', row {row + 1}: the {what} is "
+            f"data file {path}, column '{column}', row {first_row + row + 1}: the {what} is "
             f"{_shown(values.iloc[row])}; {_FIX_ROW}"
         )
 
@@ -135,7 +140,7 @@ def _features(
     columns, names = [], []
     for name in frame.columns:
         if is_categorical(frame[name], categorical):
-            _check_no_missing(frame, name, path, "category")
+            check_no_missing(frame, name, path, "category")
             codes = pd.get_dummies(frame[name].astype(str), dtype=np.float64)
             columns.append(codes.to_numpy())
             names.extend([str(name), str(category)] for category in codes.columns)
@@ -193,7 +198,7 @@ def _target(frame: pd.DataFrame, column: str, task: str, file: Path) -> Target:
     """Column `column` as regression values, or as class indices with the class names."""
     if task == "regression":
         return Target(column, numeric_column(frame, column, file))
-    _check_no_missing(frame, column, file, "label")
+    check_no_missing(frame, column, file, "label")
     labels = frame[column]
     numeric = pd.api.types.is_numeric_dtype(labels)
     y, classes = class_indices(labels.to_numpy() if numeric else labels.astype(str).to_numpy())

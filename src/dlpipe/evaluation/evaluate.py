@@ -16,8 +16,10 @@ from omegaconf import DictConfig
 from dlpipe import files
 from dlpipe.config import checks as config
 from dlpipe.data.arrays import load_prepared
+from dlpipe.data.shard_loader import streaming
 from dlpipe.errors import ConfigError, DataError, TrackingError
 from dlpipe.evaluation import generation, plots
+from dlpipe.evaluation.scoring import first_inputs
 from dlpipe.paths import PREPARED_DIR, PROJECT, Outputs
 from dlpipe.record import TRAIN_FIRST, RunRecord
 from dlpipe.tasks import configured
@@ -55,7 +57,7 @@ def evaluate(
     client = tracking.get_client(tracking.resolve_uri(cfg.tracking.uri))
     _check_run_exists(client, record.run_id, out)
     kind = configured.resolve(record.task_config, record.task)
-    data = load_prepared(PREPARED_DIR, kind.splits)
+    data = load_prepared(PREPARED_DIR, kind.splits, stream=kind.streamed)
     if data.meta["hash"] != record.data_hash:
         raise DataError(
             f"{PREPARED_DIR} changed since run {record.run_id} was trained: "
@@ -77,6 +79,7 @@ def evaluate(
         seed=cfg.seed,
         samples=cfg.evaluate.samples,
         classifier=lambda: generation.classifier_of(client, cfg.evaluate.classifier, data.meta),
+        stream=streaming(cfg.data),
     )
     metrics, written = kind.test(scoring)
     files.write_json(out.metrics_file, metrics)
@@ -90,7 +93,8 @@ def evaluate(
         given = cfg.registry
         # `auto`: the name the training gave (registry.name then), else its data set's.
         name = record.registry_name if given.name == champion.AUTO else given.name
-        registry.publish(client, served, data.splits["test"][0], name, criterion, given.promote)
+        example = first_inputs(scoring)
+        registry.publish(client, served, example, name, criterion, given.promote)
     return metrics
 
 

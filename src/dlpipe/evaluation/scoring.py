@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlpipe.data.arrays import ArrayLoader, Loader
 from dlpipe.data.raw import head_slices
+from dlpipe.data.shard_loader import ShardLoader
 from dlpipe.evaluation import plots
 from dlpipe.evaluation.generation import score_samples
 from dlpipe.tasks import metrics as task_metrics
@@ -17,37 +19,57 @@ from dlpipe.tasks.kinds import Scoring
 from dlpipe.tasks.objectives import head_target
 
 
+def test_batches(scoring: Scoring, workers: int | None = None) -> Loader:
+    """The test split a batch at a time, in its stored order: from memory, or streamed
+    from its shards (its inputs never all in memory at once) by `workers` reading
+    processes (None: as data.stream says)."""
+    data, size = scoring.data, scoring.batch_size
+    if data.streamed("test"):
+        stream = scoring.stream if workers is None else (workers, scoring.stream[1])
+        return ShardLoader(data.folder, data.meta, ("test",), size, stream)
+    return ArrayLoader(*data.splits["test"], size)
+
+
 @torch.inference_mode()
-def outputs(scoring: Scoring) -> torch.Tensor:
-    """The model's outputs (scores or values) for every test row, a batch at a time."""
-    x, size = scoring.data.splits["test"][0], scoring.batch_size
-    return torch.cat([scoring.model(x[start : start + size]) for start in range(0, len(x), size)])
+def predicted(scoring: Scoring) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's outputs (scores or values) for every test row, and the rows' targets."""
+    outputs, targets = [], []
+    for x, y in test_batches(scoring):
+        outputs.append(scoring.model(x))
+        targets.append(y)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def first_inputs(scoring: Scoring) -> torch.Tensor:
+    """The first batch of test inputs (read in this process): an example of what the
+    model takes."""
+    return next(iter(test_batches(scoring, workers=0)))[0]
 
 
 def classification(scoring: Scoring) -> tuple[dict, list[Path]]:
     """Accuracy, loss, F1 (AUROC for two classes); confusion matrix, ROC and PR curves."""
-    y, scores, classes = scoring.data.splits["test"][1], outputs(scoring), scoring.record.classes
-    return _classified(scores, y, classes, scoring.folder)
+    scores, y = predicted(scoring)
+    return _classified(scores, y, scoring.record.classes, scoring.folder)
 
 
 def regression(scoring: Scoring) -> tuple[dict, list[Path]]:
     """Errors in the data's units; predicted against actual, residuals."""
-    y, predicted, stats = scoring.data.splits["test"][1], outputs(scoring), _stats(scoring)
-    metrics = task_metrics.regression(predicted, y, stats)
-    return metrics, _estimated(predicted, y, stats, scoring.folder, plots.residuals)
+    (values, y), stats = predicted(scoring), _stats(scoring)
+    metrics = task_metrics.regression(values, y, stats)
+    return metrics, _estimated(values, y, stats, scoring.folder, plots.residuals)
 
 
 def forecasting(scoring: Scoring) -> tuple[dict, list[Path]]:
     """Errors and the skill over repeating the last value; predicted against actual, forecasts."""
-    x, y = scoring.data.splits["test"]
-    predicted, stats = outputs(scoring), _stats(scoring)
-    metrics = task_metrics.forecasting(predicted, x, y, stats)
-    return metrics, _estimated(predicted, y, stats, scoring.folder, _forecast_plots)
+    x = scoring.data.splits["test"][0]
+    (values, y), stats = predicted(scoring), _stats(scoring)
+    metrics = task_metrics.forecasting(values, x, y, stats)
+    return metrics, _estimated(values, y, stats, scoring.folder, _forecast_plots)
 
 
 def reconstruction(scoring: Scoring) -> tuple[dict, list[Path]]:
     """MSE against PCA with as many components as the latent size; inputs and rebuilt ones."""
-    x, rebuilt = scoring.data.splits["test"][0], outputs(scoring)
+    x, (rebuilt, _) = scoring.data.splits["test"][0], predicted(scoring)
     latent = scoring.record.model["latent"]
     metrics = task_metrics.reconstruction(rebuilt, x, scoring.data.splits["train"][0], latent)
     return metrics, plots.reconstructions(x.numpy(), rebuilt.numpy(), scoring.folder)
@@ -64,7 +86,7 @@ def generation(scoring: Scoring) -> tuple[dict, list[Path]]:
 
 def multitask(scoring: Scoring) -> tuple[dict, list[Path]]:
     """Each head's test metrics, named test/<head>/<metric>, and its plots, named <head>_*."""
-    heads, y, scores = scoring.record.heads, scoring.data.splits["test"][1], outputs(scoring)
+    heads, (scores, y) = scoring.record.heads, predicted(scoring)
     stats, folder = _stats(scoring), scoring.folder
     outputs_of, columns_of = head_slices(heads, "outputs"), head_slices(heads, "columns")
     metrics, written = {}, []

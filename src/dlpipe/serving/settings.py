@@ -47,10 +47,12 @@ def describe(record: RunRecord, meta: dict) -> dict:
 
 def table_columns(meta: dict) -> list[dict]:
     """The training table's feature columns in order, each with its categories when it is
-    one-hot encoded: read again from the training file and checked against what the
-    prepare stage made of it."""
+    one-hot encoded: as meta.json lists them (a table prepared in shards), else read again
+    from the training file and checked against what the prepare stage made of it."""
     from dlpipe.data import tables
 
+    if "columns" in meta:
+        return meta["columns"]
     data = meta["data"]
     path = Path(data["path"])
     frame = tables.read_frame(path)

@@ -54,6 +54,8 @@ class Scoring:
     seed: int
     samples: int  # evaluate.samples: how many a generative model draws
     classifier: Any  # evaluate.classifier's model, loaded on demand: classifier() -> model
+    # data.stream's (workers, buffer): how a test split prepared in shards is read.
+    stream: tuple[int, int] = (0, 1)
 
 
 def _later(target: str) -> Callable:
@@ -96,6 +98,8 @@ class TaskKind:
         module: module(setup, objective) -> the LightningModule that trains it.
         keeps_best: False: it keeps its last epoch and trains all of them (no early stop).
         splits: the prepared splits `test` reads.
+        streamed: those of them it reads a batch at a time (dlpipe.evaluation.scoring.
+            test_batches), which data prepared in shards leaves there.
         per_head: one objective per target of multi-task data.
         head: it can be one head of multi-task data.
     """
@@ -115,6 +119,7 @@ class TaskKind:
     module: Callable[[Setup, Any], "pl.LightningModule"] = ONE_LOSS
     keeps_best: bool = True
     splits: tuple[str, ...] = ("test",)
+    streamed: tuple[str, ...] = ()
     per_head: bool = False
     head: bool = False
 
@@ -182,6 +187,7 @@ _BUILTIN = (
         champion="acc",
         champion_mode="max",
         servable=True,
+        streamed=("test",),
         head=True,
     ),
     TaskKind(
@@ -191,6 +197,7 @@ _BUILTIN = (
         logged=("mae",),
         champion="rmse",
         servable=True,
+        streamed=("test",),
         head=True,
     ),
     TaskKind(
@@ -224,6 +231,7 @@ _BUILTIN = (
         _objective("multitask"),
         _scored("multitask"),
         servable=True,
+        streamed=("test",),
         per_head=True,
     ),
 )
