@@ -97,3 +97,19 @@ def test_a_table_in_shards_trains_evaluates_and_serves_raw_rows(project: Path, t
     run([*predict, "--output", str(out)], project)
     predicted = pd.read_csv(out)
     assert len(predicted) == 20 and set(predicted["class"]) <= {"no", "yes"}
+
+
+def test_a_folder_of_series_in_shards_trains_and_is_evaluated(project: Path, tmp_path: Path):
+    from tests.unit.test_series_files import SHARDED as SERIES_SHARDED
+    from tests.unit.test_series_files import write_series
+
+    folder = write_series(tmp_path / "series")
+    data = ["data=series_folder", f"data.path={folder}", *SERIES_SHARDED]
+    run([sys.executable, "pipelines/prepare.py", *data], project)
+    assert json.loads((project / "data/prepared/meta.json").read_text())["format"] == "shards"
+    train = [sys.executable, "pipelines/train.py", *data, "model=conv1d", "trainer.max_epochs=8"]
+    run(train, project)
+    run([sys.executable, "pipelines/evaluate.py", *data], project)
+    record = json.loads((project / "models/run.json").read_text())
+    trained = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(record["run_id"])
+    assert trained.info.status == "FINISHED" and trained.data.metrics["test/acc"] >= 0.8

@@ -63,7 +63,7 @@ def image_listing(
     if channels is not None and channels not in MODES:
         raise ConfigError(f"data.channels must be 1 (grey) or 3 (colour), got {channels!r}")
     folder = Path(path)
-    classes, found = _listing(folder)
+    classes, found = class_files(folder, SUFFIXES)
     shapes = _sizes(found)
     size, channels = detected(found, shapes, size, channels)
     resized = sum(shape != size for shape in shapes)
@@ -97,21 +97,25 @@ def image_folder(
 image_folder.listing = image_listing
 
 
-def _listing(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """The class names (subfolders) and every image file with its class's index."""
+def class_files(
+    folder: Path, suffixes: tuple[str, ...], kind: tuple[str, str] = ("image", "images")
+) -> tuple[list[str], list[tuple[Path, int]]]:
+    """The class names (subfolders of `folder`) and every file of `suffixes` in them with
+    its class's index; `kind`: what the files are, one and many, for the message."""
     if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist: set data.path")
+        raise DataError(f"{kind[0]} folder {folder} does not exist: set data.path")
     classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
     found = [
         (file, index)
         for index, name in enumerate(classes)
         for file in sorted((folder / name).iterdir())
-        if file.suffix.lower() in SUFFIXES
+        if file.suffix.lower() in suffixes
     ]
     if len(classes) < 2 or not found:
         raise DataError(
-            f"image folder {folder} needs a subfolder per class (at least 2) holding "
-            f"{', '.join(SUFFIXES)} files; it has {len(classes)} subfolders, {len(found)} images"
+            f"{kind[0]} folder {folder} needs a subfolder per class (at least 2) holding "
+            f"{', '.join(suffixes)} files; it has {len(classes)} subfolders, "
+            f"{len(found)} {kind[1]}"
         )
     return classes, found
 

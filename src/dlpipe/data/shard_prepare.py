@@ -295,6 +295,12 @@ def prepare_in_shards(
 ) -> dict:
     """Prepare `listing` (its test and validation files' listings read as it was) into
     shards in `out_dir` with `workers` processes; return meta.json's content, written last."""
+    if settings["normalise"] == "series":
+        raise ConfigError(
+            "data.normalise=series scales each series as a whole in memory, but this data "
+            "is prepared in shards (above data.shards.above_mb): use data.normalise=true, "
+            "or raise data.shards.above_mb"
+        )
     shards = shard_settings(settings)
     paths = {name: settings.get(f"{name}_path") for name in ("test", "val")}
     others = {
