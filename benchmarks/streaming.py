@@ -2,6 +2,7 @@
 
     python benchmarks/streaming.py --baseline ../base  # 1.5 and 6 GiB of images on disk
     python benchmarks/streaming.py --gib 0.05      # a quick look at a small scale
+    python benchmarks/streaming.py --tables 0.5    # CSV tables of 0.5 and 2 GiB instead
 
 Generated images (128x128 colour noise PNGs: they do not compress, so their size on disk is
 their pixels' size) are prepared with `data.shards.above_mb=0` and trained on through the
@@ -235,7 +236,15 @@ def main() -> None:
         default=None,
         help="a checkout of earlier code (git worktree add): digits in memory timed there too",
     )
+    parser.add_argument(
+        "--tables",
+        type=float,
+        default=None,
+        help="instead: a generated CSV of this many GiB and 4 times it, prepared in shards",
+    )
     args = parser.parse_args()
+    if args.tables is not None:
+        return table_rows(args.tables)
     with tempfile.TemporaryDirectory() as workdir:
         work = Path(workdir)
         project = copy_project(work / "project")
@@ -257,6 +266,48 @@ def main() -> None:
         streamed, peer = loader_speeds(project, images, args.steps)
         digits = digits_speeds(project, work / "digits", args.baseline)
     report(rows, loop, streamed, peer, digits)
+
+
+def write_csv(path: Path, gib: float) -> int:
+    """A CSV of about `gib` GiB: 20 number columns, a text category and a label, written
+    a block at a time; its rows."""
+    import pandas as pd
+
+    rng, rows, written = np.random.default_rng(0), 0, False
+    while not written or path.stat().st_size < gib * 2**30:
+        block = pd.DataFrame(rng.normal(size=(100_000, 20)), columns=[f"f{i}" for i in range(20)])
+        block["colour"] = rng.choice(["red", "green", "blue"], size=len(block))
+        block["label"] = np.where(block["f0"] + (block["colour"] == "red") > 0.5, "yes", "no")
+        block.to_csv(path, mode="a", header=not written, index=False)
+        rows, written = rows + len(block), True
+    return rows
+
+
+def table_rows(gib: float) -> None:
+    """Peak memory and rows/s of preparing a CSV in shards at `gib` and 4 times it, and
+    of pandas reading the smaller one whole (the in-memory path's first step)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        work = Path(workdir)
+        project = copy_project(work / "project")
+        print("| CSV on disk | rows | prepare peak memory | rows/s |\n|---|---|---|---|")
+        for scale in (1, 4):
+            path = work / f"table{scale}.csv"
+            rows = write_csv(path, gib * scale)
+            data = [
+                "data=table",
+                f"data.path={path}",
+                "data.target=label",
+                "data.shards.above_mb=0",
+                f"data.stream.workers={WORKERS}",
+            ]
+            seconds, peak = peak_memory([sys.executable, "pipelines/prepare.py", *data], project)
+            size = path.stat().st_size / 2**30
+            rate = rows / seconds
+            print(f"| {size:.2f} GiB | {rows} | {peak:.2f} GiB | {rate:.0f} |", flush=True)
+            if scale == 1:
+                read = [sys.executable, "-c", f"import pandas; pandas.read_csv({str(path)!r})"]
+                whole_s, whole_gib = peak_memory(read, project)
+        print(f"\npandas reading the {gib:g} GiB file whole: {whole_gib:.2f} GiB, {whole_s:.1f} s")
 
 
 def report(rows: dict, loop: float, streamed: float, peer: float, digits: dict[str, float]):

@@ -172,6 +172,13 @@ class ShardLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.close()
+        self._reading = self._epoch()
+        return self._reading
+
+    def _epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """An epoch's batches, read from the first one asked for: Lightning asks for the
+        iterator before its epoch starts, and the epoch (set by resume.EpochOrder) is
+        known only then."""
         large_buffers_unpooled()  # before the reading processes start, which inherit it
         order = (self.shuffle, self.seed, self.epoch, self.buffer)
         self.epoch += 1
@@ -183,9 +190,12 @@ class ShardLoader:
             num_workers=workers,
             pin_memory=torch.cuda.is_available(),
             prefetch_factor=4 if workers else None,
+            # Its own generator for the seed it draws as an epoch's reading starts: from
+            # torch's global one, that draw would shift the training's random numbers
+            # (dropout, augmentation) by when the reading starts.
+            generator=torch.Generator().manual_seed(self.seed),
         )
-        self._reading = _batches(_every_chunk(iter(reader), self.samples), self.batch_size)
-        return self._reading
+        yield from _batches(_every_chunk(iter(reader), self.samples), self.batch_size)
 
     def close(self) -> None:
         """Stop the reading processes of an epoch left part way (Lightning's sanity check
