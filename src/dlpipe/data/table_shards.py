@@ -1,7 +1,7 @@
 """Tables larger than memory, prepared in shards: read a block of rows at a time, twice.
 
-A CSV or Parquet file larger than data.shards.above_mb is never read whole (pyarrow reads
-it a block at a time, a CSV file parsed on every core):
+A CSV or Parquet file larger than data.shards.above_mb is never read whole (a block at a
+time: pandas' chunked reader for CSV, pyarrow for Parquet):
 1. a scan reads the target, the split column and the text columns only: every row's
    label (or value) and split, and each categorical column's categories, which one-hot
    encoding needs before any row is encoded;
@@ -11,7 +11,8 @@ it a block at a time, a CSV file parsed on every core):
    bucket is then shuffled and written as a shard by a pool of processes, so that the
    shards hold the rows in a random order however the file is sorted (a shuffle buffer
    at training time could not mix a file sorted by label).
-Memory: a block, the labels (8 bytes a row) and the bucket each writing process holds.
+Memory: a block, a few bytes a row (its label, split and bucket) and the bucket each
+writing process holds.
 """
 
 import multiprocessing
@@ -75,27 +76,18 @@ def blocks(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFram
 
 
 def _csv_blocks(path: Path, columns: list[str] | None) -> Iterator[pd.DataFrame]:
-    """A CSV file's blocks, each column of one type throughout: as the first block shows
-    it, whole numbers widened to floats (a later block may hold 0.5)."""
-    import pyarrow as pa
-    import pyarrow.csv as csv
-
-    read = csv.ReadOptions(block_size=BLOCK_BYTES)
-    with csv.open_csv(path, read_options=read) as first:
-        schema = first.schema
-    types = {field.name: _widened(field.type) for field in schema}
-    convert = csv.ConvertOptions(column_types=types, include_columns=columns)
-    with csv.open_csv(path, read_options=read, convert_options=convert) as reader:
-        for batch in reader:
-            yield pa.Table.from_batches([batch]).to_pandas()
-
-
-def _widened(kind):
-    import pyarrow as pa
-
-    if pa.types.is_integer(kind):
-        return pa.float64()
-    return pa.string() if pa.types.is_null(kind) else kind
+    """A CSV file's blocks of about BLOCK_BYTES, read by pandas' C parser: pyarrow's
+    streaming reader reads ahead many blocks (a 1 GiB file held 1 GiB at its peak)."""
+    with open(path, "rb") as handle:
+        sample = handle.read(1 << 20)
+    row_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
+    rows = max(1, BLOCK_BYTES // row_bytes)
+    try:
+        yield from pd.read_csv(path, chunksize=rows, usecols=columns)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"data file {path} is empty: add a header row and data rows") from exc
+    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"data file {path} cannot be read: {str(exc).splitlines()[0]}") from exc
 
 
 def _parquet_blocks(path: Path, columns: list[str] | None) -> Iterator[pd.DataFrame]:
@@ -131,7 +123,8 @@ class TableScan:
             are one-hot encoded) or None where it is numeric; serving reads them.
         y: every row's class index, or its value (float32, shaped (rows, 1)).
         classes: the class names; None for regression.
-        split: every row's split column value ('train', 'val', 'test'), or None.
+        split: every row's split as the split column says it, an index into SPLITS
+            (int8), or None.
     """
 
     rows: int
@@ -158,17 +151,19 @@ def scan(path: Path, target: str, task: str, listed: list[str], split_column: st
             )
     candidates = [n for n in text if n not in known and (text[n] or n in listed)]
     categories = _Categories(path, listed)
-    targets, splits, start = [], [], 0
+    targets = _Targets(path, target, task)
+    splits, start = [], 0
     for frame in blocks(path, [*known, *candidates]):
-        targets.append(_targets(frame, target, task, path, start))
+        targets.add(frame, start)
         if split_column:
-            splits.append(tables.split_assignment(frame, split_column, path, start))
+            names = tables.split_assignment(frame, split_column, path, start)
+            splits.append(np.select([names == name for name in SPLITS], [0, 1, 2]).astype(np.int8))
         for name in candidates:
             categories.add(frame, name, start)
         start += len(frame)
     found = categories.found()
     columns = [{"name": name, "categories": found.get(name)} for name in text if name not in known]
-    y, classes = _labels(targets, task)
+    y, classes = targets.found()
     return TableScan(start, columns, y, classes, np.concatenate(splits) if split_column else None)
 
 
@@ -205,20 +200,34 @@ class _Categories:
         return categorical
 
 
-def _targets(frame: pd.DataFrame, target: str, task: str, path: Path, start: int) -> np.ndarray:
-    if task == "regression":
-        return tables.numeric_column(frame, target, path, start)
-    tables.check_no_missing(frame, target, path, "label", start)
-    labels = frame[target]
-    numeric = pd.api.types.is_numeric_dtype(labels)
-    return labels.to_numpy() if numeric else labels.astype(str).to_numpy()
+class _Targets:
+    """Every row's target, block by block: a regression's values, or a class's index kept
+    as a code per row (a label held as text would cost its string per row)."""
 
+    def __init__(self, path: Path, column: str, task: str) -> None:
+        self.path, self.column, self.task = path, column, task
+        self.parts: list[np.ndarray] = []
+        self.codes: dict = {}  # each label seen -> its code, in the order first seen
 
-def _labels(found: list[np.ndarray], task: str) -> tuple[np.ndarray, list[str] | None]:
-    values = np.concatenate(found)
-    if task == "regression":
-        return values.astype(np.float32)[:, None], None
-    return class_indices(values)
+    def add(self, frame: pd.DataFrame, start: int) -> None:
+        if self.task == "regression":
+            self.parts.append(tables.numeric_column(frame, self.column, self.path, start))
+            return
+        tables.check_no_missing(frame, self.column, self.path, "label", start)
+        labels = frame[self.column]
+        if not pd.api.types.is_numeric_dtype(labels):
+            labels = labels.astype(str)
+        seen, inverse = np.unique(labels.to_numpy(), return_inverse=True)
+        code = np.array([self.codes.setdefault(value, len(self.codes)) for value in seen.tolist()])
+        self.parts.append(code[inverse].astype(np.int32))
+
+    def found(self) -> tuple[np.ndarray, list[str] | None]:
+        """The targets, and the class names, sorted as class_indices sorts them."""
+        if self.task == "regression":
+            return np.concatenate(self.parts)[:, None], None
+        order, classes = class_indices(np.array(list(self.codes)))
+        rank = order.astype(np.int64)  # code -> its class's index
+        return rank[np.concatenate(self.parts)], classes
 
 
 def split_rows(scan: TableScan, settings: dict, path: Path) -> dict[str, np.ndarray]:
@@ -229,7 +238,7 @@ def split_rows(scan: TableScan, settings: dict, path: Path) -> dict[str, np.ndar
     if scan.split is None:
         return drawn_splits(indices, settings, {})
     column = settings["split"]["column"]
-    marked = {name: np.flatnonzero(scan.split == name) for name in SPLITS}
+    marked = {name: np.flatnonzero(scan.split == code) for code, name in enumerate(SPLITS)}
     for name in ("train", "test"):
         if not len(marked[name]):
             raise DataError(f"data file {path}: column '{column}' marks no row {name}: mark some")
@@ -318,7 +327,7 @@ def write_table(
     where = np.full(scan.rows, -1, dtype=np.int8)
     for code, name in enumerate(SPLITS):
         where[order[name]] = code
-    bucket = np.full(scan.rows, -1, dtype=np.int64)
+    bucket = np.full(scan.rows, -1, dtype=np.int32)
     bucket[order["train"]] = np.arange(len(order["train"])) // rows
     (staging / "buckets").mkdir(parents=True)
     buckets = [
@@ -439,5 +448,5 @@ def _split_record(cut: dict, marked: np.ndarray | None) -> dict:
     if marked is None:
         return {"mode": "fractions", "val": cut["val"], "test": cut["test"], "seed": cut["seed"]}
     column = f"column {cut['column']}"
-    val = column if (marked == "val").any() else f"{cut['val']} of the training rows"
+    val = column if (marked == SPLITS.index("val")).any() else f"{cut['val']} of the training rows"
     return {"mode": "column", "test": column, "val": val, "seed": cut["seed"]}
