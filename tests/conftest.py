@@ -193,15 +193,18 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1, its sqlite store and artifacts under `folder`.
+    """A real `mlflow server` on 127.0.0.1, its store (sqlite, or `backend`) and artifacts
+    under `folder`, served through it (clients need no access to the folder).
 
     `stop()` kills it as a crash would, `start()` brings it back on the same port with the
     same store. It runs in a process group of its own, as `mlflow server` serves from a
     child process (uvicorn) that killing the parent alone would leave behind.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, backend: str | None = None):
+        """`backend`: its store's URI (e.g. a PostgreSQL database); None: sqlite in `folder`."""
         self.folder = folder
+        self.backend = backend or f"sqlite:///{folder / 'server.db'}"
         self.uri = f"http://127.0.0.1:{free_port()}"
         self.process: subprocess.Popen | None = None
 
@@ -214,7 +217,7 @@ class MlflowServer:
             "--port",
             self.uri.rsplit(":", 1)[1],
             "--backend-store-uri",
-            f"sqlite:///{self.folder / 'server.db'}",
+            self.backend,
             "--artifacts-destination",
             str(self.folder / "artifacts"),
             "--workers",
