@@ -65,9 +65,9 @@ def blocks(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFram
         raise DataError(f"data file {path} does not exist: set data.path to a CSV or Parquet file")
     if path.suffix.lower() not in tables.READERS:
         raise DataError(f"data file {path} is not CSV or Parquet: use one of .csv, .parquet")
+    reader = _csv_blocks if path.suffix.lower() == ".csv" else _parquet_blocks
     try:
-        reading = _csv_blocks(path, columns) if path.suffix.lower() == ".csv" else None
-        yield from reading or _parquet_blocks(path, columns)
+        yield from reader(path, columns)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
             f"data file {path} cannot be read: {str(exc).splitlines()[0]}: fix the file, or "
