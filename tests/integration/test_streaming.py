@@ -80,15 +80,8 @@ def test_a_table_in_shards_trains_evaluates_and_serves_raw_rows(project: Path, t
 
     frame = write_table(tmp_path)
     data = ["data=table", f"data.path={tmp_path / 'table.csv'}", "data.target=label"]
-    data += TABLE_SHARDED
-    run([sys.executable, "pipelines/prepare.py", *data], project)
-    meta = json.loads((project / "data/prepared/meta.json").read_text())
-    assert meta["format"] == "shards" and len(meta["shards"]["train"]) > 5
-    train = [sys.executable, "pipelines/train.py", *data, "model=mlp", "trainer.max_epochs=5"]
-    run(train, project)
-    run([sys.executable, "pipelines/evaluate.py", *data], project)
-    record = json.loads((project / "models/run.json").read_text())
-    trained = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(record["run_id"])
+    meta, trained = stages(project, [*data, *TABLE_SHARDED], "model=mlp", "trainer.max_epochs=5")
+    assert len(meta["shards"]["train"]) > 5
     assert trained.info.status == "FINISHED" and trained.data.metrics["test/acc"] >= 0.85
     rows = tmp_path / "new.csv"
     frame.drop(columns=["label"]).head(20).to_csv(rows, index=False)
@@ -105,11 +98,17 @@ def test_a_folder_of_series_in_shards_trains_and_is_evaluated(project: Path, tmp
 
     folder = write_series(tmp_path / "series")
     data = ["data=series_folder", f"data.path={folder}", *SERIES_SHARDED]
+    _, trained = stages(project, data, "model=conv1d", "trainer.max_epochs=8")
+    assert trained.info.status == "FINISHED" and trained.data.metrics["test/acc"] >= 0.8
+
+
+def stages(project: Path, data: list[str], *training: str) -> tuple[dict, object]:
+    """Prepare `data` (which must land in shards), train with `training`, evaluate; the
+    prepared meta.json and the trained run."""
     run([sys.executable, "pipelines/prepare.py", *data], project)
-    assert json.loads((project / "data/prepared/meta.json").read_text())["format"] == "shards"
-    train = [sys.executable, "pipelines/train.py", *data, "model=conv1d", "trainer.max_epochs=8"]
-    run(train, project)
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert meta["format"] == "shards"
+    run([sys.executable, "pipelines/train.py", *data, *training], project)
     run([sys.executable, "pipelines/evaluate.py", *data], project)
     record = json.loads((project / "models/run.json").read_text())
-    trained = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(record["run_id"])
-    assert trained.info.status == "FINISHED" and trained.data.metrics["test/acc"] >= 0.8
+    return meta, MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(record["run_id"])
