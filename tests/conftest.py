@@ -193,7 +193,7 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1, its store (sqlite, or `backend`) and artifacts
+    """A real `mlflow server` on 127.0.0.1 (or `host`), its store (sqlite, or `backend`) and artifacts
     under `folder`, served through it (clients need no access to the folder).
 
     `stop()` kills it as a crash would, `start()` brings it back on the same port with the
@@ -201,11 +201,13 @@ class MlflowServer:
     child process (uvicorn) that killing the parent alone would leave behind.
     """
 
-    def __init__(self, folder: Path, backend: str | None = None):
-        """`backend`: its store's URI (e.g. a PostgreSQL database); None: sqlite in `folder`."""
+    def __init__(self, folder: Path, backend: str | None = None, host: str = "127.0.0.1"):
+        """`backend`: its store's URI (e.g. a PostgreSQL database); None: sqlite in `folder`.
+        `host`: the address it listens on."""
         self.folder = folder
         self.backend = backend or f"sqlite:///{folder / 'server.db'}"
-        self.uri = f"http://127.0.0.1:{free_port()}"
+        self.host = host
+        self.uri = f"http://{host}:{free_port()}"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> None:
@@ -213,7 +215,7 @@ class MlflowServer:
             BIN_DIR / "mlflow",
             "server",
             "--host",
-            "127.0.0.1",
+            self.host,
             "--port",
             self.uri.rsplit(":", 1)[1],
             "--backend-store-uri",

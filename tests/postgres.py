@@ -1,5 +1,6 @@
-"""A throwaway PostgreSQL server for tests: its own data directory, listening on 127.0.0.1
-only, stopped by its own process group at teardown.
+"""A throwaway PostgreSQL server for tests: its own data directory, listening on one address
+(127.0.0.1, or a bridge the test's hosts share), stopped by its own process group at
+teardown.
 
 PostgreSQL refuses to run as root, which CI is: there it runs as the `postgres` system
 user (Debian's package makes one), its folder handed to that user.
@@ -22,8 +23,10 @@ class Postgres:
     """Start with `start()`, stop with `stop()`; `url(database)` names a database in it,
     `create(database)` makes one."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        """`host`: the address it listens on; clients on that address's subnet may connect."""
         self.port = port
+        self.host = host
         self.folder = Path(tempfile.mkdtemp(prefix="dlpipe-postgres-"))
         self.process: subprocess.Popen | None = None
 
@@ -45,6 +48,9 @@ class Postgres:
             check=True,
             capture_output=True,
         )
+        if self.host != "127.0.0.1":
+            with open(data / "pg_hba.conf", "a") as rules:
+                rules.write("host all all samenet trust\n")
         self.process = subprocess.Popen(
             [
                 *self._as_owner(),
@@ -52,7 +58,7 @@ class Postgres:
                 "-D",
                 data,
                 "-h",
-                "127.0.0.1",
+                self.host,
                 "-p",
                 str(self.port),
                 "-k",
@@ -69,11 +75,11 @@ class Postgres:
             time.sleep(0.2)
 
     def _ready(self) -> bool:
-        ready = [PG_BIN / "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER]
+        ready = [PG_BIN / "pg_isready", "-h", self.host, "-p", str(self.port), "-U", USER]
         return subprocess.run(ready, capture_output=True).returncode == 0
 
     def url(self, database: str) -> str:
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{USER}@{self.host}:{self.port}/{database}"
 
     def create(self, database: str) -> str:
         """Make database `database`; its URL."""

@@ -24,6 +24,7 @@ def test_clean_tree_gives_its_commit(repo: Path):
     assert git_state() == (head, False)
     tags = lineage_tags("c" * 64, "d" * 64)
     assert tags["mlflow.source.git.commit"] == head and tags["dlpipe.git_dirty"] == "false"
+    assert "ray.node" not in tags  # only a job a Ray launcher ran says its node
 
 
 def test_changed_tracked_file_is_dirty_untracked_file_is_not(repo: Path):

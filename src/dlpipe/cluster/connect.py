@@ -79,7 +79,9 @@ def connect(address_setting: str | None, timeout: float, code: Sequence[Path] = 
 
     if ray.is_initialized():
         return "the Ray cluster this process already uses"
-    runtime_env = {"py_modules": [str(path) for path in code]} if code else None
+    runtime_env = {"worker_process_setup_hook": "dlpipe.cluster.worker_setup.use_node_interface"}
+    if code:
+        runtime_env["py_modules"] = [str(path) for path in code]
     if address is None:
         ray.init(
             address="local", include_dashboard=False, log_to_driver=True, runtime_env=runtime_env

@@ -24,13 +24,18 @@ def datasets(folder: Path, meta: dict) -> dict:
     """The training and validation shards as Ray Datasets, read lazily where they are."""
     import ray.data
 
-    return {
+    found = {
         name: ray.data.read_parquet(
             [str(Path(folder).resolve() / record["file"]) for record in meta["shards"][name]],
             columns=["x", "y"],
         )
         for name in ("train", "val")
     }
+    for dataset in found.values():
+        # Redrawn many times a second into the training's log, which is seldom a terminal;
+        # each epoch's line says how it went.
+        dataset.context.enable_progress_bars = False
+    return found
 
 
 def check_room_to_read(cluster) -> None:

@@ -44,14 +44,22 @@ _CHECKPOINT = "checkpoint.ckpt"  # RayTrainReportCallback's file name in a check
 
 
 def scaling_config(cluster: DictConfig):
-    """Workers, and what each reserves: its CPUs and, with use_gpu, one GPU."""
+    """Workers, where they go, and what each reserves: its CPUs and, with use_gpu, one GPU.
+    With cluster.min_workers the group is elastic: it restarts on what is left of the
+    cluster after losing a node, rather than waiting for the node to return."""
     from ray.train import ScalingConfig
 
     resources = dict(config.to_dict(cluster.resources_per_worker))
     if cluster.use_gpu:
         resources.setdefault("GPU", 1)
+    workers = cluster.num_workers
+    if cluster.min_workers is not None and cluster.min_workers < workers:
+        workers = (cluster.min_workers, workers)
     return ScalingConfig(
-        num_workers=cluster.num_workers, use_gpu=cluster.use_gpu, resources_per_worker=resources
+        num_workers=workers,
+        use_gpu=cluster.use_gpu,
+        resources_per_worker=resources,
+        placement_strategy=cluster.placement_strategy,
     )
 
 
@@ -194,6 +202,7 @@ def _work(loop: dict) -> None:
     cfg = OmegaConf.create(loop["cfg"])
     context = ray.train.get_context()
     rank, workers = context.get_world_rank(), context.get_world_size()
+    _record_placement(loop, cfg, rank)
     torch.set_num_threads(worker_threads(cfg))
     seed_all(cfg.seed)
     quiet_lightning()
@@ -222,6 +231,17 @@ def _work(loop: dict) -> None:
     with resumed.as_directory() as folder:
         log.info(f"worker {rank} resumes from {folder}")
         trainer.fit(loop["task"], train_loader, val_loader, ckpt_path=Path(folder) / _CHECKPOINT)
+
+
+def _record_placement(loop: dict, cfg: DictConfig, rank: int) -> None:
+    """Tag the run with the node this worker runs on (tag ray.worker.<rank>: its address
+    and Ray node id), so the run says which hosts trained it."""
+    import ray
+
+    node = f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()}"
+    log.info(f"worker {rank} of the run is on node {node}")
+    client = tracking.get_client(loop["tracking_uri"], cfg.tracking.retry_seconds)
+    client.set_tag(loop["run_id"], f"ray.worker.{rank}", node)
 
 
 def _run_logger(loop: dict, cfg: DictConfig, resumed: bool):

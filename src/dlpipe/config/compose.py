@@ -4,6 +4,7 @@ Hydra's own message for an unknown group option spans a dozen lines (search path
 so those are checked before Hydra starts, with the valid options listed.
 """
 
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlpipe.errors import DlpipeError
+from dlpipe.errors import ConfigError, DlpipeError
 from dlpipe.exits import fail
 from dlpipe.paths import PROJECT, Outputs
 
@@ -127,8 +128,23 @@ def job_outputs() -> tuple[Outputs, "SweepJob | None"]:
     if not in_sweep():
         return PROJECT, None
     hydra = HydraConfig.get()
+    _enter_sweep_folder(Path(hydra.runtime.cwd))
     job = SweepJob(sweep_dir=hydra.sweep.dir, overrides=list(hydra.overrides.task))
     return Outputs(Path(hydra.runtime.output_dir)), job
+
+
+def _enter_sweep_folder(project: Path) -> None:
+    """Work in the folder the sweep started from, as a job run in-process does: a job that
+    a Ray launcher sends to a node starts in a folder of that node's own."""
+    if Path.cwd() == project:
+        return
+    if not project.is_dir():
+        raise ConfigError(
+            f"this sweep job runs on a host without the project folder {project}: put the "
+            "project on a file system every host mounts at the same path, or run the sweep's "
+            "jobs where the project is (hydra/launcher=basic)"
+        )
+    os.chdir(project)
 
 
 def compose_checked(conf_dir: Path, overrides: list[str]):

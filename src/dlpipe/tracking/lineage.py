@@ -82,10 +82,24 @@ def lineage_tags(config_hash: str, data_hash: str) -> dict[str, str]:
         "mlflow.source.name": secrets.mask_text(sys.argv[0]),
         "mlflow.source.type": "LOCAL",
     }
+    node = ray_node()
+    if node:
+        tags["ray.node"] = node
     if commit:
         tags["mlflow.source.git.commit"] = commit
         tags["dlpipe.git_dirty"] = str(dirty).lower()
     return tags
+
+
+def ray_node() -> str | None:
+    """In a job that a Ray launcher sent to a node of a cluster: that node's address, as
+    the cluster knows it (which host of a sweep ran the job)."""
+    ray = sys.modules.get("ray")  # never imported here only to ask
+    if ray is None or not ray.is_initialized():
+        return None
+    if ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return None
+    return ray.util.get_node_ip_address()
 
 
 def command_line() -> str:

@@ -202,10 +202,20 @@ class Ray(Cluster):
     address: str | None
     connect_timeout: float = setting(gt=0)
     num_workers: int = setting(gt=0)
+    min_workers: int | None = setting(gt=0)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"]
     use_gpu: bool
     resources_per_worker: dict[str, float] = setting(ge=0)
     max_failures: int = setting(ge=0)
     storage_path: str | None
+
+    def __post_init__(self) -> None:
+        if self.min_workers is not None and self.min_workers > self.num_workers:
+            raise ConfigError(
+                f"cluster.min_workers={self.min_workers} is more than cluster.num_workers="
+                f"{self.num_workers}: the workers a run may shrink to are at most those it "
+                "starts with"
+            )
 
 
 CLUSTERS = {"local": Cluster, "ray": Ray}
