@@ -193,8 +193,8 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 (or `host`), its store (sqlite, or `backend`) and artifacts
-    under `folder`, served through it (clients need no access to the folder).
+    """A real `mlflow server` on 127.0.0.1 (or `host`), its store (sqlite, or `backend`) and
+    artifacts under `folder`, served through it (clients need no access to the folder).
 
     `stop()` kills it as a crash would, `start()` brings it back on the same port with the
     same store. It runs in a process group of its own, as `mlflow server` serves from a

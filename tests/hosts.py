@@ -7,6 +7,7 @@ runs is found by its namespace (`ip netns pids`), so teardown stops every proces
 started there by its own id, whatever the test did. Needs root, as CI runs.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,7 +60,18 @@ class Hosts:
         _ip("link", "set", self.bridge, "up")
         for host, name in enumerate(self.names):
             _ip("netns", "add", name)
-            _ip("link", "add", self._veth(host), "type", "veth", "peer", "name", "eth0", "netns", name)
+            _ip(
+                "link",
+                "add",
+                self._veth(host),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                name,
+            )
             _ip("link", "set", self._veth(host), "master", self.bridge, "up")
             _ip("-n", name, "addr", "add", f"{self.address(host)}/24", "dev", "eth0")
             _ip("-n", name, "link", "set", "eth0", "up")
@@ -107,10 +119,8 @@ class Hosts:
     def kill(self, host: int) -> None:
         """Kill every process on `host`, as a crash would."""
         for pid in self.pids(host):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def cut(self, host: int) -> None:
         """Take `host` off the network."""
@@ -123,10 +133,8 @@ class Hosts:
         for host in range(len(self.names)):
             self.kill(host)
         for process in self.started:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
         for host, name in enumerate(self.names):
             subprocess.run(["ip", "link", "del", self._veth(host)], capture_output=True)
             subprocess.run(["ip", "netns", "del", name], capture_output=True)

@@ -4,6 +4,8 @@ same PostgreSQL, checkpoints in a folder every host reaches; training and a sear
 the head as a user would, and a worker host lost mid-training."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -103,7 +105,9 @@ def _worker_hosts(site: Site, run) -> list[str]:
 def test_training_spans_two_hosts_and_is_read_back_from_the_server(site: Site):
     training = _training(site, site.project, *site.data, "cluster.num_workers=2")
     _on_head(site, [*training, "trainer.max_epochs=2"])
-    _on_head(site, [BIN_DIR / "python", "pipelines/evaluate.py", f"tracking.uri={site.tracking.uri}"])
+    _on_head(
+        site, [BIN_DIR / "python", "pipelines/evaluate.py", f"tracking.uri={site.tracking.uri}"]
+    )
     client = _client(site)
     run_id = json.loads((site.project / "models/run.json").read_text())["run_id"]
     trained = client.get_run(run_id)
@@ -121,9 +125,9 @@ def test_training_spans_two_hosts_and_is_read_back_from_the_server(site: Site):
     assert "test/acc" in compared.stdout
 
 
-def test_search_runs_two_trials_at_once_on_two_hosts_in_one_study(site: Site):
-    storage = site.postgres.create("optuna")
-    search = [
+def _search(site: Site, study: str, storage: str) -> list:
+    """A 6-trial search from the head, 2 trials at a time spread over the hosts."""
+    return [
         BIN_DIR / "python",
         "pipelines/train.py",
         "-m",
@@ -132,13 +136,17 @@ def test_search_runs_two_trials_at_once_on_two_hosts_in_one_study(site: Site):
         "hydra/launcher=dlpipe_ray",
         "hydra.launcher.ray.remote.scheduling_strategy=SPREAD",
         "hydra.sweeper.n_jobs=2",
-        "search.study=cluster",
+        f"search.study={study}",
         f"search.storage={storage}",
         "search.n_trials=6",
         "trainer.max_epochs=2",
         f"tracking.uri={site.tracking.uri}",
     ]
-    _on_head(site, search, RAY_ADDRESS=site.ray.address)
+
+
+def test_search_runs_two_trials_at_once_on_two_hosts_in_one_study(site: Site):
+    storage = site.postgres.create("optuna")
+    _on_head(site, _search(site, "cluster", storage), RAY_ADDRESS=site.ray.address)
     trials = optuna.load_study(study_name="cluster", storage=storage).get_trials(deepcopy=False)
     assert sorted(t.number for t in trials) == list(range(6))
     client = _client(site)
@@ -154,6 +162,41 @@ def test_search_runs_two_trials_at_once_on_two_hosts_in_one_study(site: Site):
     # Each trial trained on a worker host, and both hosts took trials.
     hosts = {r.data.tags["ray.node"] for r in numbered}
     assert hosts == {site.hosts.address(h) for h in WORKERS}
+
+
+def test_a_killed_search_resumes_to_exactly_its_trials(site: Site, tmp_path: Path):
+    storage = site.postgres.create("resumed")
+    search = _search(site, "resumed", storage)
+    log = tmp_path / "search.log"
+    first = site.hosts.start(
+        HEAD, search, log, cwd=site.project, env=ray_env(RAY_ADDRESS=site.ray.address)
+    )
+    deadline = time.monotonic() + 300
+    while _finished_trials(storage, "resumed") < 2:
+        assert first.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "2 trials not finished within 300 s"
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)  # the whole search: its driver, and so its jobs
+    first.wait(timeout=60)
+    assert _finished_trials(storage, "resumed") < 6  # it had more to do
+    _on_head(site, search, RAY_ADDRESS=site.ray.address)
+    trials = optuna.load_study(study_name="resumed", storage=storage).get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == list(range(6))  # each number once, 6 in all
+    assert all(t.state.is_finished() for t in trials)
+    client = _client(site)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("dlpipe").experiment_id],
+        filter_string="tags.`optuna.study` = 'resumed'",
+    )
+    assert "RUNNING" not in {r.info.status for r in runs}  # the killed search's, closed
+
+
+def _finished_trials(storage: str, study: str) -> int:
+    try:
+        trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # not created yet
+        return 0
+    return sum(t.state.is_finished() for t in trials)
 
 
 def test_training_survives_losing_a_worker_host(site: Site, tmp_path: Path):

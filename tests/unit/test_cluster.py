@@ -1,6 +1,7 @@
 """Cluster settings: Ray Train's scaling and each worker's Trainer, from conf/cluster and
 conf/trainer; reaching a cluster's head."""
 
+import os
 import time
 
 import pytest
@@ -30,6 +31,44 @@ def test_gpu_cluster_gives_each_worker_a_gpu_and_bf16(make_cfg):
     settings = trainer_settings(cfg, steps_per_epoch=10)
     assert settings["accelerator"] == "gpu" and settings["precision"] == "bf16-mixed"
     assert settings["devices"] == "auto"  # Ray gives each worker its own device
+
+
+def test_min_workers_make_the_group_elastic_and_placement_is_passed_on(make_cfg):
+    cfg = make_cfg("cluster=ray", "cluster.min_workers=1", "cluster.placement_strategy=SPREAD")
+    scaling = scaling_config(cfg.cluster)
+    assert scaling.num_workers == (1, 2) and scaling.elasticity_enabled
+    assert scaling.placement_strategy == "SPREAD"
+    fixed = scaling_config(make_cfg("cluster=ray", "cluster.min_workers=2").cluster)
+    assert fixed.num_workers == 2 and not fixed.elasticity_enabled
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("cluster.min_workers=3", "cluster.min_workers=3 is more than cluster.num_workers=2"),
+        ("cluster.placement_strategy=EVERYWHERE", "cluster.placement_strategy"),
+    ],
+)
+def test_bad_elastic_or_placement_settings_are_named(make_cfg, override, message):
+    from dlpipe.config.schema.validate import validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(make_cfg("cluster=ray", override))
+
+
+def test_workers_use_the_interface_of_their_node_address(monkeypatch):
+    import ray
+
+    from dlpipe.cluster import worker_setup
+
+    assert worker_setup.interface_of("192.0.2.254") is None  # TEST-NET: no interface holds it
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "127.0.0.1")
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "unset by the test")
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME")
+    monkeypatch.setenv("NCCL_SOCKET_IFNAME", "ib0")  # the user's choice stays
+    worker_setup.use_node_interface()
+    assert os.environ["GLOO_SOCKET_IFNAME"] == "lo"
+    assert os.environ["NCCL_SOCKET_IFNAME"] == "ib0"
 
 
 def test_address_comes_from_the_config_then_the_environment(monkeypatch):

@@ -202,7 +202,7 @@ def _work(loop: dict) -> None:
     cfg = OmegaConf.create(loop["cfg"])
     context = ray.train.get_context()
     rank, workers = context.get_world_rank(), context.get_world_size()
-    _record_placement(loop, cfg, rank)
+    _record_placement(loop, cfg, rank, workers)
     torch.set_num_threads(worker_threads(cfg))
     seed_all(cfg.seed)
     quiet_lightning()
@@ -233,15 +233,20 @@ def _work(loop: dict) -> None:
         trainer.fit(loop["task"], train_loader, val_loader, ckpt_path=Path(folder) / _CHECKPOINT)
 
 
-def _record_placement(loop: dict, cfg: DictConfig, rank: int) -> None:
+def _record_placement(loop: dict, cfg: DictConfig, rank: int, workers: int) -> None:
     """Tag the run with the node this worker runs on (tag ray.worker.<rank>: its address
-    and Ray node id), so the run says which hosts trained it."""
+    and Ray node id), so the run says which hosts trained it; worker 0 drops the tags of
+    workers an elastic restart left out."""
     import ray
 
     node = f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()}"
     log.info(f"worker {rank} of the run is on node {node}")
     client = tracking.get_client(loop["tracking_uri"], cfg.tracking.retry_seconds)
     client.set_tag(loop["run_id"], f"ray.worker.{rank}", node)
+    if rank == 0:
+        for key in client.get_run(loop["run_id"]).data.tags:
+            if key.startswith("ray.worker.") and int(key.rsplit(".", 1)[1]) >= workers:
+                client.delete_tag(loop["run_id"], key)
 
 
 def _run_logger(loop: dict, cfg: DictConfig, resumed: bool):
