@@ -8,6 +8,7 @@ started there by its own id, whatever the test did. Needs root, as CI runs.
 """
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -30,13 +31,19 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
+def _free_subnet() -> int:
+    """N of a 10.N.0.0/24 that no interface of this machine has an address in."""
+    taken = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    return next(n for n in range(20, 250) if f" 10.{n}.0." not in taken)
+
+
 class Hosts:
     """`count` namespaces on a bridge of their own; `up()` makes them, `down()` removes them
     and stops whatever ran in them."""
 
     def __init__(self, count: int) -> None:
         tag = os.getpid() % 10000
-        self.subnet = 20 + os.getpid() % 200
+        self.subnet = 0  # chosen by up()
         self.bridge = f"dlb{tag}"
         self.names = [f"dlh{tag}x{i}" for i in range(count)]
         self.started: list[subprocess.Popen] = []
@@ -55,8 +62,12 @@ class Hosts:
         return f"10.{self.subnet}.0.{host + 2}"
 
     def up(self) -> None:
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        # One subnet a bridge: chosen among those no interface uses, one test at a time.
+        with open(Path(tempfile.gettempdir()) / "dlpipe-hosts.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.subnet = _free_subnet()
+            _ip("link", "add", self.bridge, "type", "bridge")
+            _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
         for host, name in enumerate(self.names):
             _ip("netns", "add", name)
@@ -144,16 +155,8 @@ class Hosts:
 
 def ray_env(**extra: str) -> dict[str, str]:
     """The environment Ray runs under on the hosts: token authentication, as a cluster on
-    a network should have (the token in ~/.ray/auth_token, which these hosts share), and
-    nodes that die noticed within seconds, not Ray's half a minute."""
-    return {
-        **git_env(),
-        "RAY_AUTH_MODE": "token",
-        "RAY_health_check_period_ms": "1000",
-        "RAY_health_check_timeout_ms": "1000",
-        "RAY_health_check_failure_threshold": "3",
-        **extra,
-    }
+    a network should have (the token in ~/.ray/auth_token, which these hosts share)."""
+    return {**git_env(), "RAY_AUTH_MODE": "token", **extra}
 
 
 class RayCluster:

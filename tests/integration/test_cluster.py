@@ -117,6 +117,8 @@ def test_training_spans_two_hosts_and_is_read_back_from_the_server(site: Site):
     assert trained.data.metrics["test/acc"] >= 0.9
     assert trained.info.artifact_uri.startswith("mlflow-artifacts:")  # served, not a path
     assert "plots/confusion.png" in {a.path for a in client.list_artifacts(run_id, "plots")}
+    registered = client.search_model_versions(f"run_id = '{run_id}'")
+    assert [version.run_id for version in registered] == [run_id]  # the registry, there too
     # The command's views of the shared server, from a host of the cluster.
     tracked = f"tracking.uri={site.tracking.uri}"
     listed = _on_head(site, [BIN_DIR / "dlpipe", "runs", tracked])

@@ -16,6 +16,7 @@ from tests.conftest import BIN_DIR, free_port, git_env, make_project, run
 from tests.integration.test_plugins import add_own_model
 
 pytestmark = pytest.mark.slow
+_HEADS: dict[str, subprocess.Popen] = {}  # `ray start --head` by its cluster's address
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def head() -> str:
         start_new_session=True,
     )
     address = f"127.0.0.1:{port}"
+    _HEADS[address] = process
     try:
         _wait_for_port(port, process)
         yield address
@@ -92,10 +94,10 @@ def _epochs_logged(client: MlflowClient, run_id: str) -> int:
     return len(client.get_metric_history(run_id, "val/acc"))
 
 
-def _train_worker() -> psutil.Process:
-    """One of the Ray Train worker processes now running."""
-    for process in psutil.process_iter(["cmdline"]):
-        if any("RayTrainWorker" in part for part in process.info["cmdline"] or ()):
+def _train_worker(head: str) -> psutil.Process:
+    """One of the Ray Train worker processes of the cluster at `head` (not another test's)."""
+    for process in psutil.Process(_HEADS[head].pid).children(recursive=True):
+        if any("RayTrainWorker" in part for part in process.cmdline()):
             return process
     raise AssertionError("no RayTrainWorker process")
 
@@ -124,7 +126,7 @@ def test_dvc_experiment_on_ray_survives_a_killed_worker(project, head, tmp_path)
         while _epochs_logged(client, run_id) < 2:
             assert experiment.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        _train_worker().kill()  # SIGKILL: no clean-up, as when a node is lost
+        _train_worker(head).kill()  # SIGKILL: no clean-up, as when a node is lost
         experiment.wait(timeout=400)
     said = log.read_text()
     assert experiment.returncode == 0, said
