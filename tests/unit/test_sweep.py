@@ -1,7 +1,13 @@
-"""A sweep's summary on its parent run, from its jobs' runs (stand-ins for MLflow's)."""
+"""A sweep's summary on its parent run, from its jobs' runs (stand-ins for MLflow's); where
+a sweep's job works."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from dlpipe.config.compose import _enter_sweep_folder
+from dlpipe.errors import ConfigError
 from dlpipe.tracking.sweep import summarise
 
 
@@ -35,3 +41,15 @@ def test_jobs_checkpointed_on_different_metrics_have_no_best():
     ]
     summary = summarise(jobs)
     assert summary.best is None and summary.counts["sweep/finished"] == 2
+
+
+def test_a_job_sent_to_another_host_works_in_the_sweep_s_folder(tmp_path: Path, monkeypatch):
+    """A Ray launcher's job starts in its node's own folder: it moves to the one the sweep
+    started from, or says that host lacks it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(tmp_path)
+    _enter_sweep_folder(project)
+    assert Path.cwd() == project
+    with pytest.raises(ConfigError, match=r"runs on a host without the project folder .*absent"):
+        _enter_sweep_folder(tmp_path / "absent")
