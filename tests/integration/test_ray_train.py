@@ -197,8 +197,10 @@ def test_own_model_trains_on_the_cluster(head, tmp_path_factory):
     ] == [0, 1]
 
 
-def test_data_in_shards_reaches_the_workers_through_ray_data(head, tmp_path_factory):
-    """Images prepared in shards: each of 2 workers reads its part through Ray Data."""
+def test_workers_that_leave_ray_data_no_cpu_are_refused(head, tmp_path_factory):
+    """Images prepared in shards are read by the workers through Ray Data, with the CPUs the
+    workers leave free: with none left, one line, not a hang. (The training through Ray
+    Data is tests/integration/test_cluster.py's, on several hosts.)"""
     from tests.unit.test_shards import SHARDED, write_images
 
     folder = tmp_path_factory.mktemp("ray-shards")
@@ -206,22 +208,12 @@ def test_data_in_shards_reaches_the_workers_through_ray_data(head, tmp_path_fact
     images = write_images(folder / "images", per_class=40, size=(12, 12))
     data = ["data=images", f"data.path={images}", *SHARDED]
     run([sys.executable, "pipelines/prepare.py", *data], project)
-    settings = ["cluster=ray", f"cluster.address={head}"]
-    train = [sys.executable, "pipelines/train.py", *data, "model=cnn", "trainer.max_epochs=3"]
-    # Workers that take every CPU would leave Ray Data none to read with: said, not hung.
-    crowded = run([*train, *settings, "cluster.num_workers=3"], project, check=False)
+    settings = ["cluster=ray", f"cluster.address={head}", "cluster.num_workers=3"]
+    train = [sys.executable, "pipelines/train.py", *data, "model=cnn", *settings]
+    crowded = run(train, project, check=False)
     # Ray's own lines on joining the cluster come first; then the one error, no traceback.
     said = crowded.stderr.strip().splitlines()
     assert crowded.returncode == 2 and "Traceback" not in crowded.stderr
     assert said[-1].startswith("error: cluster.num_workers=3 workers")
     assert "leaving none for Ray Data" in said[-1]
-    done = run([*train, *settings, "cluster.num_workers=2"], project)
-    assert "ReadFiles" in done.stdout + done.stderr  # Ray Data's parquet reading ran
-    run([sys.executable, "pipelines/evaluate.py", *data], project)
-    record = json.loads((project / "models/run.json").read_text())
-    trained = _client(project).get_run(record["run_id"])
-    assert trained.info.status == "FINISHED"
-    assert trained.data.params["cluster.num_workers"] == "2"
-    steps = [m.step for m in _client(project).get_metric_history(record["run_id"], "val/acc")]
-    assert steps == [0, 1, 2]
-    assert trained.data.metrics["test/acc"] >= 0.9
+    assert not _runs(_client(project), "attributes.status = 'RUNNING'")
