@@ -1,7 +1,7 @@
 """Ray Train scaling: the digits CNN on 1 and 2 Ray Train workers, against an in-process run.
 
     python benchmarks/distributed.py            # about 5 minutes on 2 cores
-    python benchmarks/distributed.py --hosts    # + 2 workers on 2 hosts (root; 4 more)
+    python benchmarks/distributed.py --hosts    # and 2 workers on 2 hosts: as root, +1 minute
 
 Each training runs as a user runs it (`pipelines/train.py cluster=ray ...`) in a
 throw-away copy of the project, on a local Ray cluster started once for all of them.
