@@ -25,10 +25,11 @@ def copy_project(folder: Path) -> Path:
     return folder
 
 
-def stage(project: Path, script: str, *overrides: str) -> None:
-    """Run `pipelines/<script>` with `overrides` in `project`; its output only on failure."""
+def stage(project: Path, script: str, *overrides: str, env: dict | None = None) -> None:
+    """Run `pipelines/<script>` with `overrides` in `project` (and `env` added to the
+    environment); its output only on failure."""
     command = [sys.executable, f"pipelines/{script}", *overrides]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")

@@ -167,6 +167,13 @@ def restored(*folders: Path) -> Iterator[None]:
             path.write_bytes(content)
 
 
+def prepared_project(folder: Path) -> Path:
+    """A fresh project (see make_project) in `folder`, its default data prepared."""
+    project = make_project(folder)
+    run([sys.executable, "pipelines/prepare.py"], project)
+    return project
+
+
 def start_until(cmd: list[str], cwd: Path, marker: str, **popen) -> subprocess.Popen:
     """Start `cmd` and return once a line of its output contains `marker` (to interrupt it)."""
     process = subprocess.Popen(

@@ -27,3 +27,7 @@ class OutputError(DlpipeError):
 
 class LineageError(DlpipeError):
     """The code or data at hand is not what a run was trained with."""
+
+
+class SearchStopped(DlpipeError):
+    """A search stopped before its last trial: too many of its trials failed."""

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import make_project, run, start_until
+from tests.conftest import prepared_project, run, start_until
 
 pytestmark = pytest.mark.slow
 
@@ -18,9 +18,7 @@ State = optuna.trial.TrialState
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("search") / "project")
-    run([sys.executable, "pipelines/prepare.py"], project)
-    return project
+    return prepared_project(tmp_path_factory.mktemp("search") / "project")
 
 
 def search(project: Path, study: str, n_trials: int) -> list[str]:
@@ -107,6 +105,9 @@ def test_failing_trials_are_fail_and_failed_runs_and_the_search_goes_on(project:
             "search.n_trials=6",
             "search.pruner=null",
             "trainer.max_epochs=1",
+            # Every trial may fail: this search goes on to its last (see test_search_tune
+            # for one that stops).
+            "hydra.sweeper.max_failure_rate=1",
         ],
         project,
     )

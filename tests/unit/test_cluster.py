@@ -91,7 +91,10 @@ def test_unreachable_head_is_named_within_the_timeout():
     "overrides,message",
     [
         (["experiment=digits_gan"], "model 'gan' trains in one process: use cluster=local"),
-        (["+search.trial=3"], "an Optuna search prunes trials in their own process"),
+        (
+            ["search=digits", "search.trial=3"],
+            "a search on the Hydra runner prunes trials in their own process",
+        ),
     ],
 )
 def test_what_cannot_run_on_ray_is_refused_before_connecting(make_cfg, overrides, message):

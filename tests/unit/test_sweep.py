@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dlpipe.config.compose import _enter_sweep_folder
+from dlpipe.config.compose import enter_sweep_folder
 from dlpipe.errors import ConfigError
 from dlpipe.tracking.sweep import summarise
 
@@ -49,7 +49,49 @@ def test_a_job_sent_to_another_host_works_in_the_sweep_s_folder(tmp_path: Path, 
     project = tmp_path / "project"
     project.mkdir()
     monkeypatch.chdir(tmp_path)
-    _enter_sweep_folder(project)
+    enter_sweep_folder(project)
     assert Path.cwd() == project
     with pytest.raises(ConfigError, match=r"runs on a host without the project folder .*absent"):
-        _enter_sweep_folder(tmp_path / "absent")
+        enter_sweep_folder(tmp_path / "absent")
+
+
+def test_trial_runs_their_jobs_left_open_are_closed_by_study_and_number(tmp_path: Path):
+    """A killed search's trials, or trials Tune stopped with their process, end with the
+    status they earned; other studies' runs and closed runs are left as they are."""
+    from mlflow import MlflowClient
+    from omegaconf import OmegaConf
+
+    from dlpipe.tracking.sweep import close_trial_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("dlpipe")
+
+    def trial_run(study: str, number: int, status: str = "RUNNING") -> str:
+        tags = {"optuna.study": study, "optuna.trial": str(number)}
+        run_id = client.create_run(experiment, tags=tags).info.run_id
+        if status != "RUNNING":
+            client.set_terminated(run_id, status)
+        return run_id
+
+    cut, stopped, other, done = (
+        trial_run("s", 1),
+        trial_run("s", 2),
+        trial_run("t", 1),
+        trial_run("s", 3, "FINISHED"),
+    )
+    config = OmegaConf.create(
+        {"tracking": {"uri": uri, "experiment": "dlpipe"}, "search": {"study": "s"}}
+    )
+    close_trial_runs(config, [1, 3], "FAILED", "its search ended before the trial did")
+    close_trial_runs(config, [2], "FINISHED")
+
+    def status(run_id: str) -> tuple[str, dict]:
+        run = client.get_run(run_id)
+        return run.info.status, run.data.tags
+
+    assert status(cut)[0] == "FAILED"
+    assert status(cut)[1]["dlpipe.failure"] == "its search ended before the trial did"
+    assert status(stopped)[0] == "FINISHED" and status(stopped)[1]["dlpipe.pruned"] == "true"
+    assert status(other)[0] == "RUNNING"
+    assert status(done)[0] == "FINISHED" and "dlpipe.failure" not in status(done)[1]

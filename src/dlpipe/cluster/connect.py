@@ -64,11 +64,14 @@ def _use_token_when_present() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def connect(address_setting: str | None, timeout: float, code: Sequence[Path] = ()) -> str:
+def connect(
+    address_setting: str | None, timeout: float, code: Sequence[Path] = (), cpus: int | None = None
+) -> str:
     """Join the cluster at the configured address, or start a local one; return which.
 
     `code`: the folders of a user's own packages (dlpipe.config.usercode), shipped to every
-    worker (Ray's py_modules), which may run where the project folder is not.
+    worker (Ray's py_modules), which may run where the project folder is not. `cpus`: the
+    logical CPUs of a local cluster (None: the machine's cores).
     """
     address = cluster_address(address_setting)
     if address is not None:
@@ -84,7 +87,11 @@ def connect(address_setting: str | None, timeout: float, code: Sequence[Path] = 
         runtime_env["py_modules"] = [str(path) for path in code]
     if address is None:
         ray.init(
-            address="local", include_dashboard=False, log_to_driver=True, runtime_env=runtime_env
+            address="local",
+            num_cpus=cpus,
+            include_dashboard=False,
+            log_to_driver=True,
+            runtime_env=runtime_env,
         )
         return "a local Ray cluster"
     check_reachable(address, timeout)

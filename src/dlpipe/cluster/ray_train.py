@@ -103,6 +103,7 @@ def fit(cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Out
             name=run_id,  # a fresh name: Ray resumes a run whose name it has seen
             storage_path=cluster.storage_path,
             failure_config=FailureConfig(max_failures=cluster.max_failures),
+            callbacks=_search_reporting(cfg),
             checkpoint_config=CheckpointConfig(
                 # Ranked by BestEpoch: the monitor, ties decided by the tiebreak.
                 num_to_keep=1,
@@ -118,6 +119,15 @@ def fit(cfg: DictConfig, task, data: PreparedData, client, run_id: str, out: Out
     if "://" not in str(result.path):  # checkpoints on this machine: copied, so drop them
         shutil.rmtree(result.path, ignore_errors=True)
     return float(metrics[monitor])
+
+
+def _search_reporting(cfg: DictConfig) -> list:
+    """As a trial of a search on Ray Tune: the callback that reports each epoch to Tune."""
+    if OmegaConf.select(cfg, "search.trial") is None:
+        return []
+    from dlpipe.search.reporting import WorkersToTune
+
+    return [WorkersToTune(cfg.trainer.checkpoint_monitor)]
 
 
 def _data(data: PreparedData) -> dict:

@@ -128,14 +128,14 @@ def job_outputs() -> tuple[Outputs, "SweepJob | None"]:
     if not in_sweep():
         return PROJECT, None
     hydra = HydraConfig.get()
-    _enter_sweep_folder(Path(hydra.runtime.cwd))
+    enter_sweep_folder(Path(hydra.runtime.cwd))
     job = SweepJob(sweep_dir=hydra.sweep.dir, overrides=list(hydra.overrides.task))
     return Outputs(Path(hydra.runtime.output_dir)), job
 
 
-def _enter_sweep_folder(project: Path) -> None:
+def enter_sweep_folder(project: Path) -> None:
     """Work in the folder the sweep started from, as a job run in-process does: a job that
-    a Ray launcher sends to a node starts in a folder of that node's own."""
+    a Ray launcher (or Ray Tune) sends to a node starts in a folder of that node's own."""
     if Path.cwd() == project:
         return
     if not project.is_dir():

@@ -9,6 +9,7 @@ outcome: COMPLETE with its score, PRUNED, or FAIL.
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -21,6 +22,11 @@ from dlpipe.errors import ConfigError
 log = logging.getLogger(__name__)
 _ABSENT = object()
 
+# On Ray Tune, the keys of a trial's results: its checkpoint monitor after each epoch
+# (and, at the end, its best epoch's), and the mark of a trial that ran to its end.
+SCORE = "search/score"
+FINISHED = "search/finished"
+
 FINISHED_STATES = (
     optuna.trial.TrialState.COMPLETE,
     optuna.trial.TrialState.PRUNED,
@@ -28,30 +34,66 @@ FINISHED_STATES = (
 )
 
 
-def trials_to_run(study: optuna.Study, n_trials: int) -> int:
-    """How many trials are left of `n_trials`, after failing those an interrupted sweep left.
+def fail_unfinished(study: optuna.Study) -> list[int]:
+    """Mark FAIL the trials an interrupted search left RUNNING or WAITING; their numbers.
 
-    Trials still RUNNING or WAITING when a sweep starts belong to a sweep that died: they
-    are marked FAIL and count, so a resumed study ends with exactly `n_trials` trials.
+    They count, so a resumed study ends with exactly its n_trials trials.
     """
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state not in FINISHED_STATES:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            log.warning(f"trial {trial.number} was left unfinished by an earlier sweep: FAIL")
+    stale = [t.number for t in study.get_trials(deepcopy=False) if t.state not in FINISHED_STATES]
+    for number in stale:
+        study.tell(number, state=optuna.trial.TrialState.FAIL)
+        log.warning(f"trial {number} was left unfinished by an earlier search: FAIL")
+    return stale
+
+
+def trials_to_run(study: optuna.Study, n_trials: int) -> int:
+    """How many trials are left of `n_trials`."""
     done = len(study.get_trials(deepcopy=False))
     if done:
         log.info(f"study '{study.study_name}' resumes: {done} of {n_trials} trials done")
     return max(n_trials - done, 0)
 
 
-def record_outcome(study: optuna.Study, trial: optuna.trial.Trial, result: JobReturn) -> None:
+@dataclass
+class FailureBudget:
+    """A search whose trials keep failing stops: once more than `rate` x `n_trials` of its
+    trials failed (hydra.sweeper.max_failure_rate; 0 stops at the first failure)."""
+
+    rate: float
+    n_trials: int
+    failed: int = 0
+    last: str = ""
+
+    def record(self, number: int, reason: str) -> None:
+        self.failed += 1
+        self.last = f"trial {number}: {reason}"
+        log.warning(f"trial {number} failed: {reason}")
+
+    @property
+    def spent(self) -> bool:
+        return self.failed > self.rate * self.n_trials
+
+    def message(self) -> str:
+        return (
+            f"the search stopped: {self.failed} trials failed, more than "
+            f"hydra.sweeper.max_failure_rate={self.rate:g} of search.n_trials={self.n_trials}"
+            f" allows (the last, {self.last}); each failed trial's run says why in its tag "
+            "dlpipe.failure"
+        )
+
+
+def record_outcome(
+    study: optuna.Study, trial: optuna.trial.Trial, result: JobReturn, budget: FailureBudget
+) -> None:
     """Tell the study how a job ended: its returned score, pruned, or failed."""
     if result.status == JobStatus.COMPLETED:
         study.tell(trial, float(result.return_value))
     elif isinstance(result._return_value, optuna.TrialPruned):
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
-        log.warning(f"trial {trial.number} failed: {result._return_value!r}")
+        from dlpipe.tracking.client import one_line
+
+        budget.record(trial.number, one_line(result._return_value))
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlpipe.config import secrets
 from dlpipe.exits import fail
 from dlpipe.tracking.lineage import command_line
+from dlpipe.tracking.store import FAILURE_TAG
 
 # Hydra builds its callbacks as every stage starts, before the config is checked: MLflow,
 # which takes seconds to load, is imported where a sweep uses it (dlpipe.tracking.client too).
@@ -72,6 +73,45 @@ def child_tags(client: "Client", experiment: str, job: SweepJob) -> dict:
             f"no parent run for sweep {job.sweep_dir}: is hydra.callbacks.mlflow_sweep set?"
         )
     return tags
+
+
+def note_stopped(config: DictConfig, reason: str) -> None:
+    """Say on the parent run of a sweep that stopped part way why it did: the parent then
+    ends FAILED (see MlflowSweepCallback.on_multirun_end, which Hydra calls in any case)."""
+    from dlpipe.tracking import client as tracking
+
+    client = tracking.get_client(tracking.resolve_uri(config.tracking.uri))
+    parent = find_parent(client, config.tracking.experiment, config.hydra.sweep.dir)
+    if parent:
+        client.set_tag(parent, tracking.FAILURE_TAG, reason)
+
+
+def close_trial_runs(
+    config: DictConfig, numbers: list[int], status: str, reason: str | None = None
+) -> None:
+    """End the runs of a search's trials (by number) that their jobs could not close:
+    `status` FINISHED tagged dlpipe.pruned (stopped early), KILLED or FAILED with `reason`.
+    Found by study and trial number, so wherever the trials ran."""
+    from dlpipe.tracking import client as tracking
+
+    if not numbers:
+        return
+    client = tracking.get_client(tracking.resolve_uri(config.tracking.uri))
+    found = client.search_runs(
+        [tracking.experiment_id(client, config.tracking.experiment)],
+        filter_string=(
+            f"tags.`optuna.study` = '{config.search.study}' and attributes.status = 'RUNNING'"
+        ),
+        max_results=50000,
+    )
+    for run in found:
+        if int(run.data.tags.get("optuna.trial", -1)) not in numbers:
+            continue
+        if status == "FINISHED":
+            client.set_tag(run.info.run_id, "dlpipe.pruned", "true")
+        if reason:
+            client.set_tag(run.info.run_id, FAILURE_TAG, reason)
+        client.set_terminated(run.info.run_id, status)
 
 
 def _check_search(config: DictConfig) -> None:
@@ -140,7 +180,8 @@ class MlflowSweepCallback(Callback):
                 f"{failed} of {jobs} jobs failed: each child run of {self.parent} "
                 "carries its reason in the tag dlpipe.failure"
             )
-        status = "FINISHED" if summary.counts["sweep/finished"] else "FAILED"
+        stopped = FAILURE_TAG in self.client.get_run(self.parent).data.tags  # see note_stopped
+        status = "FINISHED" if summary.counts["sweep/finished"] and not stopped else "FAILED"
         self.client.set_terminated(self.parent, status)
 
     def _record_search(self, config: DictConfig) -> None:

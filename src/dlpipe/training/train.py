@@ -100,7 +100,7 @@ def _train_held(
     )
     where = secrets.mask_text(client.tracking_uri)
     log.info(f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}' at {where}")
-    with tracking.closing_run(client, run_id, stopped_early=_pruned_type(fit.trial)):
+    with tracking.closing_run(client, run_id, stopped_early=_pruned_type(cfg, fit.trial)):
         score = _fit(cfg, fit, client, run_id, out, resumed)
         refit_epochs = _refit(cfg, fit, client, run_id, out)
         files.write_json(out.history_file, tracking.epoch_history(client, run_id))
@@ -264,8 +264,11 @@ def _reach_cluster(cfg: DictConfig, kind: TaskKind) -> str | None:
     from dlpipe.cluster import connect as cluster
     from dlpipe.config.usercode import code_folders
 
-    if OmegaConf.select(cfg, "search.trial") is not None:
-        raise ConfigError("an Optuna search prunes trials in their own process: use cluster=local")
+    if _search_runner(cfg) == "hydra":
+        raise ConfigError(
+            "a search on the Hydra runner prunes trials in their own process: use "
+            "cluster=local, or search.runner=ray for trials that train on Ray Train"
+        )
     if not kind.distributed:
         label = registry.label(config.to_dict(cfg.model))
         raise ConfigError(f"model '{label}' trains in one process: use cluster=local")
@@ -286,13 +289,25 @@ def _best_score(trainer, monitor: str) -> float:
 
 
 def _search_trial(cfg: DictConfig) -> tuple[object, tuple]:
-    """In an Optuna search: the job's trial and its pruning callback."""
-    if OmegaConf.select(cfg, "search.trial") is None:
+    """In an Optuna search: the job's trial and its pruning callback; on Ray Tune, no
+    trial (Tune's scheduler stops it) and the callback that reports each epoch to Tune."""
+    if _search_runner(cfg) is None:
         return None, ()
+    if _search_runner(cfg) == "ray":
+        from dlpipe.search.reporting import EpochToTune
+
+        return None, (EpochToTune(cfg.trainer.checkpoint_monitor),)
     from dlpipe.search import study as search
 
     trial = search.job_trial(cfg)
     return trial, (search.pruning_callback(trial, cfg.trainer.checkpoint_monitor),)
+
+
+def _search_runner(cfg: DictConfig) -> str | None:
+    """What runs the search this job is a trial of: hydra or ray; None outside a search."""
+    if OmegaConf.select(cfg, "search.trial") is None:
+        return None
+    return OmegaConf.select(cfg, "search.runner", default="hydra")
 
 
 def _search_tags(cfg: DictConfig) -> dict[str, str]:
@@ -301,7 +316,11 @@ def _search_tags(cfg: DictConfig) -> dict[str, str]:
     return {} if trial is None else {"optuna.study": cfg.search.study, "optuna.trial": str(trial)}
 
 
-def _pruned_type(trial) -> tuple[type, ...]:
+def _pruned_type(cfg: DictConfig, trial) -> tuple[type, ...]:
+    """What a search trial's training raises when it is stopped early: Optuna's TrialPruned,
+    or, on Ray Tune, the SystemExit with which Tune ends a trial its scheduler stopped."""
+    if _search_runner(cfg) == "ray":
+        return (SystemExit,)
     if trial is None:
         return ()
     import optuna

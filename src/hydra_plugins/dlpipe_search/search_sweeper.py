@@ -1,4 +1,6 @@
-"""Hydra sweeper `dlpipe_optuna`: the Optuna sweeper, made resumable, pruning-aware.
+"""Hydra sweeper `dlpipe_optuna`: the Optuna sweeper, made resumable, pruning-aware, with
+trials run by the Hydra launcher in batches (search.runner=hydra) or asynchronously on
+Ray Tune (search.runner=ray, see dlpipe.search.tune_runner).
 
 Select it with `defaults: [override /hydra/sweeper: dlpipe_optuna]` (conf/search/*.yaml).
 It takes the Optuna sweeper's settings plus `pruner` (an Optuna pruner to instantiate).
@@ -20,7 +22,17 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import DictConfig, OmegaConf
 
-from dlpipe.search.study import make_pruner, record_outcome, save_plots, trials_to_run
+from dlpipe.errors import DlpipeError, SearchStopped
+from dlpipe.exits import fail
+from dlpipe.search.study import (
+    FailureBudget,
+    fail_unfinished,
+    make_pruner,
+    record_outcome,
+    save_plots,
+    trials_to_run,
+)
+from dlpipe.tracking.sweep import close_trial_runs
 
 log = logging.getLogger(__name__)
 _TRUSTED = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
@@ -42,6 +54,10 @@ class ResumableSweeperImpl(OptunaSweeperImpl):
         super().__init__(*args, **kwargs)
         self.pruner = pruner
 
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.task_function = task_function
+
     def sweep(self, arguments: list[str]) -> None:
         self._process_searchspace_config()
         space, fixed_params, fixed_overrides = create_params_from_overrides(
@@ -57,22 +73,48 @@ class ResumableSweeperImpl(OptunaSweeperImpl):
             directions=self._get_directions(),
             load_if_exists=True,
         )
+        stale = fail_unfinished(study)
+        close_trial_runs(self.config, stale, "FAILED", "its search ended before the trial did")
         remaining = trials_to_run(study, self.n_trials)
-        while remaining > 0:
+        budget = FailureBudget(self.max_failure_rate, self.n_trials)
+
+        def configure(trial: optuna.trial.Trial) -> list[str]:
+            (overrides,) = self._configure_trials([trial], space, fixed_params, fixed_overrides)
+            return list(overrides)
+
+        if OmegaConf.select(self.config, "search.runner") == "ray":
+            self._on_tune(study, configure, remaining, budget)
+        else:
+            self._in_batches(study, configure, remaining, budget)
+        self._save_best(study)
+        save_plots(study, Path(self.config.hydra.sweep.dir))
+        if budget.spent:
+            raise SearchStopped(budget.message())
+
+    def _in_batches(self, study, configure, remaining: int, budget: FailureBudget) -> None:
+        """Trials launched `n_jobs` at a time, each batch waiting for its slowest trial."""
+        while remaining > 0 and not budget.spent:
             trials = [study.ask() for _ in range(min(remaining, self.n_jobs))]
-            batch = self._configure_trials(trials, space, fixed_params, fixed_overrides)
             # The job reaches its trial (to report and be pruned) by its number.
-            batch = [
-                (*overrides, f"search.trial={t.number}")
-                for overrides, t in zip(batch, trials, strict=True)
-            ]
+            batch = [(*configure(t), f"search.trial={t.number}") for t in trials]
             results = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             self.job_idx += len(results)
             for trial, result in zip(trials, results, strict=True):
-                record_outcome(study, trial, result)
+                record_outcome(study, trial, result, budget)
             remaining -= len(trials)
-        self._save_best(study)
-        save_plots(study, Path(self.config.hydra.sweep.dir))
+
+    def _on_tune(self, study, configure, remaining: int, budget: FailureBudget) -> None:
+        from hydra.core.singleton import Singleton
+
+        from dlpipe.errors import ConfigError
+        from dlpipe.search import tune_runner
+
+        if len(self._get_directions()) > 1:
+            raise ConfigError("search.runner=ray searches one objective: give one direction")
+        job = tune_runner.SweepContext(
+            self.hydra_context, self.task_function, self.config, Singleton.get_state()
+        )
+        tune_runner.run(study, configure, remaining, job, self.n_jobs, budget)
 
     def _save_best(self, study: optuna.Study) -> None:
         completed = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
@@ -116,4 +158,17 @@ class DlpipeOptunaSweeper(Sweeper):
         self.sweeper.setup(**kwargs)
 
     def sweep(self, arguments: list[str]) -> None:
-        return self.sweeper.sweep(arguments)
+        """The search; one that breaks off leaves its parent run FAILED, saying why (Hydra
+        ends the parent run in any case: see dlpipe.tracking.sweep)."""
+        from dlpipe.tracking.sweep import note_stopped
+
+        try:
+            return self.sweeper.sweep(arguments)
+        except DlpipeError as exc:  # too many failed trials, an unreachable cluster, ...
+            note_stopped(self.sweeper.config, str(exc))
+            fail(str(exc))
+        except BaseException as exc:
+            from dlpipe.tracking.client import one_line
+
+            note_stopped(self.sweeper.config, one_line(exc))
+            raise

@@ -227,6 +227,11 @@ class Search:
     storage: str
     n_trials: int = setting(gt=0)
     pruner: dict[str, Any] | None  # an Optuna pruner for Hydra to instantiate
+    # Optional: a search written before them runs as it did, on the Hydra runner.
+    runner: Literal["hydra", "ray"] = setting(default="hydra")
+    scheduler: Literal["optuna", "asha", "hyperband"] = setting(default="optuna")
+    grace_epochs: int = setting(default=2, gt=0)
+    reduction_factor: float = setting(default=3, gt=1)
     trial: int | None = setting(ge=0)
 
 
