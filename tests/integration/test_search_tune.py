@@ -61,23 +61,23 @@ def parent_of(project: Path, runs: dict) -> object:
 
 
 def test_asha_stops_trials_and_freed_slots_start_the_next_at_once(project: Path):
-    run(search("asha", 8, "search.scheduler=asha", "trainer.max_epochs=6"), project)
+    run(search("asha", 6, "search.scheduler=asha", "trainer.max_epochs=5"), project)
     found = trials(project, "asha")
-    assert [t.number for t in found] == list(range(8))
+    assert [t.number for t in found] == list(range(6))
     pruned = {t.number for t in found if t.state == State.PRUNED}
     completed = [t for t in found if t.state == State.COMPLETE]
     assert pruned and completed, "ASHA stopped no trial, or every trial"
-    assert len(pruned) + len(completed) == 8
+    assert len(pruned) + len(completed) == 6
 
     runs = study_runs(project, "asha")
-    assert sorted(runs) == list(range(8))
+    assert sorted(runs) == list(range(6))
     assert all(r.info.status == "FINISHED" for r in runs.values())
     assert {n for n, r in runs.items() if r.data.tags.get("dlpipe.pruned") == "true"} == pruned
     epochs = {
         n: len(client(project).get_metric_history(r.info.run_id, "val/acc"))
         for n, r in runs.items()
     }
-    assert all(epochs[n] < 6 for n in pruned) and all(epochs[t.number] == 6 for t in completed)
+    assert all(epochs[n] < 5 for n in pruned) and all(epochs[t.number] == 5 for t in completed)
     # Each complete trial's score is its best epoch's, as on the Hydra runner.
     assert all(t.value == runs[t.number].data.metrics["best/val/acc"] for t in completed)
 
@@ -86,7 +86,7 @@ def test_asha_stops_trials_and_freed_slots_start_the_next_at_once(project: Path)
     spans = [(t.datetime_start, t.datetime_complete) for t in found]
     for start, _ in spans:
         assert sum(s <= start < e for s, e in spans) <= 2
-    assert any(spans[i][0] < spans[j][0] < spans[i][1] for j in range(2, 8) for i in range(j)), (
+    assert any(spans[i][0] < spans[j][0] < spans[i][1] for j in range(2, 6) for i in range(j)), (
         "every trial waited for all earlier ones"
     )
 
@@ -105,7 +105,7 @@ def test_a_search_whose_trials_keep_failing_stops_with_one_line(project: Path, r
     study = f"failing-{runner}"
     done = run(
         [
-            *search(study, 8, "trainer.max_epochs=2", runner=runner),
+            *search(study, 4, "trainer.max_epochs=2", runner=runner),
             "optim=sgd",
             # Diverges in its first epoch: every trial fails.
             "optim.lr=100000.0",
@@ -119,7 +119,7 @@ def test_a_search_whose_trials_keep_failing_stops_with_one_line(project: Path, r
     assert len(errors) == 1 and "more than hydra.sweeper.max_failure_rate=0.25" in errors[0]
     found = trials(project, study)
     failed = [t for t in found if t.state == State.FAIL]
-    assert 3 <= len(failed) < 8  # stopped once more than a quarter of 8 trials had failed
+    assert 2 <= len(failed) < 4  # stopped once more than a quarter of 4 trials had failed
     runs = study_runs(project, study)
     for trial in failed:
         assert runs[trial.number].info.status == "FAILED"
@@ -151,7 +151,7 @@ def test_a_trial_trains_on_ray_train_workers_beside_another(project: Path, monke
 
 
 def test_a_search_killed_with_its_driver_resumes_to_exactly_n_trials(project: Path):
-    command = search("resume", 6, "trainer.max_epochs=4")
+    command = search("resume", 4, "trainer.max_epochs=3")
     process = start_until(command, project, " complete: ", start_new_session=True)
     # The driver and the local Ray it started, in its process group.
     family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
@@ -162,7 +162,7 @@ def test_a_search_killed_with_its_driver_resumes_to_exactly_n_trials(project: Pa
 
     run(command, project)
     found = trials(project, "resume")
-    assert [t.number for t in found] == list(range(6))
+    assert [t.number for t in found] == list(range(4))
     assert all(t.state in (State.COMPLETE, State.PRUNED, State.FAIL) for t in found)
     runs = study_runs(project, "resume")
     for trial in found:
