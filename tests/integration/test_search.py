@@ -132,8 +132,18 @@ def test_failing_trials_are_fail_and_failed_runs_and_the_search_goes_on(project:
 @pytest.mark.parametrize(
     "old,new,message",
     [
-        ("optim.lr: tag", "optim.rate: tag", "optim.rate is not a config key"),
-        ("interval(0.0, 0.5)", "interval(0.5, 0.1)", "interval(0.5, 0.1) is no search range"),
+        (
+            "optim.lr: tag",
+            "optim.rate: tag",
+            "hydra.sweeper.params.optim.rate: optim.rate is not a config key",
+        ),
+        (
+            "interval(0.0, 0.5)",
+            "interval(0.5, 0.1)",
+            "hydra.sweeper.params.model.dropout: interval(0.5, 0.1) is no search range "
+            "(`low <= high` must hold, but got (low=0.5, high=0.1).)",
+        ),
+        ("runner: hydra", "runner: tune", "search.runner must be one of hydra, ray, got 'tune'"),
     ],
 )
 def test_bad_search_space_stops_before_the_first_trial(project: Path, old, new, message):
@@ -145,7 +155,7 @@ def test_bad_search_space_stops_before_the_first_trial(project: Path, old, new, 
     )
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("error: hydra.sweeper.params.") and message in line
+    assert line == f"error: {message}"
     studies = optuna.get_all_study_names(storage=f"sqlite:///{project / 'optuna.db'}")
     assert "bad" not in studies  # stopped before the study, let alone a trial
 

@@ -115,11 +115,13 @@ def close_trial_runs(
 
 
 def _check_search(config: DictConfig) -> None:
-    """A bad search space stops the sweep before its first trial, with one line."""
+    """A bad search setting or space stops the sweep before its first trial, with one line."""
+    from dlpipe.config.schema.validate import validate
     from dlpipe.errors import ConfigError
     from dlpipe.search.study import check_space
 
     try:
+        validate(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
         check_space(config)
     except ConfigError as exc:
         fail(str(exc))
