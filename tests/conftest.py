@@ -12,10 +12,14 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+
+if TYPE_CHECKING:
+    import torch
 
 # One torch thread per process, here and in every stage a test starts (they inherit it):
 # pytest runs a worker per core, each starting trainings, and torch's threads beyond the
@@ -50,8 +54,23 @@ def make_cfg():
 
 
 # Samples of each kind a model may read: images as the digits are, sequences (steps,
-# features) as a time series is, and a table's rows.
-SAMPLE_SHAPES = {"image": (1, 8, 8), "sequence": (12, 3), "row": (64,)}
+# features) as a time series is, a table's rows, and texts of token ids (of VOCAB).
+SAMPLE_SHAPES = {"image": (1, 8, 8), "sequence": (12, 3), "row": (64,), "tokens": (16,)}
+VOCAB = 11
+
+
+def vocab_size(kind: str) -> int | None:
+    """The vocabulary size of samples of `kind`: None unless they are token ids."""
+    return VOCAB if kind == "tokens" else None
+
+
+def sample(kind: str, batch: int) -> "torch.Tensor":
+    """A random batch of samples of `kind`: numbers, or token ids without [PAD] (id 0)."""
+    import torch
+
+    if kind == "tokens":
+        return torch.randint(1, VOCAB, (batch, *SAMPLE_SHAPES[kind]))
+    return torch.randn(batch, *SAMPLE_SHAPES[kind])
 
 
 def model_cfg(name: str, **settings) -> dict:
@@ -63,10 +82,12 @@ def reads(model: dict, kind: str) -> bool:
     """Whether `model` reads samples of `kind` (SAMPLE_SHAPES): built for them, it does
     not say that it expects other data."""
     from dlpipe.errors import ConfigError
-    from dlpipe.models.registry import build_model
+    from dlpipe.models.registry import LANGUAGE_MODEL, build_model, own_task
 
+    # A language model scores each token of the vocabulary.
+    outputs = VOCAB if own_task(model) == LANGUAGE_MODEL else 2
     try:
-        build_model(model, SAMPLE_SHAPES[kind], 2)
+        build_model(model, SAMPLE_SHAPES[kind], outputs, vocab_size(kind))
     except ConfigError as exc:
         if " expects " not in str(exc):
             raise

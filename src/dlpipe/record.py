@@ -69,6 +69,8 @@ class RunRecord:
     """The heads of multi-task data (the prepared meta.json's); None: one target."""
     shared: int | None = field(default=None, metadata={SERVED: True, CONFIG: "multitask.shared"})
     """The width of the body the heads share (`multitask.shared`)."""
+    vocab_size: int | None = field(default=None, metadata={SERVED: True})
+    """The size of the vocabulary text data's token ids come from; None: not text."""
     refit_epochs: int | None = None
     """How many epochs the model in best_checkpoint was trained anew for on the training
     and validation splits together (trainer.refit), as many as the epoch chosen by

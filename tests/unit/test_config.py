@@ -11,12 +11,12 @@ from dvc.utils.hydra import compose_and_dump
 from dlpipe.config import checks as config
 from dlpipe.config.schema.validate import validate
 from dlpipe.errors import ConfigError
-from dlpipe.models.registry import model_task
+from dlpipe.models.registry import LANGUAGE_MODEL, model_task, own_task
 from dlpipe.paths import PROJECT
 from dlpipe.training.lightning_hooks import BestEpoch
 from dlpipe.training.optim import build_optimizer, build_schedule
 from dlpipe.training.train import build_model, build_trainer
-from tests.conftest import CONF_DIR, ROOT, SAMPLE_SHAPES, reads
+from tests.conftest import CONF_DIR, ROOT, SAMPLE_SHAPES, VOCAB, reads, sample
 
 
 def options(group: str) -> list[str]:
@@ -39,16 +39,24 @@ def test_every_option_composes_validates_and_builds(make_cfg, model, optim, trai
     cfg = make_cfg(f"model={model}", f"optim={optim}", f"trainer={trainer}")
     validate(cfg)
     settings = config.to_dict(cfg.model)
-    shape = next(SAMPLE_SHAPES[kind] for kind in SAMPLE_SHAPES if reads(settings, kind))
-    net = build_model(cfg, {"input_shape": list(shape), "num_outputs": 10})
+    kind = next(kind for kind in SAMPLE_SHAPES if reads(settings, kind))
+    shape = SAMPLE_SHAPES[kind]
+    # A language model scores each token of the vocabulary, on a text corpus.
+    language_model = own_task(settings) == LANGUAGE_MODEL
+    outputs = VOCAB if language_model else 10
+    meta = {"input_shape": list(shape), "num_outputs": outputs}
+    if kind == "tokens":
+        meta["text"] = {"vocab_size": VOCAB}
+    net = build_model(cfg, meta)
     optimiser = build_optimizer(net.parameters(), **config.to_dict(cfg.optim))
     before = [p.detach().clone() for p in net.parameters()]
-    generates = model_task(settings, "classification") == "generation"
-    logits = net(torch.randn(4, net.latent) if generates else torch.randn(4, *shape))
+    task = model_task(settings, LANGUAGE_MODEL if language_model else "classification")
+    logits = net(torch.randn(4, net.latent) if task == "generation" else sample(kind, 4))
     logits.sum().backward()
     optimiser.step()
-    samples = model_task(settings, "classification") in ("reconstruction", "generation")
-    assert logits.shape == ((4, *shape) if samples else (4, 10))
+    wanted = {"reconstruction": (4, *shape), "generation": (4, *shape)}
+    wanted[LANGUAGE_MODEL] = (4, *shape, VOCAB)
+    assert logits.shape == wanted.get(task, (4, outputs))
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 

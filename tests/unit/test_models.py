@@ -11,9 +11,15 @@ import torch
 
 from dlpipe.errors import ConfigError
 from dlpipe.models.init import initialise
-from dlpipe.models.registry import build_model, check_model, model_task, recorded
+from dlpipe.models.registry import (
+    LANGUAGE_MODEL,
+    build_model,
+    check_model,
+    own_task,
+    recorded,
+)
 from dlpipe.training.gradcheck import check_gradients, check_model_gradients
-from tests.conftest import CONF_DIR, SAMPLE_SHAPES, model_cfg, reads
+from tests.conftest import CONF_DIR, SAMPLE_SHAPES, VOCAB, model_cfg, reads, sample, vocab_size
 
 # Every family conf/model/ offers: one added there is tested here with no edit.
 FAMILIES = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
@@ -23,20 +29,28 @@ def build(name: str, input_shape, num_outputs: int, **settings) -> torch.nn.Modu
     return build_model(model_cfg(name, **settings), input_shape, num_outputs)
 
 
+def build_for(name: str, kind: str, num_outputs: int) -> torch.nn.Module:
+    """The family for samples of `kind`; a language model scores each token of VOCAB."""
+    outputs = VOCAB if task(name) == LANGUAGE_MODEL else num_outputs
+    return build_model(model_cfg(name), SAMPLE_SHAPES[kind], outputs, vocab_size(kind))
+
+
 def task(name: str) -> str:
-    return model_task(model_cfg(name), "classification")
+    """The family's task on classification data: its own, if it has one."""
+    return own_task(model_cfg(name)) or "classification"
 
 
-def first_read(name: str) -> tuple[int, ...]:
-    """The shape of the first kind of sample the family reads."""
+def first_read(name: str) -> str:
+    """The first kind of sample the family reads."""
     kinds = [kind for kind in SAMPLE_SHAPES if reads(model_cfg(name), kind)]
     assert kinds, f"model '{name}' reads none of {SAMPLE_SHAPES}"
-    return SAMPLE_SHAPES[kinds[0]]
+    return kinds[0]
 
 
 # A GAN's forward pass turns noise into samples; it is tested on its own below.
 MAPPERS = [name for name in FAMILIES if task(name) != "generation"]
 CLASSIFIERS = [name for name in FAMILIES if task(name) == "classification"]
+LANGUAGE_MODELS = [name for name in FAMILIES if task(name) == LANGUAGE_MODEL]
 
 
 def test_every_family_is_named_by_its_builder_and_checks_before_torch_loads():
@@ -52,26 +66,31 @@ READ = [(name, kind) for name in MAPPERS for kind in SAMPLE_SHAPES if reads(mode
 
 @pytest.mark.parametrize("name,kind", READ)
 def test_forward_and_backward_shapes(name, kind):
-    model = build(name, SAMPLE_SHAPES[kind], 5)
-    x = torch.randn(6, *SAMPLE_SHAPES[kind], requires_grad=True)
+    model = build_for(name, kind, 5)
+    shape = SAMPLE_SHAPES[kind]
+    # Token ids are not differentiable: the weights' gradients show the backward pass.
+    x = sample(kind, 6).requires_grad_(kind != "tokens")
     out = model(x)
-    reconstructs = task(name) == "reconstruction"
-    assert out.shape == ((6, *SAMPLE_SHAPES[kind]) if reconstructs else (6, 5))
+    wanted = {"reconstruction": (6, *shape), LANGUAGE_MODEL: (6, *shape, VOCAB)}
+    assert out.shape == wanted.get(task(name), (6, 5))
     out.sum().backward()
-    assert x.grad.shape == x.shape
+    assert x.grad is None if kind == "tokens" else x.grad.shape == x.shape
     assert all(p.grad is not None for p in model.parameters()), "a weight gets no gradient"
 
 
 @pytest.mark.parametrize("name", MAPPERS)
 def test_gradients_match_finite_differences(name):
-    shape = first_read(name)
-    results = check_gradients(build(name, shape, 3), shape, batch=2)
+    kind = first_read(name)
+    model = build_for(name, kind, 3)
+    results = check_gradients(model, SAMPLE_SHAPES[kind], batch=2, vocab_size=vocab_size(kind))
     assert results and all(result.passed for result in results), results
 
 
-def fit(model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], steps: int) -> list[float]:
+def fit(
+    model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], steps: int, lr: float = 1e-2
+) -> list[float]:
     """`steps` Adam steps on the loss `loss_of` computes; the loss before each step."""
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
         optimiser.zero_grad()
@@ -86,13 +105,36 @@ def fit(model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], steps: int)
 def test_each_classifier_learns_a_tiny_batch(name):
     # A few steps on 16 fixed samples must fit them: forward, backward and the update all work.
     torch.manual_seed(0)
-    shape = first_read(name)
-    x, y = torch.randn(16, *shape), torch.arange(16) % 4
-    model = build(name, shape, 4)
+    kind = first_read(name)
+    x, y = sample(kind, 16), torch.arange(16) % 4
+    model = build_for(name, kind, 4)
     losses = fit(model, lambda: torch.nn.functional.cross_entropy(model(x), y), steps=60)
     model.eval()
     assert losses[-1] < losses[0] / 4
     assert (model(x).argmax(1) == y).float().mean() == 1.0
+
+
+# A GPT trains at ~1e-3 (as GPT-2 and nanoGPT do): at 1e-2 Adam moves its embeddings,
+# drawn at a scale of 0.02, by half their size each step.
+LM_LEARNING_RATES = {"gpt": 1e-3}
+
+
+@pytest.mark.parametrize("name", LANGUAGE_MODELS)
+def test_each_language_model_learns_a_tiny_batch(name):
+    # A few steps on 4 fixed texts must fit each next token once a text is told apart.
+    torch.manual_seed(0)
+    x = sample("tokens", 4)
+    model = build_for(name, "tokens", VOCAB)
+
+    def loss() -> torch.Tensor:
+        logits = model(x[:, :-1])
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1))
+
+    losses = fit(model, loss, steps=60, lr=LM_LEARNING_RATES.get(name, 1e-2))
+    model.eval()
+    assert losses[-1] < losses[0] / 4
+    # From the third token on, each text's next token is predicted.
+    assert (model(x[:, :-1]).argmax(-1)[:, 2:] == x[:, 3:]).float().mean() == 1.0
 
 
 def test_a_broken_gradient_is_caught():

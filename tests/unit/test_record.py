@@ -53,6 +53,7 @@ ON_DISK = {
     "best_checkpoint_sha256",
     "monitor",
     "best_score",
+    "vocab_size",
     "refit_epochs",
 }
 
@@ -73,7 +74,9 @@ def test_a_record_reads_back_as_written_and_keeps_its_json_shape(tmp_path: Path)
 
 
 def test_a_record_from_before_multi_task_data_and_user_tasks_reads_as_holding_none(tmp_path):
-    path = written(tmp_path / "run.json", drop=("task_config", "heads", "shared", "refit_epochs"))
+    path = written(
+        tmp_path / "run.json", drop=("task_config", "heads", "shared", "vocab_size", "refit_epochs")
+    )
     assert RunRecord.read(path) == replace(RECORD, shared=None)
 
 
@@ -92,6 +95,7 @@ def test_the_serving_subset_and_the_settings_derive_from_the_fields():
         "classes",
         "heads",
         "shared",
+        "vocab_size",
     }
     assert RECORD.settings() == {
         "data": RECORD.data,

@@ -290,7 +290,17 @@ def test_checking_every_data_config_loads_no_data_library():
         "series": "data.column=c",
         "series_long": "data.values=v",
     }
-    files = ("table", "series", "npz", "images", "series_rows", "series_long", "series_folder")
+    files = (
+        "table",
+        "series",
+        "npz",
+        "images",
+        "series_rows",
+        "series_long",
+        "series_folder",
+        "text_files",
+        "text_table",
+    )
     script = (
         "import sys\n"
         "from hydra import compose, initialize_config_dir\n"

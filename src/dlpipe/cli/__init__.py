@@ -11,7 +11,7 @@ import signal
 import sys
 
 from dlpipe import __version__
-from dlpipe.cli import check, models, runs
+from dlpipe.cli import check, models, runs, writing
 from dlpipe.cli.args import Parser
 from dlpipe.errors import DlpipeError
 from dlpipe.exits import fail
@@ -24,7 +24,7 @@ def parser() -> argparse.ArgumentParser:
     top = Parser(prog="dlpipe", description=__doc__.splitlines()[0])
     top.add_argument("--version", action="version", version=f"dlpipe {__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (check, runs, models):
+    for group in (check, runs, models, writing):
         group.add_commands(commands)
     return top
 

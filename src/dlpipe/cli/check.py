@@ -39,12 +39,10 @@ def gradcheck(args: argparse.Namespace) -> int:
     cfg = compose(args.overrides)
     # Imported once the config holds: torch takes longer to load than the check.
     from dlpipe.config import checks as config
-    from dlpipe.data.sources import load_source
     from dlpipe.models import registry
     from dlpipe.training.gradcheck import check_model_gradients
 
-    raw = load_source(config.to_dict(cfg.data))
-    input_shape = raw.x.shape[1:]
+    input_shape, num_outputs, vocab_size = _data_shape(config.to_dict(cfg.data))
     settings = config.to_dict(cfg.model)
     # Weights drawn from the config's seed: the same verdict on every run. Unseeded, one
     # run in many would draw a ReLU input within the finite difference's step of its
@@ -52,12 +50,12 @@ def gradcheck(args: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(cfg.seed)
-    model = registry.build_model(settings, input_shape, raw.num_outputs)
+    model = registry.build_model(settings, input_shape, num_outputs, vocab_size)
     print(
         f"gradcheck of model '{registry.label(settings)}' in float64 on {args.batch} "
         f"{cfg.data.name} inputs shaped {tuple(input_shape)}:"
     )
-    results = check_model_gradients(model, input_shape, args.batch)
+    results = check_model_gradients(model, input_shape, args.batch, vocab_size)
     for result in results:
         verdict = "pass" if result.passed else "FAIL"
         line = f"  {verdict}  {result.group:<32} {result.parameters:>9,} weights  {result.detail}"
@@ -80,3 +78,18 @@ def reproduce(args: argparse.Namespace) -> int:
 
     matched = train_again(client, args.run_id, args.force)
     return 0 if matched else EXIT_FAILED_CHECK
+
+
+def _data_shape(data: dict) -> tuple[tuple[int, ...], int, int | None]:
+    """A sample's shape, the outputs a model gives per sample, and, for text, the size of
+    the vocabulary (data.text.vocab_size, the most the tokeniser may learn)."""
+    from dlpipe.data.raw import class_outputs
+    from dlpipe.data.sources import call_source, load_source
+
+    if data.get("text") is None:
+        raw = load_source(data)
+        return raw.x.shape[1:], raw.num_outputs, None
+    texts, text = call_source(data), data["text"]
+    vocab = text["vocab_size"]
+    outputs = vocab if texts.labels is None else class_outputs(sorted(set(texts.labels)))
+    return (text["context"],), outputs, vocab

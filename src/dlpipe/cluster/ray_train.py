@@ -208,6 +208,7 @@ def _work(loop: dict) -> None:
     )
 
     from dlpipe.training.lightning_hooks import EpochEcho
+    from dlpipe.training.text_samples import text_samples
 
     cfg = OmegaConf.create(loop["cfg"])
     context = ray.train.get_context()
@@ -227,6 +228,7 @@ def _work(loop: dict) -> None:
                 EpochOrder(train_loader),
                 RandomState(),
                 *augmentation(cfg, loop["meta"]),
+                *text_samples(loop["meta"], val_loader, cfg.seed),
                 best_epoch(cfg.trainer),
                 *early_stopping(cfg.trainer),
                 RayTrainReportCallback(),

@@ -39,6 +39,7 @@ def check_split(path: Path, x: torch.Tensor, y: torch.Tensor, meta: dict) -> Non
         or (_misplaced_padding(x) if meta.get("padded") else _non_finite(x, "x"))
         or _non_finite(y, "y")
         or _bad_labels(y, meta)
+        or _bad_tokens(x, y, meta)
     )
     if problem:
         raise DataError(f"prepared data file {path}: {problem}: {RERUN_PREPARE}")
@@ -90,7 +91,10 @@ def _shapes(x: torch.Tensor, y: torch.Tensor, meta: dict) -> str:
 
 
 def _values_shape(meta: dict) -> tuple[int]:
-    """A sample's row of target values; multi-task: each head's columns side by side."""
+    """A sample's row of target values; multi-task: each head's columns side by side; a
+    language model's: the next token at each step."""
+    if meta["task"] == "language_model":
+        return tuple(meta["input_shape"])
     if meta["task"] == "multitask":
         return (sum(head["columns"] for head in meta["heads"]),)
     return (meta["num_outputs"],)
@@ -128,6 +132,23 @@ def _bad_labels(y: torch.Tensor, meta: dict) -> str:
             found = _off_classes(labels, len(head["classes"]), f"head '{head['name']}': ")
             if found:
                 return found
+    return ""
+
+
+def _bad_tokens(x: torch.Tensor, y: torch.Tensor, meta: dict) -> str:
+    """Token ids (of text data) must be integers below the vocabulary's size."""
+    if "text" not in meta:
+        return ""
+    size = meta["text"]["vocab_size"]
+    tokens = [("x", x), *([("y", y)] if meta["task"] == "language_model" else [])]
+    for name, ids in tokens:
+        if ids.is_floating_point() or ids.dtype == torch.bool:
+            return f"{name} holds {ids.dtype} values, but token ids must be integers"
+        bad = ((ids < 0) | (ids >= size)).reshape(len(ids), -1).any(dim=1)
+        if bad.any():
+            return (
+                f"{name} of sample {int(bad.nonzero()[0])} holds a token id outside 0 to {size - 1}"
+            )
     return ""
 
 

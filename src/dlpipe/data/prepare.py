@@ -32,6 +32,7 @@ from dlpipe.data.shard_prepare import prepare_in_shards, processes, streams
 from dlpipe.data.shards import FOLDER
 from dlpipe.data.sources import load_listing, load_source, source_record
 from dlpipe.data.splitting import SPLITS, carve, class_column, limit_training, split
+from dlpipe.data.text_prepare import TOKENISER_FILE, prepare_text
 from dlpipe.errors import ConfigError, DataError
 
 
@@ -331,6 +332,8 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
     shards (see shard_prepare, table_shards); all other data as one array per split."""
     settings = prepared_settings(data_cfg)
     source, workers = source_record(settings["_target_"]), processes(to_dict(data_cfg))
+    if settings.get("text") is not None:
+        return prepare_text(settings, Path(out_dir), source)
     if table_shards.streams(settings):
         return table_shards.prepare_table_in_shards(settings, out_dir, source, workers)
     listing = load_listing(settings)
@@ -372,8 +375,9 @@ def prepare(data_cfg: Any, out_dir: Path) -> dict:
         "hash": content_hash(splits, folds),
     }
     files.clear_partial(out_dir)
-    # A previous prepare's shards: DVC would keep them beside the arrays.
+    # Another layout's files: DVC would keep them beside the arrays.
     shutil.rmtree(Path(out_dir) / FOLDER, ignore_errors=True)
+    (Path(out_dir) / TOKENISER_FILE).unlink(missing_ok=True)
     for name in SPLITS:
         x, y = splits[name]
         with files.atomic_path(out_dir / f"{name}.npz") as tmp, open(tmp, "wb") as handle:

@@ -13,20 +13,25 @@ samples known by item and label, read later, a shard at a time (see shard_prepar
 """
 
 import hashlib
+from typing import get_args
 
 import numpy as np
 
 from dlpipe.config.schema import targets
-from dlpipe.config.schema.data import source_settings, target_of
+from dlpipe.config.schema.data import Tokeniser, source_settings, target_of
 from dlpipe.data.raw import TASKS, RawData, from_arrays
-from dlpipe.errors import DataError
+from dlpipe.data.text import Texts
+from dlpipe.errors import ConfigError, DataError
 
 
 def load_source(data_cfg: dict) -> RawData:
     """Load the data a data config names, with its settings."""
-    target = target_of(data_cfg)
-    settings = source_settings(data_cfg)
-    return as_raw(targets.load(target)(**settings), target)
+    return as_raw(call_source(data_cfg), target_of(data_cfg))
+
+
+def call_source(data_cfg: dict) -> object:
+    """What the source a data config names returns, given its settings."""
+    return targets.load(target_of(data_cfg))(**source_settings(data_cfg))
 
 
 def load_listing(data_cfg: dict):
@@ -46,6 +51,11 @@ def as_raw(returned: object, target: str) -> RawData:
         x, y = (np.asarray(array) for array in returned)
         task = "regression" if np.issubdtype(y.dtype, np.floating) else "classification"
         return from_arrays(x, y, task, where)
+    if isinstance(returned, Texts):
+        raise ConfigError(
+            f"{where} returned texts, which need a tokeniser: set data.text.tokeniser "
+            f"({', '.join(get_args(Tokeniser))})"
+        )
     raise DataError(
         f"{where} returned {type(returned).__name__}: return arrays (x, y), samples first, "
         "or a dlpipe.data.raw.RawData"

@@ -87,7 +87,7 @@ def evaluate(
     written += plots.learning_curves(history, out.plots, kind.curves(heads))
     tracking.log_metrics(client, record.run_id, metrics)
     for path in written:
-        if path.suffix == ".png":
+        if path.suffix in (".png", ".txt"):  # pictures, and a language model's samples
             tracking.log_artifact(client, record.run_id, path, "plots")
     if served:
         given = cfg.registry

@@ -9,14 +9,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlpipe import files
+from dlpipe.data import tokenise
 from dlpipe.data.arrays import ArrayLoader, Loader
 from dlpipe.data.raw import head_slices
 from dlpipe.data.shard_loader import ShardLoader
 from dlpipe.evaluation import plots
 from dlpipe.evaluation.generation import score_samples
+from dlpipe.paths import PREPARED_DIR
 from dlpipe.tasks import metrics as task_metrics
+from dlpipe.tasks import writing
 from dlpipe.tasks.kinds import Scoring
 from dlpipe.tasks.objectives import head_target
+from dlpipe.tasks.objectives import language_model as language_model_objective
 
 
 def test_batches(scoring: Scoring, workers: int | None = None) -> Loader:
@@ -82,6 +87,27 @@ def generation(scoring: Scoring) -> tuple[dict, list[Path]]:
     return score_samples(
         scoring.model, x, scoring.samples, scoring.seed, scoring.classifier(), scoring.folder
     )
+
+
+@torch.inference_mode()
+def language_model(scoring: Scoring) -> tuple[dict, list[Path]]:
+    """Loss, perplexity and bits per character of the test text; samples.txt, what the
+    model writes from the starts of test windows."""
+    objective = language_model_objective(scoring.data.meta["text"]["token_chars"])
+    kept = [objective.keep(scoring.model(x), x, y) for x, y in test_batches(scoring)]
+    total, tokens, covered = (torch.cat(part) for part in zip(*kept, strict=True))
+    found = objective.metrics(total, tokens, covered)
+    metrics = {
+        "test/loss": float(total.sum() / tokens.sum()),
+        **{f"test/{name}": float(value) for name, value in found.items()},
+    }
+    meta = scoring.data.meta
+    tokeniser = tokenise.load(PREPARED_DIR / meta["text"]["file"])
+    starts = writing.prompts(scoring.data.splits["test"][0])
+    text = writing.samples(scoring.model, tokeniser, starts, meta["text"]["context"], scoring.seed)
+    path = scoring.folder / "samples.txt"
+    files.write_text(path, text)
+    return dict(sorted(metrics.items())), [path]
 
 
 def multitask(scoring: Scoring) -> tuple[dict, list[Path]]:

@@ -30,14 +30,20 @@ class SharedBody(nn.Module):
 
 
 def build_for_data(
-    model: dict, input_shape: Sequence[int], num_outputs: int, heads: list[dict] | None, shared: int
+    model: dict,
+    input_shape: Sequence[int],
+    num_outputs: int,
+    heads: list[dict] | None,
+    shared: int,
+    vocab_size: int | None = None,
 ) -> nn.Module:
     """The model of the model config `model` for data with one target, or, given the
-    data's `heads`, that model as the shared body of a multi-task network."""
+    data's `heads`, that model as the shared body of a multi-task network. Text data's
+    models read token ids of a vocabulary of `vocab_size`."""
     # A model with its own task (an autoencoder) ignores the data's targets.
     if not heads or model_task(model, "multitask") != "multitask":
-        return build_model(model, input_shape, num_outputs)
+        return build_model(model, input_shape, num_outputs, vocab_size)
     if isinstance(shared, bool) or not isinstance(shared, int) or shared < 1:
         raise ConfigError(f"multitask.shared must be a positive number of features, got {shared!r}")
-    body = build_model(model, input_shape, shared)
+    body = build_model(model, input_shape, shared, vocab_size)
     return SharedBody(body, shared, {head["name"]: head["outputs"] for head in heads})

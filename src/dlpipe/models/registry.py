@@ -4,13 +4,16 @@ A model config (conf/model/<name>.yaml, or one in a config folder of the user's)
 its builder, a function or an `nn.Module` class, by `_target_: package.module.Name`, and
 holds the builder's settings plus `init`, the weight initialisation applied after it is
 built, and optionally `name`, its label in runs (the builder's name when left out). The
-builder takes the data's `input_shape` (without the batch axis) and `num_outputs` when
-its signature has them, and its settings as keyword arguments; the settings' types and
-ranges come from its signature (see dlpipe.config.schema.targets), read without importing torch.
+builder takes the data's `input_shape` (without the batch axis), `num_outputs` and
+`vocab_size` (token data's vocabulary size, None for other data) when its signature has
+them, and its settings as keyword arguments; the settings' types and ranges come from its
+signature (see dlpipe.config.schema.targets), read without importing torch. A builder
+reads token ids only if it takes `vocab_size`.
 
 A builder whose model trains for a task of its own, whatever the data's (an autoencoder
 reconstructs), says so with a `task` attribute: `@sets_task("reconstruction")` on a
-function, `task = "reconstruction"` in a class.
+function, `task = "reconstruction"` in a class. A language model (`language_model`)
+trains on a text corpus only, and only a language model does.
 
 This module imports no torch: the config check and `dlpipe models` use it.
 """
@@ -27,11 +30,13 @@ if TYPE_CHECKING:
     from torch import nn
 
 # What dlpipe passes a builder from the data, when its signature takes them.
-PASSED = ("input_shape", "num_outputs")
+PASSED = ("input_shape", "num_outputs", "vocab_size")
 # Keys of a model config that are not the builder's settings.
 OWN_KEYS = ("_target_", "name", "init")
 # Weight initialisation schemes (dlpipe.models.init applies them).
 INITS = ("default", "xavier", "kaiming", "normal")
+# The task of a model that predicts each next token of a text, and of the data it reads.
+LANGUAGE_MODEL = "language_model"
 
 
 def sets_task(task: str) -> Callable[[Callable], Callable]:
@@ -92,22 +97,56 @@ def builder(model: Mapping) -> Callable:
     return targets.load(target_of(model))
 
 
+def own_task(model: Mapping) -> str | None:
+    """The task the model trains for whatever the data's (see sets_task), or None."""
+    return getattr(builder(model), "task", None)
+
+
 def model_task(model: Mapping, data_task: str) -> str:
-    """The task the model trains for on data of `data_task`: its own, or the data's."""
-    return getattr(builder(model), "task", None) or data_task
+    """The task the model trains for on data of `data_task`: its own, or the data's.
+
+    A language model trains on a text corpus (data of task `language_model`) only, and a
+    text corpus trains a language model only: either mismatch is refused in one line."""
+    own = own_task(model)
+    if own == LANGUAGE_MODEL and data_task != LANGUAGE_MODEL:
+        raise ConfigError(
+            f"model '{label(model)}' is a language model (it predicts each next token), but "
+            f"the data's task is {data_task}: train it on a text corpus (e.g. data=python_docs), "
+            "or choose a model for this data"
+        )
+    if own != LANGUAGE_MODEL and data_task == LANGUAGE_MODEL:
+        raise ConfigError(
+            f"model '{label(model)}' is not a language model (it predicts one output per "
+            "sample), but the data is a text corpus to predict each next token of: choose "
+            "model=gpt or model=rnn_lm"
+        )
+    return own or data_task
 
 
-def build_model(model: Mapping, input_shape: Sequence[int], num_outputs: int) -> "nn.Module":
+def build_model(
+    model: Mapping, input_shape: Sequence[int], num_outputs: int, vocab_size: int | None = None
+) -> "nn.Module":
     """The model of a model config for data of `input_shape` and `num_outputs`, its weights
-    set by its `init` scheme (see dlpipe.models.init)."""
+    set by its `init` scheme (see dlpipe.models.init). `vocab_size`: token data's
+    vocabulary size (its samples are token ids), None for other data."""
     from torch import nn
 
     from dlpipe.models.init import initialise
 
     checked = check_model(dict(model))
     build = builder(model)
-    given = {"input_shape": tuple(input_shape), "num_outputs": num_outputs}
+    named = f"model '{checked['name']}' ({checked['_target_']})"
+    given = {
+        "input_shape": tuple(input_shape),
+        "num_outputs": num_outputs,
+        "vocab_size": vocab_size,
+    }
     taken = inspect.signature(build).parameters
+    if vocab_size is not None and "vocab_size" not in taken:
+        raise ConfigError(
+            f"{named} expects numbers, but the data holds token ids (texts shaped "
+            f"{tuple(input_shape)}): choose a model that reads text (e.g. model=bert)"
+        )
     passed = {key: value for key, value in given.items() if key in taken}
     try:
         built = build(**passed, **settings(checked))
@@ -115,30 +154,42 @@ def build_model(model: Mapping, input_shape: Sequence[int], num_outputs: int) ->
         raise ConfigError(
             f"model '{checked['name']}' refuses its settings {settings(checked)}: {exc}"
         ) from exc
-    named = f"model '{checked['name']}' ({checked['_target_']})"
     if not isinstance(built, nn.Module):
         raise ConfigError(f"{named} built a {type(built).__name__}: make it build a nn.Module")
     initialise(built, checked["init"])
-    if not getattr(build, "task", None):
-        check_output(built, named, tuple(input_shape), num_outputs)
+    task = getattr(build, "task", None)
+    if task in (None, LANGUAGE_MODEL):
+        check_output(
+            built, named, tuple(input_shape), num_outputs, vocab_size, task == LANGUAGE_MODEL
+        )
     return built
 
 
-def check_output(model: "nn.Module", named: str, input_shape: tuple, num_outputs: int) -> None:
-    """One forward pass on two zero samples gives one row of `num_outputs` per sample: a
-    model (dlpipe's or a user's) that does not fit the data is named here, in one line,
-    rather than by a shape error deep in the first training step, an evaluation or a
-    prediction. A model with a task of its own (its outputs are samples or inputs) is not
-    checked."""
+def check_output(
+    model: "nn.Module",
+    named: str,
+    input_shape: tuple,
+    num_outputs: int,
+    vocab_size: int | None = None,
+    per_token: bool = False,
+) -> None:
+    """One forward pass on two zero samples (token ids when `vocab_size` is given) gives
+    one row of `num_outputs` per sample (per token of a text, when `per_token`, as a
+    language model does): a model (dlpipe's or a user's) that does not fit the data is
+    named here, in one line, rather than by a shape error deep in the first training step,
+    an evaluation or a prediction. A model with another task of its own (its outputs are
+    samples or inputs) is not checked."""
     import torch
 
-    wanted = (2, num_outputs)
-    fix = f"make it return {num_outputs} numbers per sample, or choose a model for this data"
+    each = "token" if per_token else "sample"
+    wanted = (2, input_shape[0], num_outputs) if per_token else (2, num_outputs)
+    fix = f"make it return {num_outputs} numbers per {each}, or choose a model for this data"
+    dtype = torch.long if vocab_size is not None else None  # None: the default float
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.zeros(2, *input_shape))
+            out = model(torch.zeros(2, *input_shape, dtype=dtype))
     except DlpipeError:
         raise
     except Exception as exc:  # a user's forward may raise anything

@@ -8,6 +8,7 @@ from dlpipe.errors import ConfigError
 
 IMAGES = "images shaped (channels, height, width)"
 SEQUENCES = "sequences shaped (steps, features) or images shaped (channels, height, width)"
+TOKENS = "token ids (texts shaped (steps,))"
 
 
 def mismatch(model: str, expected: str, input_shape: Sequence[int]) -> ConfigError:
@@ -21,6 +22,13 @@ def require_image(model: str, input_shape: Sequence[int]) -> tuple[int, int, int
     if len(input_shape) != 3:
         raise mismatch(model, IMAGES, input_shape)
     return tuple(input_shape)
+
+
+def require_tokens(model: str, input_shape: Sequence[int], vocab_size: int | None) -> int:
+    """The context (the longest text, in tokens) of a model that reads token ids."""
+    if vocab_size is None or len(input_shape) != 1:
+        raise mismatch(model, TOKENS, input_shape)
+    return input_shape[0]
 
 
 def sequence_shape(model: str, input_shape: Sequence[int]) -> tuple[int, int]:

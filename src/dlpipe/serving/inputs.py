@@ -18,7 +18,7 @@ import pandas as pd
 
 from dlpipe.data import images, tables
 from dlpipe.errors import DataError
-from dlpipe.serving import transform
+from dlpipe.serving import text, transform
 
 
 def read_input(
@@ -81,7 +81,10 @@ def _carried(found, keep: Sequence[str], kind: str, samples: int) -> pd.DataFram
 
 def _table(frame: pd.DataFrame, settings: dict, keep: Sequence[str]) -> pd.DataFrame | np.ndarray:
     """A table model's columns, typed as its signature has them; else one value a column
-    (the columns kept for the output aside)."""
+    (the columns kept for the output aside); a text model's texts."""
+    if settings.get("text"):
+        column = settings["text"]["column"]
+        return pd.DataFrame({column: text.texts_of(frame, column)})
     columns = settings["columns"]
     if not columns:
         names = [name for name in frame.columns if name not in keep]

@@ -16,7 +16,7 @@ from dlpipe import files
 from dlpipe.errors import DataError
 from dlpipe.record import RunRecord
 from dlpipe.serving import settings as serving_settings
-from dlpipe.serving import transform
+from dlpipe.serving import text, transform
 from dlpipe.training import checkpoints
 from dlpipe.training.checkpoints import build_network
 
@@ -63,9 +63,12 @@ class Predictor:
         return {name: str(path) for name, path in paths.items()}
 
     @torch.inference_mode()
-    def predict(self, raw: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+    def predict(self, raw: pd.DataFrame | np.ndarray, params: dict | None = None) -> pd.DataFrame:
         """Predictions for raw inputs: a table's rows, or samples shaped as the training's
-        (or flattened to one row each)."""
+        (or flattened to one row each); texts. A language model continues each text, as
+        `params` say (see dlpipe.serving.text.written)."""
+        if self.settings["task"] == "language_model":
+            return text.written(self.network, self.settings, raw, params)
         x = transform.model_input(self.settings, raw)
         outputs = torch.cat([self.network(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)])
         return transform.predictions(self.settings, outputs)

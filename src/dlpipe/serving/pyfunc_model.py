@@ -12,8 +12,9 @@ from dlpipe.serving.predictor import Predictor
 
 
 class DlpipeModel(PythonModel):
-    """Raw inputs in (a table's rows, or arrays shaped as the training inputs), predictions
-    out: the class and per-class probabilities, or values in the targets' units."""
+    """Raw inputs in (a table's rows, or arrays shaped as the training inputs, or texts),
+    predictions out: the class and per-class probabilities, values in the targets' units,
+    or a language model's text (generation's settings as params)."""
 
     # Inputs are a DataFrame or an array, by model, and MLflow checks them against the
     # signature logged with the model; this tells MLflow (which pins no type for them
@@ -24,7 +25,7 @@ class DlpipeModel(PythonModel):
         self.predictor = Predictor.load(context.artifacts["settings"], context.artifacts["weights"])
 
     def predict(self, context, model_input, params=None):
-        return self.predictor.predict(model_input)
+        return self.predictor.predict(model_input, params)
 
 
 set_model(DlpipeModel())

@@ -10,7 +10,9 @@ inputs; for image data, the value an 8-bit pixel's 255 stands for.
 from pathlib import Path
 
 from dlpipe.errors import DataError
+from dlpipe.paths import PREPARED_DIR
 from dlpipe.record import RunRecord
+from dlpipe.serving import text
 
 # The source whose data has a table's named feature columns.
 _TABLE = "dlpipe.data.tables.table"
@@ -42,6 +44,8 @@ def describe(record: RunRecord, meta: dict) -> dict:
         # Sequences that may end in all-NaN steps, and whether each is z-normalised alone.
         "padded": meta.get("padded", False),
         "series_normalised": meta["data"].get("normalise") == "series",
+        # Text: the tokeniser and what a text's tokens are cut to.
+        "text": text.settings_of(meta, PREPARED_DIR) if meta.get("text") else None,
     }
 
 

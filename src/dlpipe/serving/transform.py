@@ -15,11 +15,15 @@ import pandas as pd
 import torch
 
 from dlpipe.errors import DataError
+from dlpipe.serving import text
 from dlpipe.tasks.metrics import predicted_classes, unscale
 
 
 def model_input(settings: dict, raw: pd.DataFrame | np.ndarray) -> torch.Tensor:
-    """Raw inputs (a table's rows, or arrays of samples) as the network's standardised input."""
+    """Raw inputs (a table's rows, or arrays of samples) as the network's standardised input;
+    texts as their token ids."""
+    if settings.get("text"):
+        return text.token_ids(settings, raw)
     if settings["columns"]:
         x = encode_table(raw, settings["columns"])
     else:
@@ -37,6 +41,8 @@ def model_input(settings: dict, raw: pd.DataFrame | np.ndarray) -> torch.Tensor:
 
 def raw_inputs(settings: dict, x: torch.Tensor) -> pd.DataFrame | np.ndarray:
     """Prepared (standardised) inputs back as raw ones: the model's input example."""
+    if settings.get("text"):
+        return text.as_texts(settings, x)
     values = x.numpy().astype(np.float64)
     if "x_mean" in settings["stats"]:
         values = values * _stat(settings, "x_std") + _stat(settings, "x_mean")

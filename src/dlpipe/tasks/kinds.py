@@ -226,6 +226,15 @@ _BUILTIN = (
         module=_later("dlpipe.tasks.adversarial.adversarial"),
         keeps_best=False,
     ),
+    # Next-token prediction on a text corpus; a registered model writes text.
+    TaskKind(
+        "language_model",
+        _objective("language_model"),
+        _scored("language_model"),
+        logged=("perplexity", "bpc"),
+        champion="bpc",
+        servable=True,
+    ),
     TaskKind(
         "multitask",
         _objective("multitask"),

@@ -6,6 +6,7 @@ per-step metric updates cost more than a small model's whole step
 (see benchmarks/overhead.py).
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -87,6 +88,32 @@ def reconstruction() -> Objective:
     )
 
 
+def language_model(token_chars: list[int]) -> Objective:
+    """Next-token cross-entropy over every step; per epoch, the perplexity per token and
+    the bits per character of text, `token_chars[i]` the characters token i stands for."""
+    chars = torch.tensor(token_chars, dtype=torch.float64)
+
+    def nats(logits: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction
+        )
+
+    def kept(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        total = nats(logits, y, "sum").double().reshape(1)
+        covered = chars.to(y.device)[y].sum().reshape(1)
+        return total, torch.tensor([float(y.numel())], device=y.device), covered
+
+    def epoch_metrics(total, tokens, covered) -> dict[str, torch.Tensor]:
+        return {
+            "perplexity": torch.exp(total.sum() / tokens.sum()).float(),
+            "bpc": (total.sum() / math.log(2) / covered.sum()).float(),
+        }
+
+    return Objective(
+        loss=lambda logits, x, y: nats(logits, y, "mean"), keep=kept, metrics=epoch_metrics
+    )
+
+
 def head_target(y: torch.Tensor, columns: slice, task: str) -> torch.Tensor:
     """One head's targets from a multi-task y: class indices, or values (n, k)."""
     return y[:, columns.start].long() if task == "classification" else y[:, columns]
@@ -146,6 +173,10 @@ def regression_of(setup: "Setup") -> Objective:
 
 def reconstruction_of(setup: "Setup") -> Objective:
     return reconstruction()
+
+
+def language_model_of(setup: "Setup") -> Objective:
+    return language_model(setup.meta["text"]["token_chars"])
 
 
 def multitask_of(setup: "Setup") -> Objective:

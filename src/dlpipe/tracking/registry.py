@@ -25,7 +25,7 @@ from dlpipe import __version__
 from dlpipe.config import usercode
 from dlpipe.errors import ConfigError, TrackingError
 from dlpipe.record import RunRecord
-from dlpipe.serving import transform
+from dlpipe.serving import text, transform
 from dlpipe.serving.predictor import Predictor
 from dlpipe.serving.settings import describe
 from dlpipe.tasks.kinds import builtin
@@ -96,7 +96,9 @@ def _log(client: MlflowClient, predictor: Predictor, x_test: torch.Tensor, name:
     from mlflow.models import Model, infer_signature
 
     example = transform.raw_inputs(predictor.settings, x_test[:_EXAMPLE_ROWS])
-    signature = infer_signature(example, predictor.predict(example))
+    # A language model's generation settings are params of each call.
+    params = text.DEFAULTS if predictor.settings["task"] == "language_model" else None
+    signature = infer_signature(example, predictor.predict(example, params), params)
     # Model.log reads the global tracking URI: the client's, never MLflow's own default.
     mlflow.set_tracking_uri(client.tracking_uri)
     run = client.get_run(predictor.settings["run_id"])

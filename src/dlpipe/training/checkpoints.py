@@ -78,7 +78,8 @@ def load_model(network: Mapping, checkpoint: Path | str, fix: str) -> nn.Module:
 
 def build_network(network: Mapping) -> nn.Module:
     """The network, untrained, as `network` describes it: its model settings (`model`),
-    `input_shape`, `num_outputs`, and for multi-task data its `heads` and `shared` width,
+    `input_shape`, `num_outputs`, for multi-task data its `heads` and `shared` width, for
+    text its `vocab_size`,
     as a run record's `serving()` and the serving settings hold them."""
     return build_for_data(
         registry.recorded(network["model"]),
@@ -86,6 +87,7 @@ def build_network(network: Mapping) -> nn.Module:
         network["num_outputs"],
         network.get("heads"),
         network.get("shared"),
+        network.get("vocab_size"),
     )
 
 

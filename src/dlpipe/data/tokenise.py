@@ -1,0 +1,128 @@
+"""Tokenisers: Hugging Face `tokenizers` models trained on the training split's texts.
+
+Three kinds (data.text.tokeniser):
+    bpe        byte-level byte-pair encoding (GPT-2's): any text encodes, and decodes back
+               exactly; its 256 byte tokens come before the merges learnt.
+    wordpiece  BERT's: words split on white space and punctuation into known pieces;
+               decoding joins the pieces with single spaces.
+    char       one token per character seen in training (the most frequent, up to the
+               vocabulary size); decodes back exactly.
+
+Id 0 is padding and id 1 stands for what the vocabulary lacks. A tokeniser is saved as
+one JSON file (its own format), with the prepared data and inside a served model.
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from dlpipe import files
+from dlpipe.config.schema.data import Tokeniser
+from dlpipe.errors import ConfigError, DataError
+
+KINDS = get_args(Tokeniser)
+PAD, UNKNOWN = "[PAD]", "[UNK]"
+SPECIAL = [PAD, UNKNOWN]
+# Byte-level BPE starts from every byte, and the special tokens.
+BPE_BASE = 256 + len(SPECIAL)
+
+
+def train(texts: Iterable[str], kind: str, vocab_size: int, lowercase: bool) -> Tokenizer:
+    """A tokeniser of `kind` with at most `vocab_size` tokens, learnt from `texts`."""
+    if kind == "bpe" and vocab_size < BPE_BASE:
+        raise ConfigError(
+            f"data.text.vocab_size={vocab_size} is below byte-level BPE's {BPE_BASE} base "
+            f"tokens (256 bytes, {PAD}, {UNKNOWN}): raise it, or use data.text.tokeniser=char"
+        )
+    tokeniser, trainer = _untrained(kind, vocab_size)
+    if lowercase:
+        tokeniser.normalizer = normalizers.Lowercase()
+    tokeniser.train_from_iterator(texts, trainer)
+    return tokeniser
+
+
+def _untrained(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
+    if kind == "bpe":
+        tokeniser = Tokenizer(models.BPE(unk_token=UNKNOWN))
+        tokeniser.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokeniser.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+        return tokeniser, trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=SPECIAL,
+            initial_alphabet=alphabet,
+            show_progress=False,
+        )
+    if kind == "wordpiece":
+        tokeniser = Tokenizer(models.WordPiece(unk_token=UNKNOWN))
+        tokeniser.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokeniser.decoder = decoders.WordPiece()
+        return tokeniser, trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False
+        )
+    if kind == "char":
+        tokeniser = Tokenizer(models.WordLevel(unk_token=UNKNOWN))
+        # Every character its own token, line breaks included.
+        tokeniser.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        tokeniser.decoder = decoders.Fuse()
+        return tokeniser, trainers.WordLevelTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False
+        )
+    raise ConfigError(f"data.text.tokeniser must be one of {', '.join(KINDS)}, got {kind!r}")
+
+
+def encode(tokeniser: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Each text's token ids."""
+    return [encoding.ids for encoding in tokeniser.encode_batch(texts)]
+
+
+def padded(ids: list[list[int]], length: int) -> np.ndarray:
+    """Token ids (n, length): each text's first `length` tokens, padding (0) after its end."""
+    array = np.zeros((len(ids), length), dtype=np.int64)
+    for row, tokens in enumerate(ids):
+        kept = tokens[:length]
+        array[row, : len(kept)] = kept
+    return array
+
+
+def decode(tokeniser: Tokenizer, ids: Iterable[int]) -> str:
+    return tokeniser.decode(list(ids))
+
+
+def token_chars(tokeniser: Tokenizer, kind: str) -> list[int]:
+    """How many characters of text each id stands for: 1 for a character; a byte-level BPE
+    token's bytes (a character of ASCII text is one byte); a word piece's characters, the
+    space before a word counted with its first piece; 0 for padding and unknown."""
+    size = tokeniser.get_vocab_size()
+    counts = [0] * size
+    for token, index in tokeniser.get_vocab().items():
+        if token in SPECIAL:
+            continue
+        if kind == "wordpiece":
+            counts[index] = len(token) - 2 if token.startswith("##") else len(token) + 1
+        else:
+            counts[index] = len(token)
+    return counts
+
+
+def save(tokeniser: Tokenizer, path: Path) -> None:
+    files.write_text(path, tokeniser.to_str())
+
+
+def load(path: Path) -> Tokenizer:
+    """The tokeniser saved at `path`, or a DataError naming it."""
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises its own Exception type for any bad file
+        raise DataError(
+            f"tokeniser file {path} cannot be read ({str(exc).splitlines()[0]}): rerun the "
+            "prepare stage"
+        ) from exc
+
+
+def from_json(saved: str) -> Tokenizer:
+    """A tokeniser from its JSON text, as a served model's settings hold it."""
+    return Tokenizer.from_str(saved)

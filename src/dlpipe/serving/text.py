@@ -1,0 +1,120 @@
+"""Text in, for a model trained on text: classes with probabilities out of a classifier,
+text out of a language model.
+
+The tokeniser travels in the model's settings (its JSON), so a served model takes raw text
+and needs no prepared data. A classifier reads each text's first `context` tokens, as in
+training; a language model continues each prompt, which must fit its context.
+"""
+
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dlpipe.data import tokenise
+from dlpipe.errors import DataError
+from dlpipe.models.sampling import generate
+
+# The column texts (and prompts) are read from when the training table named none.
+COLUMN = "text"
+# Generation's settings when a call gives none (a served model's params).
+DEFAULTS = {"tokens": 200, "temperature": 1.0, "top_k": 0, "seed": 0}
+# Tokens of a language model's input example.
+EXAMPLE_PROMPT = 16
+
+
+def settings_of(meta: dict, folder) -> dict:
+    """What a served model needs of text data's meta.json: how to tokenise (the tokeniser
+    itself, read from the prepared `folder`), its context, and the column texts are in."""
+    record = {key: value for key, value in meta["text"].items() if key != "token_chars"}
+    saved = (folder / record["file"]).read_text(encoding="utf-8")
+    return {**record, "saved": saved, "column": meta["data"].get("text_column") or COLUMN}
+
+
+@cache
+def _tokeniser(saved: str):
+    return tokenise.from_json(saved)
+
+
+def texts_of(raw, column: str) -> list[str]:
+    """The texts of `raw`: a table's `column` (or its only column), or an array of them;
+    a DataError naming the first row without text."""
+    if isinstance(raw, pd.DataFrame):
+        if column not in raw.columns and len(raw.columns) != 1:
+            raise DataError(
+                f"has no column '{column}' of texts (it has {', '.join(map(str, raw.columns))})"
+            )
+        raw = raw[column] if column in raw.columns else raw.iloc[:, 0]
+    texts = ["" if value is None else str(value) for value in np.asarray(raw, dtype=object).ravel()]
+    if not texts:
+        raise DataError("holds no texts: give a row per text")
+    for row, text in enumerate(texts, 1):
+        if not text.strip():
+            raise DataError(f"row {row} holds no text: give each row a text")
+    return texts
+
+
+def token_ids(settings: dict, raw) -> torch.Tensor:
+    """A classifier's input: each text's first `context` token ids, padding after."""
+    texts = texts_of(raw, settings["text"]["column"])
+    text = settings["text"]
+    ids = tokenise.encode(_tokeniser(text["saved"]), texts)
+    return torch.from_numpy(tokenise.padded(ids, text["context"]))
+
+
+def as_texts(settings: dict, x: torch.Tensor) -> pd.DataFrame:
+    """Token ids back as a table of texts: the model's input example (a language model's:
+    the first tokens only, prompts to continue)."""
+    text = settings["text"]
+    if settings["task"] == "language_model":
+        x = x[:, :EXAMPLE_PROMPT]
+    tokeniser = _tokeniser(text["saved"])
+    return pd.DataFrame({text["column"]: [tokenise.decode(tokeniser, row.tolist()) for row in x]})
+
+
+def written(network: torch.nn.Module, settings: dict, raw, params: dict | None) -> pd.DataFrame:
+    """Each prompt of `raw` followed by what `network` writes on from it: `tokens` tokens
+    drawn at `temperature` (0: the likeliest each time) among the `top_k` likeliest (0:
+    all), from the random `seed`."""
+    text, chosen = settings["text"], _checked({**DEFAULTS, **(params or {})})
+    tokeniser = _tokeniser(text["saved"])
+    generator = torch.Generator().manual_seed(int(chosen["seed"]))
+    top_k = int(chosen["top_k"]) or None
+    prompts, out = texts_of(raw, text["column"]), []
+    for row, prompt in enumerate(prompts, 1):
+        named = "the prompt" if len(prompts) == 1 else f"the prompt of row {row}"
+        start = torch.tensor([_prompt_ids(tokeniser, prompt, text["context"], named)])
+        tokens = generate(
+            network,
+            start,
+            int(chosen["tokens"]),
+            text["context"],
+            float(chosen["temperature"]),
+            top_k,
+            generator,
+        )
+        out.append(prompt + tokenise.decode(tokeniser, tokens[0, start.shape[1] :].tolist()))
+    return pd.DataFrame({COLUMN: out})
+
+
+def _checked(params: dict) -> dict:
+    """Generation's settings, or a DataError naming the one out of range."""
+    ranges = {"tokens": (1, "at least 1"), "temperature": (0, ">= 0"), "top_k": (0, ">= 0")}
+    for name, (low, allowed) in ranges.items():
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+            raise DataError(f"{name}={value!r} must be a number {allowed}")
+    return params
+
+
+def _prompt_ids(tokeniser, prompt: str, context: int, named: str) -> list[int]:
+    ids = tokenise.encode(tokeniser, [prompt])[0]
+    if not ids:
+        raise DataError(f"{named} makes no tokens: give text the model can read")
+    if len(ids) > context:
+        raise DataError(
+            f"{named} is {len(ids)} tokens, longer than the model's context of {context}: "
+            f"shorten it to at most {context} tokens"
+        )
+    return ids

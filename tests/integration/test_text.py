@@ -1,0 +1,138 @@
+"""Text end to end, as a user runs it: a language model trained on a corpus file writes
+text (samples in its MLflow run each epoch, `dlpipe generate`, the registered pyfunc), and
+a classifier trained on a table of labelled texts predicts classes from raw text.
+
+`dlpipe` runs in this process where a subprocess would only add start-up time.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from dlpipe import cli
+from tests.conftest import assert_one_line_error, make_project, run
+
+pytestmark = pytest.mark.slow
+
+CORPUS = ["data=text_files", "data.path=corpus.txt", "data.text.context=32", "data.batch_size=32"]
+TINY_GPT = ["model=gpt", "model.width=32", "model.heads=2", "model.layers=1"]
+REVIEWS = [
+    "data=text_table",
+    "data.path=reviews.csv",
+    "data.text_column=review",
+    "data.label=verdict",
+    "data.text.vocab_size=200",
+    "data.text.context=16",
+    "data.batch_size=16",
+]
+
+
+def write_corpus(path: Path) -> None:
+    """Python's own documentation of a few statements: about 60,000 characters."""
+    from pydoc_data.topics import topics
+
+    path.write_text("\n\n".join(topics[key] for key in ("for", "while", "if", "try", "with")))
+
+
+def write_reviews(path: Path, rows: int = 200) -> None:
+    good = ["a fine film", "truly great acting", "loved every minute", "a joy to watch"]
+    bad = ["a dull mess", "truly awful acting", "hated every minute", "a chore to watch"]
+    texts, verdicts = [], []
+    for i in range(rows):
+        words = (good if i % 2 else bad)[i % 4]
+        texts.append(f"{words}, said critic {i}")
+        verdicts.append("fresh" if i % 2 else "rotten")
+    pd.DataFrame({"review": texts, "verdict": verdicts}).to_csv(path, index=False)
+
+
+def trained(project: Path, data: list[str], model: list[str], epochs: int) -> str:
+    """Prepare, train and evaluate; the run's id."""
+    run([sys.executable, "pipelines/prepare.py", *data], project)
+    train = [*data, *model, f"trainer.max_epochs={epochs}"]
+    run([sys.executable, "pipelines/train.py", *train], project)
+    run([sys.executable, "pipelines/evaluate.py"], project)
+    return json.loads((project / "models" / "run.json").read_text())["run_id"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("text") / "project")
+    write_corpus(project / "corpus.txt")
+    write_reviews(project / "reviews.csv")
+    return project
+
+
+@pytest.fixture(scope="module")
+def language_model(project: Path) -> str:
+    return trained(project, CORPUS, TINY_GPT, epochs=2)
+
+
+@pytest.fixture
+def dlpipe(project: Path, monkeypatch, capsys):
+    """Run `dlpipe ARGS` in the project; its exit code, stdout and stderr."""
+    monkeypatch.chdir(project)
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+def test_a_language_model_logs_its_metrics_and_samples_every_epoch(project, language_model):
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert {"test/loss", "test/perplexity", "test/bpc"} <= set(metrics)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    history = client.get_metric_history(language_model, "val/bpc")
+    assert [point.step for point in history] == [0, 1]
+    samples = [item.path for item in client.list_artifacts(language_model, "samples")]
+    assert samples == ["samples/epoch_001.txt", "samples/epoch_002.txt"]
+    written = client.download_artifacts(language_model, "samples/epoch_002.txt", str(project))
+    assert Path(written).read_text().count("--- sample") == 3  # three prompts, each continued
+    assert (project / "reports" / "plots" / "samples.txt").is_file()
+
+
+def test_generate_writes_the_same_text_for_the_same_seed(dlpipe, language_model):
+    args = ["generate", language_model, "--prompt", "The for", "--tokens", "40", "--seed", "3"]
+    code, first, err = dlpipe(*args)
+    assert code == 0, err
+    assert first.startswith("The for") and len(first) > len("The for") + 20
+    assert dlpipe(*args)[1] == first
+    assert dlpipe(*args[:-1], "4")[1] != first
+
+
+def test_the_registered_model_writes_text_as_a_pyfunc(project, language_model):
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/corpus@champion")
+    out = model.predict(pd.DataFrame({"text": ["The while", "if x"]}), params={"tokens": 10})
+    assert list(out.columns) == ["text"] and out["text"][1].startswith("if x")
+
+
+def test_a_prompt_longer_than_the_context_is_refused_in_one_line(project, language_model):
+    command = [str(Path(sys.executable).parent / "dlpipe"), "generate", language_model]
+    done = run([*command, "--prompt", "x" * 40], project, check=False)
+    assert_one_line_error(done, "the prompt is 40 tokens, longer than the model's context of 32")
+
+
+def test_a_classifier_of_texts_predicts_classes_from_raw_text(project, language_model, dlpipe):
+    run_id = trained(project, REVIEWS, ["model=bert", "model.width=32", "model.heads=2"], epochs=3)
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics["test/acc"] >= 0.9 and "test/f1" in metrics
+    pd.DataFrame({"review": ["truly great acting", "a dull mess"]}).to_csv(
+        project / "new.csv", index=False
+    )
+    code, out, err = dlpipe("predict", run_id, "new.csv")
+    assert code == 0, err
+    assert out.splitlines()[0] == "class,prob_fresh,prob_rotten"
+    assert [line.split(",")[0] for line in out.splitlines()[1:]] == ["fresh", "rotten"]
+    code, _, err = dlpipe("generate", run_id, "--prompt", "a fine")
+    assert code == 2 and "is a classification model, which writes no text" in err

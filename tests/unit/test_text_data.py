@@ -1,0 +1,177 @@
+"""Text data: tokenisers, the prepare stage's token ids and splits, and text in for a
+served model, with bad input said in one line."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from dlpipe.data import tokenise
+from dlpipe.data.arrays import load_prepared
+from dlpipe.data.prepare import prepare
+from dlpipe.data.text_prepare import corpus_splits
+from dlpipe.errors import ConfigError, DataError
+from dlpipe.serving import text as served
+
+SAMPLE = "Ünïcode and ASCII: for x in range(10):\n\tprint(x)  # done.\n"
+WORDS = ["red apple", "green pear", "ripe red cherry", "sour green lime", "red berry jam"]
+
+
+def data_cfg(target: str, tokeniser: str = "char", **settings) -> dict:
+    return OmegaConf.create(
+        {
+            "_target_": target,
+            "name": "texts",
+            "split": {"val": 0.2, "test": 0.2, "seed": 0},
+            "batch_size": 4,
+            "normalise": False,
+            "text": {"tokeniser": tokeniser, "vocab_size": 300, "context": 8, "lowercase": False},
+            **settings,
+        }
+    )
+
+
+def labelled_table(path, rows: int = 60) -> str:
+    texts = [f"{WORDS[i % 5]} number {i}" for i in range(rows)]
+    labels = ["red" if "red" in text else "other" for text in texts]
+    pd.DataFrame({"review": texts, "kind": labels}).to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_char_and_bpe_tokenisers_decode_their_ids_back_to_the_text(kind, tmp_path):
+    tokeniser = tokenise.train([SAMPLE * 3], kind, 300, lowercase=False)
+    ids = tokenise.encode(tokeniser, [SAMPLE])[0]
+    assert tokenise.decode(tokeniser, ids) == SAMPLE
+    tokenise.save(tokeniser, tmp_path / "tokeniser.json")
+    again = tokenise.load(tmp_path / "tokeniser.json")
+    assert tokenise.encode(again, [SAMPLE])[0] == ids
+
+
+def test_wordpiece_keeps_the_words_and_padding_and_unknown_have_fixed_ids():
+    tokeniser = tokenise.train([" ".join(WORDS) * 4], "wordpiece", 100, lowercase=True)
+    ids = tokenise.encode(tokeniser, ["Red APPLE"])[0]
+    assert tokenise.decode(tokeniser, ids) == "red apple"
+    assert tokeniser.token_to_id(tokenise.PAD) == 0 and tokeniser.token_to_id(tokenise.UNKNOWN) == 1
+
+
+def test_a_vocabulary_too_small_for_byte_level_bpe_is_refused_in_one_line():
+    with pytest.raises(
+        ConfigError, match=r"^data.text.vocab_size=100 is below byte-level BPE's 258"
+    ):
+        tokenise.train(["text"], "bpe", 100, lowercase=False)
+
+
+def test_labelled_texts_become_padded_ids_and_the_tokeniser_sees_training_texts_only(tmp_path):
+    path = labelled_table(tmp_path / "train.csv")
+    test = tmp_path / "test.csv"
+    pd.DataFrame({"review": ["Ωmega red", "Ωmega pear"], "kind": ["red", "other"]}).to_csv(test)
+    cfg = data_cfg(
+        "dlpipe.data.text.text_table",
+        path=path,
+        text_column="review",
+        label="kind",
+        test_path=str(test),
+        val_path=None,
+    )
+    meta = prepare(cfg, tmp_path / "prepared")
+    assert meta["task"] == "classification" and meta["classes"] == ["other", "red"]
+    tokeniser = tokenise.load(tmp_path / "prepared" / meta["text"]["file"])
+    assert tokeniser.token_to_id("Ω") is None  # only the test file holds it
+    data = load_prepared(tmp_path / "prepared")
+    x_test, y_test = data.splits["test"]
+    assert x_test.dtype == torch.int64 and x_test.shape == (2, 8)
+    assert x_test[0, 0] == 1 and y_test.tolist() == [1, 0]  # Ω unknown; labels by class
+    short = tokenise.encode(tokeniser, ["red"])[0]
+    ids = tokenise.padded([short], 8)[0]
+    assert ids[: len(short)].tolist() == short and not ids[len(short) :].any()
+
+
+def test_a_corpus_is_cut_into_windows_whose_targets_are_the_next_tokens(tmp_path):
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    meta = prepare(data_cfg("dlpipe.data.text.text_files", path=str(corpus)), tmp_path / "out")
+    assert meta["task"] == "language_model" and meta["num_outputs"] == meta["text"]["vocab_size"]
+    data = load_prepared(tmp_path / "out")
+    for x, y in data.splits.values():
+        assert torch.equal(x[:, 1:], y[:, :-1])
+    train = data.splits["train"][0]
+    assert torch.equal(train[1, :4], train[0, 4:])  # training windows overlap by half
+
+
+def test_corpus_splits_share_no_text_and_follow_the_seed():
+    texts = [f"text {i} " * 20 for i in range(10)]
+    splits = corpus_splits(texts, 0.2, 0.2, seed=3)
+    assert "".join(splits[name] for name in ("train", "val", "test")) == "\n\n".join(
+        _shuffled(texts, 3)
+    )
+    assert corpus_splits(texts, 0.2, 0.2, seed=3) == splits != corpus_splits(texts, 0.2, 0.2, 4)
+
+
+def _shuffled(texts, seed):
+    import random
+
+    order = list(texts)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def test_an_empty_text_is_named_by_its_row(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"text": ["fine", "  ", "also"], "label": ["a", "b", "a"]}).to_csv(path)
+    cfg = data_cfg("dlpipe.data.text.text_table", path=str(path))
+    with pytest.raises(
+        DataError,
+        match=r"^data file .*t.csv: row 2 \(column 'text'\) holds no text: fill it or drop it$",
+    ):
+        prepare(cfg, tmp_path / "out")
+
+
+def test_a_missing_label_column_is_named_with_the_setting_to_fix(tmp_path):
+    path = labelled_table(tmp_path / "t.csv")
+    cfg = data_cfg("dlpipe.data.text.text_table", path=path, text_column="review", label="stars")
+    with pytest.raises(
+        DataError, match=r"has no column 'stars' \(it has review, kind\): set data.label$"
+    ):
+        prepare(cfg, tmp_path / "out")
+
+
+def test_texts_from_a_source_without_a_tokeniser_are_refused(tmp_path):
+    path = labelled_table(tmp_path / "t.csv")
+    cfg = data_cfg("dlpipe.data.text.text_table", path=path, text_column="review", label="kind")
+    del cfg["text"]
+    with pytest.raises(
+        ConfigError, match=r"returned texts, which need a tokeniser: set data.text.tokeniser"
+    ):
+        prepare(cfg, tmp_path / "out")
+
+
+def served_settings(task: str, context: int = 6) -> dict:
+    tokeniser = tokenise.train(["abcdef ghij" * 5], "char", 50, lowercase=False)
+    text = {"context": context, "saved": tokeniser.to_str(), "column": "review"}
+    return {"task": task, "text": text}
+
+
+def test_a_served_classifier_reads_its_column_and_names_an_empty_row():
+    settings = served_settings("classification")
+    ids = served.token_ids(settings, pd.DataFrame({"review": ["abc", "abcdefghij"], "id": [1, 2]}))
+    assert ids.shape == (2, 6) and ids[0, 3:].eq(0).all() and ids[1].ne(0).all()
+    with pytest.raises(DataError, match=r"^row 2 holds no text: give each row a text$"):
+        served.token_ids(settings, pd.DataFrame({"review": ["abc", ""]}))
+
+
+def test_a_prompt_longer_than_the_context_is_refused_in_one_line():
+    class Echo(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x, 50).float()
+
+    settings = served_settings("language_model")
+    with pytest.raises(
+        DataError,
+        match=r"^the prompt is 7 tokens, longer than the model's context of 6: shorten it to "
+        r"at most 6 tokens$",
+    ):
+        served.written(Echo(), settings, np.array(["abcdefg"]), {"tokens": 2})
+    written = served.written(Echo(), settings, np.array(["ab"]), {"tokens": 3, "temperature": 0})
+    assert written["text"].tolist() == ["abbbb"]  # the likeliest next token: the last one again
