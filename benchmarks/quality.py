@@ -4,6 +4,7 @@
     python benchmarks/quality.py --presets digits_lstm    # one
     python benchmarks/quality.py --part tables            # small tables against sklearn
     python benchmarks/quality.py --part ucr               # UCR series against Fawaz et al.
+    python benchmarks/quality.py --part text              # text against n-grams and TF-IDF
 
 Each preset runs prepare, train and evaluate in a throw-away copy of the project; the
 test metric from reports/metrics.json is checked against the preset's bar.
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import text
 import ucr
 from project import copy_project, stage
 
@@ -293,7 +295,7 @@ def run_tables(project: Path, chosen: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("presets", "tables", "ucr"), default="presets")
+    parser.add_argument("--part", choices=("presets", "tables", "ucr", "text"), default="presets")
     names = [preset.experiment for preset in PRESETS]
     parser.add_argument("--presets", default=",".join(names), help="comma-separated presets")
     tables = [table.name for table in TABLES]
@@ -302,6 +304,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.part == "ucr":
         ucr.main(parser, args)
+        return
+    if args.part == "text":
+        with tempfile.TemporaryDirectory() as workdir:
+            text.run_text(copy_project(Path(workdir)))
         return
     if args.part == "tables":
         unknown = sorted(set(args.tables.split(",")) - set(tables))

@@ -175,3 +175,46 @@ def test_a_prompt_longer_than_the_context_is_refused_in_one_line():
         served.written(Echo(), settings, np.array(["abcdefg"]), {"tokens": 2})
     written = served.written(Echo(), settings, np.array(["ab"]), {"tokens": 3, "temperature": 0})
     assert written["text"].tolist() == ["abbbb"]  # the likeliest next token: the last one again
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "wordpiece"])
+def test_the_characters_of_a_text_s_tokens_add_up_to_its_length(kind):
+    text = "Lists:  [1, 2]\n\n\tdef f(x):  # ok\n" * 20 + "Ωmega"
+    tokeniser = tokenise.train([text], kind, 300, lowercase=False)
+    chars = np.asarray(tokenise.token_chars(tokeniser, [text]))
+    ids = tokenise.encode(tokeniser, [text])[0]
+    assert chars[ids].sum() == pytest.approx(len(text))
+
+
+def test_bits_per_character_of_a_uniform_model_are_log2_of_the_vocabulary_per_character():
+    from dlpipe.tasks.objectives import language_model
+
+    chars = [0.0, 1.0, 2.0, 3.0]  # [PAD] never a target
+    objective = language_model(chars)
+    y = torch.tensor([[1, 2, 3, 3]])
+    logits = torch.zeros(1, 4, 4)
+    metrics = objective.metrics(*objective.keep(logits, y, y))
+    assert metrics["perplexity"].item() == pytest.approx(4.0)
+    assert metrics["bpc"].item() == pytest.approx(2.0 * 4 / 9)  # 2 bits a token, 9 characters
+
+
+def test_a_tokeniser_for_data_that_is_not_text_and_text_without_one_are_refused():
+    from dlpipe.config.schema.data import check_data
+
+    digits = {"_target_": "dlpipe.data.digits.digits", "name": "digits", "batch_size": 4}
+    digits |= {"normalise": True, "split": {"val": 0.2, "test": 0.2, "seed": 0}}
+    with pytest.raises(ConfigError, match=r"^data.text is set, but data 'digits' returns RawData"):
+        check_data({**digits, "text": {"tokeniser": "char"}})
+    docs = {**digits, "_target_": "dlpipe.data.text.python_docs", "normalise": False}
+    with pytest.raises(ConfigError, match=r"returns texts, which need a tokeniser: set data.text"):
+        check_data(docs)
+    with pytest.raises(ConfigError, match=r"^data.normalise=True is not read for texts"):
+        check_data({**docs, "normalise": True, "text": {"tokeniser": "char"}})
+
+
+def test_a_column_of_numbers_is_not_taken_for_texts(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"text": ["a", "b"], "stars": [1, 2], "label": ["x", "y"]}).to_csv(path)
+    cfg = data_cfg("dlpipe.data.text.text_table", path=str(path), text_column="stars")
+    with pytest.raises(DataError, match=r"column 'stars' holds int64 values, not texts"):
+        prepare(cfg, tmp_path / "out")

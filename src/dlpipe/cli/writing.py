@@ -11,8 +11,8 @@ from dlpipe.cli.args import add_command, whole_number
 from dlpipe.cli.project import client_and_config
 from dlpipe.errors import ConfigError
 
-# As many tokens as a command line would sensibly wait for on a CPU.
-_MOST_TOKENS = 100_000
+# The most tokens a call writes (dlpipe.serving.text.MOST_TOKENS, which imports torch).
+MOST_TOKENS = 100_000
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     written.add_argument("overrides", nargs="*", help="config overrides, e.g. tracking.uri=<uri>")
     written.add_argument("--prompt", required=True, help="the text the model continues")
     written.add_argument(
-        "--tokens", type=whole_number(1, _MOST_TOKENS), default=200, help="tokens to write"
+        "--tokens", type=whole_number(1, MOST_TOKENS), default=200, help="tokens to write"
     )
     written.add_argument(
         "--temperature",
@@ -34,7 +34,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     written.add_argument(
         "--top-k",
-        type=whole_number(0, _MOST_TOKENS),
+        type=whole_number(0, MOST_TOKENS),
         default=0,
         help="draw among the k likeliest (0: all)",
     )

@@ -26,7 +26,7 @@ from dlpipe.config import checks as config
 from dlpipe.data.arrays import ArrayLoader, PreparedData
 from dlpipe.data.shard_loader import streaming
 from dlpipe.errors import DlpipeError, TrainingError
-from dlpipe.paths import Outputs
+from dlpipe.paths import PREPARED_DIR, Outputs
 from dlpipe.tracking import client as tracking
 from dlpipe.training.augment import augmentation
 from dlpipe.training.resume import EpochOrder, RandomState
@@ -138,7 +138,15 @@ def _data(data: PreparedData) -> dict:
     if data.streamed("train"):
         return {"meta": data.meta}
     arrays = {"train": ray.put(data.splits["train"]), "val": ray.put(data.splits["val"])}
-    return {"meta": data.meta, **arrays}
+    return {"meta": data.meta, **arrays, **_tokeniser(data.meta)}
+
+
+def _tokeniser(meta: dict) -> dict:
+    """Text data's tokeniser as its JSON, for the workers' samples: a worker on another
+    host has no prepared data of its own."""
+    if not meta.get("text"):
+        return {}
+    return {"tokeniser": (PREPARED_DIR / meta["text"]["file"]).read_text(encoding="utf-8")}
 
 
 def _datasets(cfg: DictConfig, data: PreparedData) -> dict:
@@ -228,7 +236,7 @@ def _work(loop: dict) -> None:
                 EpochOrder(train_loader),
                 RandomState(),
                 *augmentation(cfg, loop["meta"]),
-                *text_samples(loop["meta"], val_loader, cfg.seed),
+                *text_samples(loop["meta"], val_loader, cfg.seed, loop.get("tokeniser")),
                 best_epoch(cfg.trainer),
                 *early_stopping(cfg.trainer),
                 RayTrainReportCallback(),

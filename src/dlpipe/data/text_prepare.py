@@ -52,7 +52,7 @@ def prepare_text(settings: dict, out_dir, source: dict) -> dict:
     """Prepare the texts of `settings` into `out_dir`; return meta.json's content."""
     texts, text = read_texts(settings), settings["text"]
     labelled = texts.labels is not None
-    parts, classes, how = (_labelled_splits if labelled else _corpus_splits)(texts, settings)
+    parts, classes, how = (labelled_splits if labelled else _corpus_splits)(texts, settings)
     training = parts["train"][0] if labelled else [parts["train"]]
     tokeniser = tokenise.train(training, text["tokeniser"], text["vocab_size"], text["lowercase"])
     context = text["context"]
@@ -72,7 +72,7 @@ def prepare_text(settings: dict, out_dir, source: dict) -> dict:
         "file": TOKENISER_FILE,
         "vocab_size": vocab,
         "context": context,
-        "token_chars": tokenise.token_chars(tokeniser, text["tokeniser"]),
+        "token_chars": tokenise.token_chars(tokeniser, training),
     }
     meta = {
         "name": settings["name"],
@@ -107,7 +107,7 @@ def _write(out_dir, arrays: dict, tokeniser, meta: dict) -> None:
     files.write_json(out_dir / "meta.json", meta)
 
 
-def _labelled_splits(texts: Texts, settings: dict) -> tuple[dict, list[str], dict]:
+def labelled_splits(texts: Texts, settings: dict) -> tuple[dict, list[str], dict]:
     """Each split's (texts, label indices), the classes, and where the splits came from:
     files where data.test_path or data.val_path name them, else stratified fractions."""
     cut = settings["split"]
@@ -120,7 +120,10 @@ def _labelled_splits(texts: Texts, settings: dict) -> tuple[dict, list[str], dic
             other = read_texts(settings, given[name])
             parts[name], how[name] = (other.texts, other.labels), given[name]
             continue
-        pool, chosen = _stratified(pool, labels, cut[name], cut["seed"], name)
+        # Fractions of the whole set, as for other data: validation's, of what test left.
+        carved_test = name == "val" and given["test"] is None
+        fraction = cut["val"] / (1 - cut["test"]) if carved_test else cut[name]
+        pool, chosen = _stratified(pool, labels, fraction, cut["seed"], name)
         parts[name] = ([texts.texts[i] for i in chosen], labels[chosen].tolist())
         how[name] = cut[name]
     parts["train"] = ([texts.texts[i] for i in pool], labels[pool].tolist())

@@ -41,6 +41,13 @@ def train(texts: Iterable[str], kind: str, vocab_size: int, lowercase: bool) -> 
     if lowercase:
         tokeniser.normalizer = normalizers.Lowercase()
     tokeniser.train_from_iterator(texts, trainer)
+    return _literal(tokeniser)
+
+
+def _literal(tokeniser: Tokenizer) -> Tokenizer:
+    """`tokeniser`, reading "[PAD]" or "[UNK]" written in a text as the characters they are:
+    padding and unknown come from the tokeniser only."""
+    tokeniser.encode_special_tokens = True
     return tokeniser
 
 
@@ -89,33 +96,34 @@ def padded(ids: list[list[int]], length: int) -> np.ndarray:
 
 
 def decode(tokeniser: Tokenizer, ids: Iterable[int]) -> str:
+    """The text of token ids; padding and unknown ids make none."""
     return tokeniser.decode(list(ids))
 
 
-def token_chars(tokeniser: Tokenizer, kind: str) -> list[int]:
-    """How many characters of text each id stands for: 1 for a character; a byte-level BPE
-    token's bytes (a character of ASCII text is one byte); a word piece's characters, the
-    space before a word counted with its first piece; 0 for padding and unknown."""
+def token_chars(tokeniser: Tokenizer, texts: list[str]) -> list[float]:
+    """How many characters of text each id stands for, on average over `texts` (the
+    training split): a token covers the text from the end of the token before it to its
+    own end, so white space a tokeniser drops (a word piece's) counts with the token after
+    it, and a character the vocabulary lacks with [UNK]. Summed over a text's tokens, as
+    bits per character need, they give its length; an id the texts never use counts 1."""
     size = tokeniser.get_vocab_size()
-    counts = [0] * size
-    for token, index in tokeniser.get_vocab().items():
-        if token in SPECIAL:
-            continue
-        if kind == "wordpiece":
-            counts[index] = len(token) - 2 if token.startswith("##") else len(token) + 1
-        else:
-            counts[index] = len(token)
-    return counts
+    totals, counts = np.zeros(size), np.zeros(size)
+    for encoding in tokeniser.encode_batch(texts):
+        ends = np.array([end for _, end in encoding.offsets], dtype=np.float64)
+        np.add.at(totals, encoding.ids, np.diff(ends, prepend=0.0))
+        np.add.at(counts, encoding.ids, 1)
+    return np.where(counts > 0, totals / np.maximum(counts, 1), 1.0).tolist()
 
 
 def save(tokeniser: Tokenizer, path: Path) -> None:
+    """Write the tokeniser as its JSON, atomically."""
     files.write_text(path, tokeniser.to_str())
 
 
 def load(path: Path) -> Tokenizer:
     """The tokeniser saved at `path`, or a DataError naming it."""
     try:
-        return Tokenizer.from_file(str(path))
+        return _literal(Tokenizer.from_file(str(path)))
     except Exception as exc:  # tokenizers raises its own Exception type for any bad file
         raise DataError(
             f"tokeniser file {path} cannot be read ({str(exc).splitlines()[0]}): rerun the "
@@ -125,4 +133,4 @@ def load(path: Path) -> Tokenizer:
 
 def from_json(saved: str) -> Tokenizer:
     """A tokeniser from its JSON text, as a served model's settings hold it."""
-    return Tokenizer.from_str(saved)
+    return _literal(Tokenizer.from_str(saved))

@@ -14,10 +14,9 @@ import torch
 from torch import nn
 
 from dlpipe.config.schema.targets import Range
-from dlpipe.models.gpt import check_vocabulary
 from dlpipe.models.recurrent import CELLS, recurrence_init
 from dlpipe.models.registry import LANGUAGE_MODEL, sets_task
-from dlpipe.models.shapes import require_tokens
+from dlpipe.models.shapes import check_vocabulary, require_tokens
 
 Positive = Annotated[int, Range(gt=0)]
 

@@ -49,3 +49,12 @@ class ImageRows(nn.Module):
             return x
         batch, channels, height, width = x.shape
         return x.permute(0, 2, 1, 3).reshape(batch, height, channels * width)
+
+
+def check_vocabulary(model: str, num_outputs: int, vocab_size: int) -> None:
+    """A language model scores every token of the vocabulary: one output each."""
+    if num_outputs != vocab_size:
+        raise ConfigError(
+            f"model '{model}' predicts the next of {vocab_size} tokens, but the data asks for "
+            f"{num_outputs} outputs: train it on a text corpus (e.g. data=python_docs)"
+        )

@@ -6,7 +6,9 @@ and needs no prepared data. A classifier reads each text's first `context` token
 training; a language model continues each prompt, which must fit its context.
 """
 
+import math
 from functools import cache
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,8 @@ from dlpipe.models.sampling import generate
 COLUMN = "text"
 # Generation's settings when a call gives none (a served model's params).
 DEFAULTS = {"tokens": 200, "temperature": 1.0, "top_k": 0, "seed": 0}
+# The most tokens one call writes.
+MOST_TOKENS = 100_000
 # Tokens of a language model's input example.
 EXAMPLE_PROMPT = 16
 
@@ -28,7 +32,7 @@ def settings_of(meta: dict, folder) -> dict:
     """What a served model needs of text data's meta.json: how to tokenise (the tokeniser
     itself, read from the prepared `folder`), its context, and the column texts are in."""
     record = {key: value for key, value in meta["text"].items() if key != "token_chars"}
-    saved = (folder / record["file"]).read_text(encoding="utf-8")
+    saved = tokenise.load(folder / record["file"]).to_str()
     return {**record, "saved": saved, "column": meta["data"].get("text_column") or COLUMN}
 
 
@@ -46,7 +50,8 @@ def texts_of(raw, column: str) -> list[str]:
                 f"has no column '{column}' of texts (it has {', '.join(map(str, raw.columns))})"
             )
         raw = raw[column] if column in raw.columns else raw.iloc[:, 0]
-    texts = ["" if value is None else str(value) for value in np.asarray(raw, dtype=object).ravel()]
+    values = np.asarray(raw, dtype=object).ravel()
+    texts = ["" if pd.isna(value) else str(value) for value in values]
     if not texts:
         raise DataError("holds no texts: give a row per text")
     for row, text in enumerate(texts, 1):
@@ -67,10 +72,14 @@ def as_texts(settings: dict, x: torch.Tensor) -> pd.DataFrame:
     """Token ids back as a table of texts: the model's input example (a language model's:
     the first tokens only, prompts to continue)."""
     text = settings["text"]
-    if settings["task"] == "language_model":
-        x = x[:, :EXAMPLE_PROMPT]
     tokeniser = _tokeniser(text["saved"])
-    return pd.DataFrame({text["column"]: [tokenise.decode(tokeniser, row.tolist()) for row in x]})
+    texts = [tokenise.decode(tokeniser, row.tolist()) for row in x]
+    if settings["task"] == "language_model":  # prompts with something to continue
+        starts = [tokenise.decode(tokeniser, row[:EXAMPLE_PROMPT].tolist()) for row in x]
+        texts = [
+            start if start.strip() else whole for start, whole in zip(starts, texts, strict=True)
+        ]
+    return pd.DataFrame({text["column"]: texts})
 
 
 def written(network: torch.nn.Module, settings: dict, raw, params: dict | None) -> pd.DataFrame:
@@ -100,11 +109,14 @@ def written(network: torch.nn.Module, settings: dict, raw, params: dict | None) 
 
 def _checked(params: dict) -> dict:
     """Generation's settings, or a DataError naming the one out of range."""
-    ranges = {"tokens": (1, "at least 1"), "temperature": (0, ">= 0"), "top_k": (0, ">= 0")}
-    for name, (low, allowed) in ranges.items():
+    wholes = {"tokens": (1, MOST_TOKENS), "top_k": (0, MOST_TOKENS), "seed": (0, 2**63 - 1)}
+    for name, (low, high) in wholes.items():
         value = params[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-            raise DataError(f"{name}={value!r} must be a number {allowed}")
+        if isinstance(value, bool) or not isinstance(value, Integral) or not low <= value <= high:
+            raise DataError(f"{name}={value!r} must be a whole number from {low} to {high}")
+    value = params["temperature"]
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value < math.inf:
+        raise DataError(f"temperature={value!r} must be a number >= 0")
     return params
 
 

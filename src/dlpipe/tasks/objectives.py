@@ -91,7 +91,7 @@ def reconstruction() -> Objective:
 def language_model(token_chars: list[int]) -> Objective:
     """Next-token cross-entropy over every step; per epoch, the perplexity per token and
     the bits per character of text, `token_chars[i]` the characters token i stands for."""
-    chars = torch.tensor(token_chars, dtype=torch.float64)
+    chars = torch.tensor(token_chars)
 
     def nats(logits: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
         return F.cross_entropy(
@@ -99,14 +99,16 @@ def language_model(token_chars: list[int]) -> Objective:
         )
 
     def kept(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        total = nats(logits, y, "sum").double().reshape(1)
+        total = nats(logits, y, "sum").float().reshape(1)
         covered = chars.to(y.device)[y].sum().reshape(1)
         return total, torch.tensor([float(y.numel())], device=y.device), covered
 
     def epoch_metrics(total, tokens, covered) -> dict[str, torch.Tensor]:
+        # Summed in float64 (on the CPU: not every device has it), each step's in float32.
+        total, tokens, covered = (part.cpu().double().sum() for part in (total, tokens, covered))
         return {
-            "perplexity": torch.exp(total.sum() / tokens.sum()).float(),
-            "bpc": (total.sum() / math.log(2) / covered.sum()).float(),
+            "perplexity": torch.exp(total / tokens).float(),
+            "bpc": (total / math.log(2) / covered).float(),
         }
 
     return Objective(

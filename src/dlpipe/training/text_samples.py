@@ -7,17 +7,18 @@ from dlpipe.paths import PREPARED_DIR
 from dlpipe.tasks.writing import prompts, samples
 
 
-def text_samples(meta: dict, val_loader, seed: int) -> list:
+def text_samples(meta: dict, val_loader, seed: int, saved: str | None = None) -> list:
     """The callback logging samples, prompted by the starts of validation windows (held in
-    `val_loader`), for a language model's training; else none. None too where the prepared
-    data's tokeniser is not at hand (a Ray worker on another host)."""
+    `val_loader`), for a language model's training; else none. The tokeniser is read from
+    the prepared data, or from `saved`, its JSON, where that is not at hand (a Ray worker)."""
     if meta["task"] != "language_model":
         return []
-    path = PREPARED_DIR / meta["text"]["file"]
-    if not path.is_file():
-        return []
+    if saved is None:
+        tokeniser = tokenise.load(PREPARED_DIR / meta["text"]["file"])
+    else:
+        tokeniser = tokenise.from_json(saved)
     starts = prompts(val_loader.x)
-    return [TextSamples(tokenise.load(path), starts, meta["text"]["context"], seed)]
+    return [TextSamples(tokeniser, starts, meta["text"]["context"], seed)]
 
 
 class TextSamples(pl.Callback):

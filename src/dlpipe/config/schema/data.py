@@ -206,17 +206,29 @@ TEXTS = "Texts"
 
 def _check_text(data: Data, found: targets.Signature, path: str, name: str) -> None:
     """Texts need a tokeniser, and only texts take one; a source whose return type is not
-    shown may return either."""
-    if found.returns == TEXTS and data.text is None:
+    shown may return either. Settings that make no sense for texts are refused."""
+    texts = TEXTS in found.returns
+    if texts and data.text is None:
         raise ConfigError(
             f"{name} returns texts, which need a tokeniser: set {path}.text.tokeniser "
             f"({', '.join(typing.get_args(Tokeniser))})"
         )
-    if found.returns not in ("", TEXTS) and data.text is not None:
+    if found.returns and not texts and data.text is not None:
+        shown = ", ".join(sorted(found.returns))
         raise ConfigError(
-            f"{path}.text is set, but {name} returns {found.returns}, not texts: leave "
-            f"{path}.text unset"
+            f"{path}.text is set, but {name} returns {shown}, not texts: leave {path}.text unset"
         )
+    if data.text is None:
+        return
+    for key, value in (
+        ("normalise", data.normalise),
+        ("train_per_class", data.train_per_class),
+        ("split.folds", data.split.folds),
+    ):
+        if value not in (None, False):
+            raise ConfigError(
+                f"{path}.{key}={value} is not read for texts: leave it unset (normalise: false)"
+            )
 
 
 def _own(data: dict) -> dict:
@@ -228,7 +240,7 @@ def _listed(key: str, found: targets.Signature) -> bool:
     reading files, the tokeniser for one returning texts."""
     if key in _FOR_FILES:
         return "path" in found.settings
-    return key != "text" or found.returns == TEXTS
+    return key != "text" or TEXTS in found.returns
 
 
 def _signature(data: dict, path: str) -> targets.Signature:

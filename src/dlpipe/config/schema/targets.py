@@ -63,11 +63,12 @@ class Setting:
 @dataclasses.dataclass(frozen=True)
 class Signature:
     """A part's settings by name; `open` when it also takes any other (`**kwargs`);
-    `returns`: the last name of its return type hint, "" where it has none."""
+    `returns`: the names its return type hint is made of (`tuple[np.ndarray, ...]`:
+    tuple, ndarray), none where it has no hint."""
 
     settings: dict[str, Setting]
     open: bool = False
-    returns: str = ""
+    returns: frozenset[str] = frozenset()
 
 
 def signature(target: str, passed: Sequence[str] = ()) -> Signature:
@@ -254,8 +255,7 @@ class _Reader:
                 continue
             hint, given = _split_range(self.hint(arg.annotation))
             settings[arg.arg] = Setting(_config_type(hint), self.default(default), given)
-        returns = ast.unparse(function.returns).rpartition(".")[2] if function.returns else ""
-        return Signature(settings, open=args.kwarg is not None, returns=returns.strip("'\""))
+        return Signature(settings, args.kwarg is not None, _names(function.returns))
 
     def default(self, node: Any) -> Any:
         if node is REQUIRED:
@@ -338,8 +338,32 @@ def _read_imported(part: Callable) -> Signature:
         hint, given = _split_range(hints.get(name, Any))
         settings[name] = Setting(_config_type(hint), parameter.default, given)
     open_ = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    returned = hints.get("return")
-    return Signature(settings, open_, getattr(returned, "__name__", ""))
+    return Signature(settings, open_, _hint_names(hints.get("return")))
+
+
+def _names(node: ast.expr | None) -> frozenset[str]:
+    """The names a type hint's source is made of, each by its last dotted part; a hint in
+    quotes is read as the hint it quotes."""
+    if node is None:
+        return frozenset()
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return _names(ast.parse(node.value, mode="eval").body)
+    found = set()
+    for part in ast.walk(node):
+        if isinstance(part, ast.Name):
+            found.add(part.id)
+        elif isinstance(part, ast.Attribute):
+            found.add(part.attr)
+    return frozenset(found)
+
+
+def _hint_names(hint: Any) -> frozenset[str]:
+    """The names of an imported part's return hint and of the types inside it."""
+    if hint is None:
+        return frozenset()
+    inside = typing.get_args(hint)
+    own = getattr(typing.get_origin(hint) or hint, "__name__", None)
+    return frozenset({own} if own else set()).union(*map(_hint_names, inside))
 
 
 def _split_range(hint: Any) -> tuple[Any, Range]:
