@@ -11,7 +11,17 @@ import pytest
 from tests.conftest import BIN_DIR, ROOT, git_env
 from tests.unit.test_model_catalog import USERS_NET
 
-COMMANDS = ("gradcheck", "reproduce", "runs", "compare", "ui", "models", "promote", "predict")
+COMMANDS = (
+    "gradcheck",
+    "reproduce",
+    "runs",
+    "compare",
+    "ui",
+    "models",
+    "promote",
+    "predict",
+    "generate",
+)
 
 
 def dlpipe(*args: str, cwd=ROOT, env=None) -> subprocess.CompletedProcess:

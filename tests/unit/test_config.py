@@ -15,7 +15,7 @@ from dlpipe.models.registry import LANGUAGE_MODEL, model_task, own_task
 from dlpipe.paths import PROJECT
 from dlpipe.training.lightning_hooks import BestEpoch
 from dlpipe.training.optim import build_optimizer, build_schedule
-from dlpipe.training.train import build_model, build_trainer
+from dlpipe.training.train import build_model, build_task, build_trainer, task_of
 from tests.conftest import CONF_DIR, ROOT, SAMPLE_SHAPES, VOCAB, reads, sample
 
 
@@ -180,18 +180,18 @@ def test_settings_the_model_or_optimiser_refuse_are_config_errors(make_cfg):
         build_optimizer(net.parameters(), **config.to_dict(make_cfg("+optim.betas=1").optim))
 
 
-@pytest.mark.parametrize("preset", options("experiment"))
-def test_every_preset_composes_and_runs_a_fast_dev_run(make_cfg, preset):
-    import lightning.pytorch as pl
-
-    from dlpipe.data.arrays import ArrayLoader
+def _first_samples(cfg, folder: Path) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """What a preset's data gives a training: its meta data and 64 samples. Texts go
+    through the prepare stage: their tokens come from a tokeniser it trains."""
+    from dlpipe.data.arrays import load_prepared
+    from dlpipe.data.prepare import prepare
     from dlpipe.data.sources import load_source
-    from dlpipe.training.train import build_task, task_of
 
-    cfg = make_cfg(f"experiment={preset}")
-    validate(cfg)
-    header = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text().splitlines()[1]
-    assert header.startswith("# python pipelines/") and f"experiment={preset}" in header
+    if cfg.data.get("text") is not None:
+        prepare(cfg.data, folder)
+        data = load_prepared(folder, ("train",))
+        x, y = data.splits["train"]
+        return data.meta, x[:64], y[:64]
     raw = load_source(config.to_dict(cfg.data))
     meta = {
         "task": raw.task,
@@ -200,8 +200,22 @@ def test_every_preset_composes_and_runs_a_fast_dev_run(make_cfg, preset):
         "classes": raw.classes,
         "heads": raw.heads,
     }
-    config.check_monitors(cfg, task_of(cfg, meta), raw.heads)
-    batches = ArrayLoader(torch.tensor(raw.x[:64]), torch.tensor(raw.y[:64]), 16)
+    return meta, torch.tensor(raw.x[:64]), torch.tensor(raw.y[:64])
+
+
+@pytest.mark.parametrize("preset", options("experiment"))
+def test_every_preset_composes_and_runs_a_fast_dev_run(make_cfg, preset, tmp_path):
+    import lightning.pytorch as pl
+
+    from dlpipe.data.arrays import ArrayLoader
+
+    cfg = make_cfg(f"experiment={preset}")
+    validate(cfg)
+    header = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text().splitlines()[1]
+    assert header.startswith("# python pipelines/") and f"experiment={preset}" in header
+    meta, x, y = _first_samples(cfg, tmp_path)
+    config.check_monitors(cfg, task_of(cfg, meta), meta["heads"])
+    batches = ArrayLoader(x, y, 16)
     task = build_task(cfg, meta, build_model(cfg, meta), steps_per_epoch=len(batches))
     trainer = pl.Trainer(
         fast_dev_run=2, logger=False, enable_progress_bar=False, enable_model_summary=False

@@ -199,6 +199,8 @@ _PRESET_TASKS = {
     "digits_gan": "generation",
     "linear_perceptron": "regression",
     "located_digits_cnn": "multitask",
+    "python_docs_gpt": "language_model",
+    "python_docs_lstm": "language_model",
     "sunspots_gru": "forecasting",
     "sunspots_lstm": "forecasting",
     "sunspots_transformer": "forecasting",
