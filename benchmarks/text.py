@@ -3,9 +3,10 @@ classifier against TF-IDF + logistic regression, on the same splits, in one run.
 
     python benchmarks/quality.py --part text
 
-Language model: the preset conf/experiment/python_docs_gpt.yaml, trained and evaluated as
-a user runs it on Python's own documentation (data split seed 0, training seed 42); bits
-per character of its best epoch on the validation text, and on the test text. Baseline:
+Language models: the presets conf/experiment/python_docs_gpt.yaml and
+python_docs_lstm.yaml, each trained and evaluated as a user runs it on Python's own
+documentation (data split seed 0, training seed 42); bits per character of the best
+epoch on the validation text, and on the test text. Baseline:
 interpolated Kneser-Ney character n-grams (benchmarks/ngram.py) of orders 2 to 8 fitted
 on the same training text, the order chosen on the validation text. Bar: validation bits
 per character at least 15% below the n-gram's.
@@ -23,7 +24,7 @@ from pathlib import Path
 import ngram
 from project import stage
 
-LANGUAGE_MODEL, CLASSIFIER = "python_docs_gpt", "rotten_tomatoes_bert"
+LANGUAGE_MODELS, CLASSIFIER = ("python_docs_gpt", "python_docs_lstm"), "rotten_tomatoes_bert"
 # Validation bits per character at most this fraction of the n-gram's.
 LM_BAR = 0.85
 # Test accuracy at most this far below the baseline's.
@@ -51,11 +52,11 @@ def prepared(project: Path) -> dict:
     return json.loads((project / "data/prepared/meta.json").read_text())
 
 
-def language_model_row(project: Path) -> str:
+def language_model_row(project: Path, experiment: str) -> str:
     from dlpipe.data.text import python_docs
     from dlpipe.data.text_prepare import corpus_splits
 
-    metrics, seconds = trained(project, LANGUAGE_MODEL)
+    metrics, seconds = trained(project, experiment)
     ours_val, ours_test = best_epoch(project, "val/bpc"), metrics["test/bpc"]
     cut = prepared(project)["data"]["split"]
     text = corpus_splits(python_docs().texts, cut["val"], cut["test"], cut["seed"])
@@ -63,7 +64,7 @@ def language_model_row(project: Path) -> str:
     ngram_test = ngram.bits_per_char(ngram.fit(text["train"], order), text["test"])
     reached = ours_val <= LM_BAR * by_order[order]
     return (
-        f"| language model (gpt, python_docs) | val bpc {ours_val:.3f}, test {ours_test:.3f} | "
+        f"| `{experiment}` | val bpc {ours_val:.3f}, test {ours_test:.3f} | "
         f"Kneser-Ney order {order}: val {by_order[order]:.3f}, test {ngram_test:.3f} | "
         f"{ours_val / by_order[order] - 1:+.1%} | {seconds:.0f} s | "
         f"{'yes' if reached else 'NO'} |"
@@ -91,7 +92,7 @@ def classifier_row(project: Path) -> str:
     ours = metrics["test/acc"]
     reached = ours >= theirs - ACC_MARGIN
     return (
-        f"| classifier (bert, rotten_tomatoes) | test acc {100 * ours:.2f} | "
+        f"| `{CLASSIFIER}` | test acc {100 * ours:.2f} | "
         f"TF-IDF + LogisticRegression {100 * theirs:.2f} | {100 * (ours - theirs):+.2f} pts | "
         f"{seconds:.0f} s | {'yes' if reached else 'NO'} |"
     )
@@ -99,7 +100,8 @@ def classifier_row(project: Path) -> str:
 
 def run_text(project: Path) -> None:
     """The text part: both rows, each against its baseline measured here."""
-    print("| model | dlpipe | baseline, same split | difference | training | reached |")
+    print("| preset | dlpipe | baseline, same split | difference | training | reached |")
     print("|---|---|---|---|---|---|")
-    print(language_model_row(project), flush=True)
+    for experiment in LANGUAGE_MODELS:
+        print(language_model_row(project, experiment), flush=True)
     print(classifier_row(project), flush=True)

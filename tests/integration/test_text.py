@@ -136,3 +136,17 @@ def test_a_classifier_of_texts_predicts_classes_from_raw_text(project, language_
     assert [line.split(",")[0] for line in out.splitlines()[1:]] == ["fresh", "rotten"]
     code, _, err = dlpipe("generate", run_id, "--prompt", "a fine")
     assert code == 2 and "is a classification model, which writes no text" in err
+
+
+def test_a_sweep_of_language_models_is_one_parent_with_a_child_each(project, language_model):
+    sweep = [*CORPUS, "model=rnn_lm", "model.width=16,32", "model.layers=1", "trainer.max_epochs=1"]
+    run([sys.executable, "pipelines/prepare.py", *CORPUS], project)  # the corpus, once more
+    run([sys.executable, "pipelines/train.py", "-m", *sweep], project)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    every = client.search_runs([client.get_experiment_by_name("dlpipe").experiment_id])
+    (parent,) = [found for found in every if "dlpipe.sweep_dir" in found.data.tags]
+    children = [found for found in every if "mlflow.parentRunId" in found.data.tags]
+    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
+    assert sorted(child.data.params["model.width"] for child in children) == ["16", "32"]
+    assert all(child.info.status == "FINISHED" for child in children)
+    assert all("val/bpc" in child.data.metrics for child in children)
