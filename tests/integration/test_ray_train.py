@@ -220,8 +220,8 @@ def test_workers_that_leave_ray_data_no_cpu_are_refused(head, tmp_path_factory):
 
 
 def test_a_language_model_trains_on_the_cluster(head, tmp_path_factory):
-    """A GPT on a text file under Ray Train: token ids reach the workers, each epoch's
-    bits per character and text samples reach the run."""
+    """A GPT on a text file under Ray Train: token ids reach the workers, the epoch's bits
+    per character and text samples reach the run."""
     from tests.integration.test_text import CORPUS, TINY_GPT, write_corpus
 
     project = make_project(tmp_path_factory.mktemp("ray-text") / "project")
@@ -242,6 +242,6 @@ def test_a_language_model_trains_on_the_cluster(head, tmp_path_factory):
     run_id = json.loads((project / "models/run.json").read_text())["run_id"]
     client = _client(project)
     assert client.get_run(run_id).info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(run_id, "val/bpc")] == [0, 1]
+    assert [m.step for m in client.get_metric_history(run_id, "val/bpc")] == [0]
     samples = [item.path for item in client.list_artifacts(run_id, "samples")]
-    assert samples == ["samples/epoch_001.txt", "samples/epoch_002.txt"]
+    assert samples == ["samples/epoch_001.txt"]

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from dlpipe import cli
-from tests.conftest import assert_one_line_error, make_project, run
+from tests.conftest import make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -117,10 +117,26 @@ def test_the_registered_model_writes_text_as_a_pyfunc(project, language_model):
     assert list(out.columns) == ["text"] and out["text"][1].startswith("if x")
 
 
-def test_a_prompt_longer_than_the_context_is_refused_in_one_line(project, language_model):
-    command = [str(Path(sys.executable).parent / "dlpipe"), "generate", language_model]
-    done = run([*command, "--prompt", "x" * 40], project, check=False)
-    assert_one_line_error(done, "the prompt is 40 tokens, longer than the model's context of 32")
+def test_a_prompt_longer_than_the_context_is_refused_in_one_line(dlpipe, language_model):
+    code, out, err = dlpipe("generate", language_model, "--prompt", "x" * 40)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "error: the prompt is 40 tokens, longer than the model's context of 32: shorten it to "
+        "at most 32 tokens"
+    ]
+
+
+def test_a_sweep_of_language_models_is_one_parent_with_a_child_each(project, language_model):
+    sweep = [*CORPUS, "model=rnn_lm", "model.width=16,32", "model.layers=1", "trainer.max_epochs=1"]
+    run([sys.executable, "pipelines/train.py", "-m", *sweep], project)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    every = client.search_runs([client.get_experiment_by_name("dlpipe").experiment_id])
+    (parent,) = [found for found in every if "dlpipe.sweep_dir" in found.data.tags]
+    children = [found for found in every if "mlflow.parentRunId" in found.data.tags]
+    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
+    assert sorted(child.data.params["model.width"] for child in children) == ["16", "32"]
+    assert all(child.info.status == "FINISHED" for child in children)
+    assert all("val/bpc" in child.data.metrics for child in children)
 
 
 def test_a_classifier_of_texts_predicts_classes_from_raw_text(project, language_model, dlpipe):
@@ -136,17 +152,3 @@ def test_a_classifier_of_texts_predicts_classes_from_raw_text(project, language_
     assert [line.split(",")[0] for line in out.splitlines()[1:]] == ["fresh", "rotten"]
     code, _, err = dlpipe("generate", run_id, "--prompt", "a fine")
     assert code == 2 and "is a classification model, which writes no text" in err
-
-
-def test_a_sweep_of_language_models_is_one_parent_with_a_child_each(project, language_model):
-    sweep = [*CORPUS, "model=rnn_lm", "model.width=16,32", "model.layers=1", "trainer.max_epochs=1"]
-    run([sys.executable, "pipelines/prepare.py", *CORPUS], project)  # the corpus, once more
-    run([sys.executable, "pipelines/train.py", "-m", *sweep], project)
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    every = client.search_runs([client.get_experiment_by_name("dlpipe").experiment_id])
-    (parent,) = [found for found in every if "dlpipe.sweep_dir" in found.data.tags]
-    children = [found for found in every if "mlflow.parentRunId" in found.data.tags]
-    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
-    assert sorted(child.data.params["model.width"] for child in children) == ["16", "32"]
-    assert all(child.info.status == "FINISHED" for child in children)
-    assert all("val/bpc" in child.data.metrics for child in children)
