@@ -155,6 +155,25 @@ def trained_project(tmp_path_factory) -> Path:
     return project
 
 
+def dlpipe_in(project: Path, monkeypatch, capsys):
+    """`dlpipe ARGS` run in this process in `project`, as a fixture returns it: the exit
+    code, stdout and stderr (a subprocess would only add start-up time)."""
+    from dlpipe import cli
+
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
 def stage(project: Path, name: str, *overrides: str) -> subprocess.CompletedProcess:
     """Run pipelines/<name>.py in `project`, whatever its exit code."""
     return run([sys.executable, f"pipelines/{name}.py", *overrides], project, check=False)

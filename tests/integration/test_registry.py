@@ -18,10 +18,10 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from dlpipe import cli
 from tests.conftest import (
     BIN_DIR,
     assert_one_line_error,
+    dlpipe_in,
     file_contents,
     make_project,
     restored,
@@ -70,18 +70,7 @@ def store(tmp_path_factory) -> Store:
 @pytest.fixture
 def dlpipe(store: Store, monkeypatch, capsys):
     """Run `dlpipe ARGS` in the project; its exit code, stdout and stderr."""
-    monkeypatch.chdir(store.project)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        try:
-            code = cli.main(list(args))
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
+    return dlpipe_in(store.project, monkeypatch, capsys)
 
 
 @pytest.fixture(scope="module")

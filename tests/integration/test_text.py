@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from dlpipe import cli
-from tests.conftest import make_project, run
+from tests.conftest import dlpipe_in, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -75,17 +74,7 @@ def language_model(project: Path) -> str:
 @pytest.fixture
 def dlpipe(project: Path, monkeypatch, capsys):
     """Run `dlpipe ARGS` in the project; its exit code, stdout and stderr."""
-    monkeypatch.chdir(project)
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        try:
-            code = cli.main(list(args))
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
+    return dlpipe_in(project, monkeypatch, capsys)
 
 
 def test_a_language_model_logs_its_metrics_and_samples_every_epoch(project, language_model):
