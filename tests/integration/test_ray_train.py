@@ -234,7 +234,7 @@ def test_a_language_model_trains_on_the_cluster(head, tmp_path_factory):
             "pipelines/train.py",
             *CORPUS,
             *TINY_GPT,
-            "trainer.max_epochs=2",
+            "trainer.max_epochs=1",
             *settings,
         ],
         project,
