@@ -4,7 +4,10 @@ Stages, Hydra callbacks and the `dlpipe` command all end this way, so that a scr
 calling any of them tells a mistake (2) from a failed check (1) by the exit code alone.
 """
 
+import gc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 EXIT_USAGE = 2
 
@@ -15,3 +18,15 @@ def fail(message: str) -> None:
 
     print(f"error: {mask_text(message)}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
+
+
+@contextmanager
+def quick_exit() -> Iterator[None]:
+    """Around a process's whole work: however it ends, the objects it made are frozen out
+    of the garbage collector, whose passes over torch's, Lightning's and MLflow's modules
+    at interpreter shutdown take 1.5-2 s of a stage's time and free nothing a process
+    about to end needs freed. Exit handlers (atexit) and buffered output are unaffected."""
+    try:
+        yield
+    finally:
+        gc.freeze()

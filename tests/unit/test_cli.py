@@ -178,3 +178,17 @@ def test_ctrl_c_ends_a_command_quietly():
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=60)
     assert (process.returncode, out, err) == (130, "", "")
+
+
+def test_a_process_ending_in_an_error_still_freezes_its_objects_for_a_quick_exit():
+    """The interpreter's last garbage collection over torch's and MLflow's modules costs a
+    stage seconds: however the work ends, its objects are frozen out of it."""
+    import gc
+
+    from dlpipe.exits import quick_exit
+
+    gc.unfreeze()
+    with pytest.raises(SystemExit), quick_exit():
+        raise SystemExit(2)
+    assert gc.get_freeze_count() > 0
+    gc.unfreeze()

@@ -14,7 +14,7 @@ from dlpipe import __version__
 from dlpipe.cli import check, models, runs, writing
 from dlpipe.cli.args import Parser
 from dlpipe.errors import DlpipeError
-from dlpipe.exits import fail
+from dlpipe.exits import fail, quick_exit
 
 # As a shell reports a command ended by that signal.
 EXIT_PIPE_CLOSED, EXIT_INTERRUPTED = 128 + signal.SIGPIPE, 128 + signal.SIGINT
@@ -27,6 +27,13 @@ def parser() -> argparse.ArgumentParser:
     for group in (check, runs, models, writing):
         group.add_commands(commands)
     return top
+
+
+def command() -> None:
+    """The `dlpipe` executable."""
+    with quick_exit():
+        code = main()
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

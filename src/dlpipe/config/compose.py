@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlpipe.errors import ConfigError, DlpipeError
-from dlpipe.exits import fail
+from dlpipe.exits import fail, quick_exit
 from dlpipe.paths import PROJECT, Outputs
 
 if TYPE_CHECKING:
@@ -199,4 +199,5 @@ def launch(main: Callable[[], None], conf_dir: Path) -> None:
     check_group_choices(argv, conf_dir)
     if not any(arg.startswith("-") for arg in argv):
         compose_checked(conf_dir, argv)
-    main()
+    with quick_exit():
+        main()
