@@ -41,12 +41,14 @@ def write_corpus(path: Path) -> None:
 def write_reviews(path: Path, rows: int = 200) -> None:
     good = ["a fine film", "truly great acting", "loved every minute", "a joy to watch"]
     bad = ["a dull mess", "truly awful acting", "hated every minute", "a chore to watch"]
+    genres = ["comedy", "drama", "horror"]
     texts, verdicts = [], []
     for i in range(rows):
         words = (good if i % 2 else bad)[i % 4]
-        texts.append(f"{words}, said critic {i}")
+        texts.append(f"{words} in a {genres[i % 3]}, said critic {i}")
         verdicts.append("fresh" if i % 2 else "rotten")
-    pd.DataFrame({"review": texts, "verdict": verdicts}).to_csv(path, index=False)
+    genre = [genres[i % 3] for i in range(rows)]
+    pd.DataFrame({"review": texts, "verdict": verdicts, "genre": genre}).to_csv(path, index=False)
 
 
 def trained(project: Path, data: list[str], model: list[str], epochs: int) -> str:
@@ -141,3 +143,28 @@ def test_a_classifier_of_texts_predicts_classes_from_raw_text(project, language_
     assert [line.split(",")[0] for line in out.splitlines()[1:]] == ["fresh", "rotten"]
     code, _, err = dlpipe("generate", run_id, "--prompt", "a fine")
     assert code == 2 and "is a classification model, which writes no text" in err
+
+
+def test_texts_with_two_labels_train_a_head_each_and_predict_both(project, dlpipe):
+    labels = [
+        item if item != "data.label=verdict" else "data.label=[verdict,genre]" for item in REVIEWS
+    ]
+    run_id = trained(project, labels, ["model=bert", "model.width=32", "model.heads=2"], epochs=6)
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics["test/verdict/acc"] >= 0.9 and metrics["test/genre/acc"] >= 0.9, metrics
+    pd.DataFrame({"review": ["truly great acting in a horror"]}).to_csv(
+        project / "new.csv", index=False
+    )
+    code, out, err = dlpipe("predict", run_id, "new.csv")
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.split(",") == [
+        "verdict",
+        "verdict_prob_fresh",
+        "verdict_prob_rotten",
+        "genre",
+        "genre_prob_comedy",
+        "genre_prob_drama",
+        "genre_prob_horror",
+    ]
+    assert row.split(",")[0] == "fresh" and row.split(",")[3] == "horror"

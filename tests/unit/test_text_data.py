@@ -56,6 +56,15 @@ def test_wordpiece_keeps_the_words_and_padding_and_unknown_have_fixed_ids():
     assert tokeniser.token_to_id(tokenise.PAD) == 0 and tokeniser.token_to_id(tokenise.UNKNOWN) == 1
 
 
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "char"])
+def test_the_same_texts_train_the_same_tokeniser_every_time(kind):
+    """Prepared data is reproducible: ties between equally frequent pieces are not broken
+    by hash order (tokenizers' WordPiece trainer would, its issue 1794)."""
+    texts = ["Wel come to the 🤗 Tok en izers libr ary.", *WORDS]
+    trained = {tokenise.train(texts, kind, 300, lowercase=False).to_str() for _ in range(30)}
+    assert len(trained) == 1
+
+
 def test_a_vocabulary_too_small_for_byte_level_bpe_is_refused_in_one_line():
     with pytest.raises(
         ConfigError, match=r"^data.text.vocab_size=100 is below byte-level BPE's 258"
@@ -86,6 +95,47 @@ def test_labelled_texts_become_padded_ids_and_the_tokeniser_sees_training_texts_
     short = tokenise.encode(tokeniser, ["red"])[0]
     ids = tokenise.padded([short], 8)[0]
     assert ids[: len(short)].tolist() == short and not ids[len(short) :].any()
+
+
+def test_several_label_columns_become_a_head_each_with_classes_from_training(tmp_path):
+    path = labelled_table(tmp_path / "train.csv")
+    frame = pd.read_csv(path)
+    frame["size"] = ["small" if i % 3 else "large" for i in range(len(frame))]
+    frame.to_csv(path, index=False)
+    cfg = data_cfg(
+        "dlpipe.data.text.text_table", path=path, text_column="review", label=["kind", "size"]
+    )
+    cfg.text.context = 40  # each text whole
+    meta = prepare(cfg, tmp_path / "prepared")
+    assert meta["task"] == "multitask" and meta["classes"] is None
+    assert [(head["name"], head["classes"], head["outputs"]) for head in meta["heads"]] == [
+        ("kind", ["other", "red"], 1),
+        ("size", ["large", "small"], 1),
+    ]
+    assert meta["num_outputs"] == 2
+    x, y = load_prepared(tmp_path / "prepared").splits["train"]
+    assert x.dtype == torch.int64 and y.dtype == torch.float32 and y.shape == (len(x), 2)
+    texts = tokenise.load(tmp_path / "prepared" / "tokeniser.json")
+    first = tokenise.decode(texts, [token for token in x[0].tolist() if token])
+    row = frame[frame["review"] == first].iloc[0]
+    assert y[0].tolist() == [float(row["kind"] == "red"), float(row["size"] == "small")]
+
+
+def test_a_label_of_one_column_no_training_text_has_is_named_with_its_column(tmp_path):
+    path = labelled_table(tmp_path / "train.csv")
+    frame = pd.read_csv(path).assign(size="small")
+    frame.to_csv(path, index=False)
+    test = tmp_path / "test.csv"
+    frame.head(2).assign(size=["small", "huge"]).to_csv(test, index=False)
+    cfg = data_cfg(
+        "dlpipe.data.text.text_table",
+        path=path,
+        text_column="review",
+        label=["kind", "size"],
+        test_path=str(test),
+    )
+    with pytest.raises(DataError, match=r"^the test texts hold label 'huge' in column 'size',"):
+        prepare(cfg, tmp_path / "prepared")
 
 
 def test_a_corpus_is_cut_into_windows_whose_targets_are_the_next_tokens(tmp_path):

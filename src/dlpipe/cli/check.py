@@ -91,5 +91,6 @@ def _data_shape(data: dict) -> tuple[tuple[int, ...], int, int | None]:
         return raw.x.shape[1:], raw.num_outputs, None
     texts, text = call_source(data), data["text"]
     vocab = text["vocab_size"]
-    outputs = vocab if texts.labels is None else class_outputs(sorted(set(texts.labels)))
+    labels = texts.label_columns.values()
+    outputs = sum(class_outputs(sorted(set(each))) for each in labels) if labels else vocab
     return (text["context"],), outputs, vocab

@@ -84,9 +84,15 @@ class Target:
 
 def multitask(x: np.ndarray, targets: list[Target]) -> RawData:
     """Data with several targets, learnt together by heads on one shared body."""
+    y, heads = stacked(targets, len(x))
+    return RawData(x=x, y=y, task="multitask", heads=heads)
+
+
+def stacked(targets: list[Target], samples: int) -> tuple[np.ndarray, list[dict]]:
+    """The targets' values side by side, float32 (samples, columns), and each one's head."""
     columns, heads = [], []
     for target in targets:
-        values = target.values.reshape(len(x), -1).astype(np.float32)
+        values = target.values.reshape(samples, -1).astype(np.float32)
         columns.append(values)
         heads.append(
             {
@@ -97,7 +103,7 @@ def multitask(x: np.ndarray, targets: list[Target]) -> RawData:
                 "outputs": (class_outputs(target.classes) if target.classes else values.shape[1]),
             }
         )
-    return RawData(x=x, y=np.concatenate(columns, axis=1), task="multitask", heads=heads)
+    return np.concatenate(columns, axis=1), heads
 
 
 def head_slices(heads: list[dict], axis: str) -> dict[str, slice]:

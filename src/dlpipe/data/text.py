@@ -8,9 +8,11 @@ Nothing is downloaded: Python's documentation ships with every Python (pydoc_dat
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 
+from dlpipe.config.schema.targets import Range
 from dlpipe.data.tables import read_frame, require_columns
 from dlpipe.errors import DataError
 
@@ -21,17 +23,28 @@ class Texts:
 
     Attributes:
         texts: the texts, none empty.
-        labels: each text's label (classification); None: a corpus for a language model.
+        labels: each text's label (classification); by name, each text's label of several
+            (multi-task: a classification head each on one shared body); None: a corpus
+            for a language model.
         where: how messages name the data.
     """
 
     texts: list[str]
-    labels: list[str] | None
+    labels: list[str] | dict[str, list[str]] | None
     where: str
 
     @property
     def task(self) -> str:
-        return "language_model" if self.labels is None else "classification"
+        if self.labels is None:
+            return "language_model"
+        return "multitask" if isinstance(self.labels, dict) else "classification"
+
+    @property
+    def label_columns(self) -> dict[str | None, list[str]]:
+        """Each kind of label's labels, text by text; one kind is named None."""
+        if self.labels is None:
+            return {}
+        return self.labels if isinstance(self.labels, dict) else {None: self.labels}
 
 
 # A paragraph at least this long is the same passage wherever it is repeated; a shorter
@@ -124,19 +137,26 @@ def _read_text(file: Path) -> str:
         raise DataError(f"data file {file} cannot be read: {exc.strerror}") from exc
 
 
-def text_table(path: str, text_column: str = "text", label: str = "label") -> Texts:
+def text_table(
+    path: str,
+    text_column: str = "text",
+    label: Annotated[str | list[str], Range(nonempty=True)] = "label",
+) -> Texts:
     """A CSV or Parquet table with a column of texts and a column of their labels: each
-    distinct label is a class."""
+    distinct label is a class. Several label columns (a list) make multi-task data: a
+    classification head per column on one shared body."""
     file = Path(path)
     frame = read_frame(file)
+    columns = list(label) if isinstance(label, list) else [label]
     require_columns(frame, [text_column], file, "data.text_column")
-    require_columns(frame, [label], file, "data.label")
-    missing = frame[label].isna().to_numpy().nonzero()[0]
-    if len(missing):
-        raise DataError(
-            f"data file {path}: row {missing[0] + 1} has no label in column '{label}': fill "
-            "it or drop the row"
-        )
+    require_columns(frame, columns, file, "data.label")
+    for name in columns:
+        missing = frame[name].isna().to_numpy().nonzero()[0]
+        if len(missing):
+            raise DataError(
+                f"data file {path}: row {missing[0] + 1} has no label in column '{name}': "
+                "fill it or drop the row"
+            )
     column = frame[text_column]
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         raise DataError(
@@ -145,8 +165,9 @@ def text_table(path: str, text_column: str = "text", label: str = "label") -> Te
         )
     texts = [str(value) for value in column.fillna("")]
     rows = [f"row {row + 1} (column '{text_column}')" for row in range(len(texts))]
-    labels = [str(value) for value in frame[label]]
-    return Texts(_nonempty(texts, rows, f"data file {path}"), labels, f"data file {path}")
+    labels = {name: [str(value) for value in frame[name]] for name in columns}
+    chosen = labels if len(columns) > 1 else labels[columns[0]]
+    return Texts(_nonempty(texts, rows, f"data file {path}"), chosen, f"data file {path}")
 
 
 def _nonempty(texts: list[str], names: list[str], where: str) -> list[str]:

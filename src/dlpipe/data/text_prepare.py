@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 
 from dlpipe import files
 from dlpipe.data import tokenise
-from dlpipe.data.raw import class_outputs
+from dlpipe.data.raw import Target, class_outputs, stacked
 from dlpipe.data.shards import FOLDER
 from dlpipe.data.sources import call_source
 from dlpipe.data.splitting import SPLITS
@@ -52,7 +52,7 @@ def prepare_text(settings: dict, out_dir, source: dict) -> dict:
     """Prepare the texts of `settings` into `out_dir`; return meta.json's content."""
     texts, text = read_texts(settings), settings["text"]
     labelled = texts.labels is not None
-    parts, classes, how = (labelled_splits if labelled else _corpus_splits)(texts, settings)
+    parts, targets, how = (labelled_splits if labelled else _corpus_splits)(texts, settings)
     training = parts["train"][0] if labelled else [parts["train"]]
     tokeniser = tokenise.train(training, text["tokeniser"], text["vocab_size"], text["lowercase"])
     context = text["context"]
@@ -67,6 +67,7 @@ def prepare_text(settings: dict, out_dir, source: dict) -> dict:
             for name, part in parts.items()
         }
     vocab = tokeniser.get_vocab_size()
+    targets = targets or {"num_outputs": vocab, "classes": None, "heads": None}
     record = {
         "tokeniser": text["tokeniser"],
         "file": TOKENISER_FILE,
@@ -80,9 +81,7 @@ def prepare_text(settings: dict, out_dir, source: dict) -> dict:
         "source": source,
         "task": texts.task,
         "input_shape": [context],
-        "num_outputs": class_outputs(classes) if labelled else vocab,
-        "classes": classes,
-        "heads": None,
+        **targets,
         "pixel_range": None,
         "padded": False,
         "sizes": {name: len(arrays[name][1]) for name in SPLITS},
@@ -107,29 +106,59 @@ def _write(out_dir, arrays: dict, tokeniser, meta: dict) -> None:
     files.write_json(out_dir / "meta.json", meta)
 
 
-def labelled_splits(texts: Texts, settings: dict) -> tuple[dict, list[str], dict]:
-    """Each split's (texts, label indices), the classes, and where the splits came from:
-    files where data.test_path or data.val_path name them, else stratified fractions."""
+def labelled_splits(texts: Texts, settings: dict) -> tuple[dict, dict, dict]:
+    """Each split's (texts, labels), what the labels are (meta.json's num_outputs, classes
+    and heads), and where the splits came from: files where data.test_path or
+    data.val_path name them, else fractions stratified by the (first) label.
+
+    One label: int64 class indices. Several: float32 (n, labels), a class index each."""
     cut = settings["split"]
     given = {name: settings.get(f"{name}_path") for name in ("test", "val")}
     pool = list(range(len(texts.texts)))
-    labels = np.asarray(texts.labels)
+    columns = {name: np.asarray(labels) for name, labels in texts.label_columns.items()}
+    strata = next(iter(columns.values()))
     parts, how = {}, {"mode": "files" if any(given.values()) else "fractions"}
     for name in ("test", "val"):
         if given[name] is not None:
             other = read_texts(settings, given[name])
-            parts[name], how[name] = (other.texts, other.labels), given[name]
+            parts[name], how[name] = (other.texts, other.label_columns), given[name]
             continue
         # Fractions of the whole set, as for other data: validation's, of what test left.
         carved_test = name == "val" and given["test"] is None
         fraction = cut["val"] / (1 - cut["test"]) if carved_test else cut[name]
-        pool, chosen = _stratified(pool, labels, fraction, cut["seed"], name)
-        parts[name] = ([texts.texts[i] for i in chosen], labels[chosen].tolist())
+        pool, chosen = _stratified(pool, strata, fraction, cut["seed"], name)
+        parts[name] = _chosen(texts.texts, columns, chosen)
         how[name] = cut[name]
-    parts["train"] = ([texts.texts[i] for i in pool], labels[pool].tolist())
-    classes = sorted(set(parts["train"][1]))
-    indexed = {name: (part[0], _indices(part[1], classes, name)) for name, part in parts.items()}
-    return indexed, classes, how
+    parts["train"] = _chosen(texts.texts, columns, pool)
+    classes = {label: sorted(set(values)) for label, values in parts["train"][1].items()}
+    indexed = {name: (part[0], _targets(part[1], classes, name)) for name, part in parts.items()}
+    if len(classes) == 1:
+        (only,) = classes.values()
+        targets = {"num_outputs": class_outputs(only), "classes": only, "heads": None}
+        return {name: (x, y[:, 0]) for name, (x, y) in indexed.items()}, targets, how
+    as_heads = {name: _as_heads(y, classes) for name, (_, y) in indexed.items()}
+    heads = as_heads["train"][1]
+    targets = {"num_outputs": sum(head["outputs"] for head in heads), "classes": None}
+    split = {name: (part[0], as_heads[name][0]) for name, part in indexed.items()}
+    return split, {**targets, "heads": heads}, how
+
+
+def _as_heads(y: np.ndarray, classes: dict[str, list[str]]) -> tuple[np.ndarray, list[dict]]:
+    """Several labels' class indices as multi-task targets, and a head for each."""
+    found = [Target(label, y[:, i], names) for i, (label, names) in enumerate(classes.items())]
+    return stacked(found, len(y))
+
+
+def _chosen(texts: list[str], columns: dict[str, np.ndarray], rows) -> tuple[list, dict]:
+    """The texts at `rows`, and their labels of each kind."""
+    labels = {name: values[rows].tolist() for name, values in columns.items()}
+    return [texts[i] for i in rows], labels
+
+
+def _targets(columns: dict, classes: dict[str, list[str]], name: str) -> np.ndarray:
+    """Each kind of label's class indices, side by side: int64 (n, kinds)."""
+    found = [_indices(columns[label], names, name, label) for label, names in classes.items()]
+    return np.stack(found, axis=1)
 
 
 def _stratified(pool: list[int], labels: np.ndarray, fraction: float, seed: int, name: str):
@@ -146,11 +175,12 @@ def _stratified(pool: list[int], labels: np.ndarray, fraction: float, seed: int,
     return kept, chosen
 
 
-def _indices(labels: list[str], classes: list[str], name: str) -> np.ndarray:
+def _indices(labels: list[str], classes: list[str], name: str, column: str | None) -> np.ndarray:
     unknown = sorted(set(labels) - set(classes))
     if unknown:
+        of = f" in column '{column}'" if column else ""
         raise DataError(
-            f"the {name} texts hold label '{unknown[0]}', which no training text has "
+            f"the {name} texts hold label '{unknown[0]}'{of}, which no training text has "
             f"({', '.join(classes)}): a model cannot learn it; drop those rows or add "
             "training texts of it"
         )

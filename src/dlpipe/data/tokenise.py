@@ -12,6 +12,7 @@ Id 0 is padding and id 1 stands for what the vocabulary lacks. A tokeniser is sa
 one JSON file (its own format), with the prepared data and inside a served model.
 """
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import get_args
@@ -26,6 +27,8 @@ from dlpipe.errors import ConfigError, DataError
 KINDS = get_args(Tokeniser)
 PAD, UNKNOWN = "[PAD]", "[UNK]"
 SPECIAL = [PAD, UNKNOWN]
+# What starts a word piece that continues a word (WordPiece's).
+CONTINUES = "##"
 # Byte-level BPE starts from every byte, and the special tokens.
 BPE_BASE = 256 + len(SPECIAL)
 
@@ -40,8 +43,41 @@ def train(texts: Iterable[str], kind: str, vocab_size: int, lowercase: bool) -> 
     tokeniser, trainer = _untrained(kind, vocab_size)
     if lowercase:
         tokeniser.normalizer = normalizers.Lowercase()
+    if kind != "wordpiece":
+        tokeniser.train_from_iterator(texts, trainer)
+        return _literal(tokeniser)
+    texts = list(texts)
+    pieces = _continuations(tokeniser, texts)
+    # The trainer makes a piece such as "##e" on first meeting it, in hash order, and breaks
+    # ties between equally frequent merges by the pieces' ids: the same texts would train
+    # another vocabulary each time (tokenizers' issue 1794). Given first, as special tokens
+    # (whose ids come first, in this order), each has the same id every time; then they
+    # are made plain pieces of the vocabulary again.
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=[*SPECIAL, *pieces], show_progress=False
+    )
     tokeniser.train_from_iterator(texts, trainer)
-    return _literal(tokeniser)
+    return _literal(_unmarked(tokeniser, set(pieces)))
+
+
+def _continuations(tokeniser: Tokenizer, texts: list[str]) -> list[str]:
+    """Every piece "##<c>" the WordPiece trainer will start from, in order: each character
+    that follows another within a word, as the tokeniser normalises and splits texts."""
+    found = set()
+    for text in texts:
+        normal = tokeniser.normalizer.normalize_str(text) if tokeniser.normalizer else text
+        for word, _ in tokeniser.pre_tokenizer.pre_tokenize_str(normal):
+            found.update(word[1:])
+    return [f"{CONTINUES}{char}" for char in sorted(found)]
+
+
+def _unmarked(tokeniser: Tokenizer, tokens: set[str]) -> Tokenizer:
+    """`tokeniser` with `tokens`, special in training, plain tokens of its vocabulary."""
+    state = json.loads(tokeniser.to_str())
+    state["added_tokens"] = [
+        token for token in state["added_tokens"] if token["content"] not in tokens
+    ]
+    return Tokenizer.from_str(json.dumps(state))
 
 
 def _literal(tokeniser: Tokenizer) -> Tokenizer:
@@ -51,7 +87,7 @@ def _literal(tokeniser: Tokenizer) -> Tokenizer:
     return tokeniser
 
 
-def _untrained(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
+def _untrained(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer | None]:
     if kind == "bpe":
         tokeniser = Tokenizer(models.BPE(unk_token=UNKNOWN))
         tokeniser.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -63,13 +99,11 @@ def _untrained(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]
             initial_alphabet=alphabet,
             show_progress=False,
         )
-    if kind == "wordpiece":
+    if kind == "wordpiece":  # its trainer is made by `train`, which needs the texts
         tokeniser = Tokenizer(models.WordPiece(unk_token=UNKNOWN))
         tokeniser.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokeniser.decoder = decoders.WordPiece()
-        return tokeniser, trainers.WordPieceTrainer(
-            vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False
-        )
+        return tokeniser, None
     if kind == "char":
         tokeniser = Tokenizer(models.WordLevel(unk_token=UNKNOWN))
         # Every character its own token, line breaks included.
