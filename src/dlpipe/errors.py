@@ -29,5 +29,9 @@ class LineageError(DlpipeError):
     """The code or data at hand is not what a run was trained with."""
 
 
+class SearchMisdirected(ConfigError):
+    """A search goes the other way from its objective: every trial would find the worst."""
+
+
 class SearchStopped(DlpipeError):
     """A search stopped before its last trial: too many of its trials failed."""

@@ -6,15 +6,20 @@ a classifier trained on a table of labelled texts predicts classes from raw text
 """
 
 import json
+import os
+import shutil
+import signal
 import sys
 from pathlib import Path
 
 import mlflow
+import optuna
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import dlpipe_in, make_project, run
+from tests.conftest import dlpipe_in, make_project, run, start_until
 
 pytestmark = pytest.mark.slow
 
@@ -117,14 +122,79 @@ def test_a_prompt_longer_than_the_context_is_refused_in_one_line(dlpipe, languag
     ]
 
 
+def test_a_language_model_killed_mid_training_goes_on_to_the_same_end(
+    project, language_model, tmp_path
+):
+    """kill -9 after the first of two epochs, then the same command: the training goes on
+    from models/last.ckpt in its run, and ends as the uninterrupted one (the fixture's)."""
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, symlinks=True)
+    shutil.rmtree(copy / "models")
+    command = [sys.executable, "pipelines/train.py", *CORPUS, *TINY_GPT, "trainer.max_epochs=2"]
+    killed = start_until(command, copy, "epoch 1/2", start_new_session=True)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.communicate(timeout=60)
+    run_id = json.loads((copy / "models" / "resume.json").read_text())["run_id"]
+    said = run(command, copy)
+    assert f"resuming run {run_id} from models/last.ckpt after epoch 1" in said.stdout + said.stderr
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    assert client.get_run(run_id).info.status == "FINISHED"
+    resumed, whole = (client.get_metric_history(i, "val/bpc") for i in (run_id, language_model))
+    assert [(m.step, m.value) for m in resumed] == [(m.step, m.value) for m in whole]
+    samples = [item.path for item in client.list_artifacts(run_id, "samples")]
+    assert samples == ["samples/epoch_001.txt", "samples/epoch_002.txt"]
+    written = [
+        Path(client.download_artifacts(i, "samples/epoch_002.txt", str(tmp_path / i))).read_text()
+        for i in (run_id, language_model)
+    ]
+    assert written[0] == written[1]
+
+
+def test_a_search_of_language_models_minimises_their_loss(project, language_model):
+    search = [
+        sys.executable,
+        "pipelines/train.py",
+        "-m",
+        *CORPUS,
+        "model=rnn_lm",
+        "model.width=16",
+        "model.layers=1",
+        "search.n_trials=2",
+        "trainer.max_epochs=1",
+    ]
+    refused = run([*search, "search=digits", "search.study=upward"], project, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: study 'upward' would maximize val/loss, which is better lower: set "
+        "hydra.sweeper.direction=minimize (search=language_model does, for language models) "
+        "and a new search.study (a study keeps its first direction)"
+    )
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    upward = optuna.load_study(study_name="upward", storage=storage).trials
+    assert [t.state for t in upward] == [optuna.trial.TrialState.FAIL]  # stopped at the first
+    run([*search, "search=language_model", "search.study=downward"], project)
+    trials = optuna.load_study(study_name="downward", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    (best,) = project.glob("multirun/*/*/best_params.yaml")
+    assert yaml.safe_load(best.read_text())["value"] == min(t.value for t in trials)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("dlpipe").experiment_id
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
+
+
 def test_a_sweep_of_language_models_is_one_parent_with_a_child_each(project, language_model):
     sweep = [*CORPUS, "model=rnn_lm", "model.width=16,32", "model.layers=1", "trainer.max_epochs=1"]
     run([sys.executable, "pipelines/train.py", "-m", *sweep], project)
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     every = client.search_runs([client.get_experiment_by_name("dlpipe").experiment_id])
-    (parent,) = [found for found in every if "dlpipe.sweep_dir" in found.data.tags]
-    children = [found for found in every if "mlflow.parentRunId" in found.data.tags]
-    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
+    # The sweep's, not a search's (whose children are trials).
+    children = [
+        found
+        for found in every
+        if "mlflow.parentRunId" in found.data.tags and "optuna.trial" not in found.data.tags
+    ]
+    (parent,) = {child.data.tags["mlflow.parentRunId"] for child in children}
+    assert "dlpipe.sweep_dir" in client.get_run(parent).data.tags
     assert sorted(child.data.params["model.width"] for child in children) == ["16", "32"]
     assert all(child.info.status == "FINISHED" for child in children)
     assert all("val/bpc" in child.data.metrics for child in children)

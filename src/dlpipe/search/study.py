@@ -17,7 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from dlpipe import files
-from dlpipe.errors import ConfigError
+from dlpipe.errors import ConfigError, SearchMisdirected
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -88,6 +88,9 @@ def record_outcome(
     """Tell the study how a job ended: its returned score, pruned, or failed."""
     if result.status == JobStatus.COMPLETED:
         study.tell(trial, float(result.return_value))
+    elif isinstance(result._return_value, SearchMisdirected):  # so would every trial be
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise result._return_value
     elif isinstance(result._return_value, optuna.TrialPruned):
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
@@ -106,17 +109,37 @@ def make_pruner(settings: DictConfig | None) -> optuna.pruners.BasePruner:
     return instantiate(settings, _execution_whitelist_=("optuna.pruners.*",))
 
 
+def check_direction(study: optuna.Study, cfg: DictConfig) -> None:
+    """A search must seek its objective's better end: a trial returns the best checkpoint
+    monitor, better higher or lower (trainer.checkpoint_mode, from the task when unset)."""
+    monitor, mode = cfg.trainer.checkpoint_monitor, cfg.trainer.checkpoint_mode
+    wanted = "maximize" if mode == "max" else "minimize"
+    going = [direction.name.lower() for direction in study.directions]
+    if going != [wanted]:
+        better = "higher" if mode == "max" else "lower"
+        raise SearchMisdirected(
+            f"study '{study.study_name}' would {' and '.join(going)} {monitor}, which is better "
+            f"{better}: set hydra.sweeper.direction={wanted} (search=language_model does, for "
+            "language models) and a new search.study (a study keeps its first direction)"
+        )
+
+
+def loaded(cfg: DictConfig) -> optuna.Study:
+    """The study of the search a job is a trial of."""
+    # The job decides on pruning itself, so it needs the study's pruner, not Optuna's default.
+    return optuna.load_study(
+        study_name=cfg.search.study,
+        storage=cfg.search.storage,
+        pruner=make_pruner(cfg.search.pruner),
+    )
+
+
 def job_trial(cfg: DictConfig) -> optuna.trial.Trial | None:
     """The trial this job runs for, when a dlpipe search launched it."""
     number = cfg.get("search", {}).get("trial")
     if number is None:
         return None
-    # The job decides on pruning itself, so it needs the study's pruner, not Optuna's default.
-    study = optuna.load_study(
-        study_name=cfg.search.study,
-        storage=cfg.search.storage,
-        pruner=make_pruner(cfg.search.pruner),
-    )
+    study = loaded(cfg)
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return optuna.trial.Trial(study, trial_id)
 

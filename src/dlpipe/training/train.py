@@ -304,13 +304,15 @@ def _search_trial(cfg: DictConfig) -> tuple[object, tuple]:
     trial (Tune's scheduler stops it) and the callback that reports each epoch to Tune."""
     if _search_runner(cfg) is None:
         return None, ()
+    from dlpipe.search import study as search
+
     if _search_runner(cfg) == "ray":
         from dlpipe.search.reporting import EpochToTune
 
+        search.check_direction(search.loaded(cfg), cfg)
         return None, (EpochToTune(cfg.trainer.checkpoint_monitor),)
-    from dlpipe.search import study as search
-
     trial = search.job_trial(cfg)
+    search.check_direction(trial.study, cfg)
     return trial, (search.pruning_callback(trial, cfg.trainer.checkpoint_monitor),)
 
 
