@@ -1,6 +1,8 @@
 """Text data: tokenisers, the prepare stage's token ids and splits, and text in for a
 served model, with bad input said in one line."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,10 +146,17 @@ def test_a_corpus_is_cut_into_windows_whose_targets_are_the_next_tokens(tmp_path
     meta = prepare(data_cfg("dlpipe.data.text.text_files", path=str(corpus)), tmp_path / "out")
     assert meta["task"] == "language_model" and meta["num_outputs"] == meta["text"]["vocab_size"]
     data = load_prepared(tmp_path / "out")
-    for x, y in data.splits.values():
-        assert torch.equal(x[:, 1:], y[:, :-1])
-    train = data.splits["train"][0]
-    assert torch.equal(train[1, :4], train[0, 4:])  # training windows overlap by half
+    x, y = data.splits["train"]
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    assert torch.equal(x[1, :4], x[0, 4:])  # windows overlap by half
+    x, y = data.splits["val"]
+    scored = y != tokenise.UNSCORED
+    assert scored[0].all() and not scored[1:, :4].any() and scored[1:, 4:].all()
+    assert torch.equal(x[:, 1:][scored[:, :-1]], y[:, :-1][scored[:, :-1]])
+    # Each token of the text after the first once, in the order of the text.
+    ids = torch.cat([y[0], *(row[4:] for row in y[1:])])
+    assert torch.equal(ids, y[scored])
+    assert torch.equal(x[0, 1:], ids[:7]) and torch.equal(x[1], ids[3:11])
 
 
 def test_corpus_splits_share_no_text_and_follow_the_seed():
@@ -246,6 +255,10 @@ def test_bits_per_character_of_a_uniform_model_are_log2_of_the_vocabulary_per_ch
     metrics = objective.metrics(*objective.keep(logits, y, y))
     assert metrics["perplexity"].item() == pytest.approx(4.0)
     assert metrics["bpc"].item() == pytest.approx(2.0 * 4 / 9)  # 2 bits a token, 9 characters
+    y[0, 1] = tokenise.UNSCORED  # scored in the window before: neither its bits nor its text
+    assert objective.loss(logits, y, y).item() == pytest.approx(math.log(4))
+    metrics = objective.metrics(*objective.keep(logits, y, y))
+    assert metrics["bpc"].item() == pytest.approx(2.0 * 3 / 7)
 
 
 def test_a_tokeniser_for_data_that_is_not_text_and_text_without_one_are_refused():

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from dlpipe.data.raw import head_slices, misplaced_padding
+from dlpipe.data.tokenise import UNSCORED
 from dlpipe.errors import DataError
 
 RERUN_PREPARE = "rerun the prepare stage: `dvc repro prepare` or `python pipelines/prepare.py`"
@@ -144,7 +145,10 @@ def _bad_tokens(x: torch.Tensor, y: torch.Tensor, meta: dict) -> str:
     for name, ids in tokens:
         if ids.is_floating_point() or ids.dtype == torch.bool:
             return f"{name} holds {ids.dtype} values, but token ids must be integers"
-        bad = ((ids < 0) | (ids >= size)).reshape(len(ids), -1).any(dim=1)
+        off = (ids < 0) | (ids >= size)
+        if name == "y":  # a target an earlier window scored
+            off &= ids != UNSCORED
+        bad = off.reshape(len(ids), -1).any(dim=1)
         if bad.any():
             return (
                 f"{name} of sample {int(bad.nonzero()[0])} holds a token id outside 0 to {size - 1}"

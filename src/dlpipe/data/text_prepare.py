@@ -5,7 +5,8 @@ data.val_path); each becomes data.text.context token ids, cut after that many, p
 0) after its end. A corpus (language modelling) is split by position, its texts first
 shuffled with the split seed, so that no stretch of text is in two splits; each split
 becomes windows of data.text.context tokens, the targets the same tokens one step on.
-Training windows overlap by half, to show more beginnings; the others do not.
+Windows overlap by half: training's, to show more beginnings; validation's and test's, so
+that each token is scored once, with at least half a context of text before it.
 
 Layout written to the output directory:
     train.npz, val.npz, test.npz   `x` int64 token ids (n, context); `y` int64 labels (n,)
@@ -223,8 +224,10 @@ def corpus_splits(texts: list[str], val: float, test: float, seed: int) -> dict[
 
 
 def _windows(ids: list[int], context: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (n, context) and targets, the tokens one step on: training windows start
-    every context // 2 tokens, the others every `context`."""
+    """Inputs (n, context) and targets, the tokens one step on, windows starting every
+    context // 2 tokens. Training scores every target; validation and test score each
+    token once, a window after the first only its last context // 2 targets, so every
+    token scored has at least half a context before it (UNSCORED the others)."""
     tokens = np.asarray(ids, dtype=np.int64)
     if len(tokens) < context + 1:
         more = f"raise data.split.{name}" if name != "train" else "lower data.split.val and test"
@@ -232,10 +235,13 @@ def _windows(ids: list[int], context: int, name: str) -> tuple[np.ndarray, np.nd
             f"data.text.context={context} exceeds the {name} split's {len(tokens)} tokens: "
             f"lower data.text.context or {more}"
         )
-    stride = max(1, context // 2) if name == "train" else context
+    stride = max(1, context // 2)
     starts = np.arange(0, len(tokens) - context, stride)
     index = starts[:, None] + np.arange(context)[None]
-    return tokens[index], tokens[index + 1]
+    targets = tokens[index + 1]
+    if name != "train":
+        targets[1:, : context - stride] = tokenise.UNSCORED  # the window before scored them
+    return tokens[index], targets
 
 
 def _content_hash(arrays: dict, tokeniser: str) -> str:

@@ -27,6 +27,9 @@ from dlpipe.errors import ConfigError, DataError
 KINDS = get_args(Tokeniser)
 PAD, UNKNOWN = "[PAD]", "[UNK]"
 SPECIAL = [PAD, UNKNOWN]
+# A language model's target that is not scored (torch's cross-entropy ignores it): a
+# token an earlier, overlapping window scored already.
+UNSCORED = -100
 # What starts a word piece that continues a word (WordPiece's).
 CONTINUES = "##"
 # Byte-level BPE starts from every byte, and the special tokens.

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from torchmetrics.functional import accuracy
 
 from dlpipe.data.raw import head_slices
+from dlpipe.data.tokenise import UNSCORED
 from dlpipe.tasks.metrics import predicted_classes
 
 if TYPE_CHECKING:
@@ -89,19 +90,24 @@ def reconstruction() -> Objective:
 
 
 def language_model(token_chars: list[int]) -> Objective:
-    """Next-token cross-entropy over every step; per epoch, the perplexity per token and
-    the bits per character of text, `token_chars[i]` the characters token i stands for."""
+    """Next-token cross-entropy over every scored step (targets UNSCORED are not); per
+    epoch, the perplexity per token and the bits per character of text, `token_chars[i]`
+    the characters token i stands for."""
     chars = torch.tensor(token_chars)
 
     def nats(logits: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
         return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction
+            logits.reshape(-1, logits.shape[-1]),
+            y.reshape(-1),
+            reduction=reduction,
+            ignore_index=UNSCORED,
         )
 
     def kept(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         total = nats(logits, y, "sum").float().reshape(1)
-        covered = chars.to(y.device)[y].sum().reshape(1)
-        return total, torch.tensor([float(y.numel())], device=y.device), covered
+        scored = y[y != UNSCORED]
+        covered = chars.to(y.device)[scored].sum().reshape(1)
+        return total, torch.tensor([float(scored.numel())], device=y.device), covered
 
     def epoch_metrics(total, tokens, covered) -> dict[str, torch.Tensor]:
         # Summed in float64 (on the CPU: not every device has it), each step's in float32.
