@@ -106,7 +106,8 @@ def _worker_hosts(site: Site, run) -> list[str]:
 
 def test_training_spans_two_hosts_and_is_read_back_from_the_server(site: Site):
     training = _training(site, site.project, *site.data, "cluster.num_workers=2")
-    trained = _on_head(site, [*training, "trainer.max_epochs=2"])
+    # One epoch: under Ray Data, each epoch of these tiny shards takes half a minute.
+    trained = _on_head(site, [*training, "trainer.max_epochs=1"])
     assert "ReadFiles" in trained.stdout + trained.stderr  # Ray Data read the shards
     _on_head(
         site, [BIN_DIR / "python", "pipelines/evaluate.py", f"tracking.uri={site.tracking.uri}"]
@@ -116,7 +117,7 @@ def test_training_spans_two_hosts_and_is_read_back_from_the_server(site: Site):
     trained = client.get_run(run_id)
     assert trained.info.status == "FINISHED"
     assert sorted(_worker_hosts(site, trained)) == [site.hosts.address(h) for h in WORKERS]
-    assert _epochs(client, run_id) == [0, 1]
+    assert _epochs(client, run_id) == [0]
     assert trained.data.metrics["test/acc"] >= 0.9
     assert trained.info.artifact_uri.startswith("mlflow-artifacts:")  # served, not a path
     assert "plots/confusion.png" in {a.path for a in client.list_artifacts(run_id, "plots")}
