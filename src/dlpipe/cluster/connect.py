@@ -48,12 +48,6 @@ def check_reachable(address: str, timeout: float) -> None:
             time.sleep(0.5)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _bound_ray_retries(timeout: float) -> None:
     """Make Ray give up on a head that accepts connections but does not answer in time."""
     seconds = str(max(1, int(timeout)))
@@ -92,25 +86,15 @@ def connect(
     if code:
         runtime_env["py_modules"] = [str(path) for path in code]
     if address is None:
-        port = _free_port()
-        runtime_env["env_vars"] = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
         ray.init(
             address="local",
             num_cpus=cpus,
-            # Ray Train's placement-group cleaner asks the dashboard whether the training's
-            # controller lives: without one, each training's end waits 12 s on it.
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            dashboard_port=port,
+            include_dashboard=False,
             log_to_driver=True,
             runtime_env=runtime_env,
         )
         return "a local Ray cluster"
     check_reachable(address, timeout)
-    if "://" not in address and address != "auto":
-        # Where Ray's state API, asked from a worker, finds the cluster: else the last one
-        # `ray start` made on that machine, maybe long gone.
-        runtime_env["env_vars"] = {"RAY_ADDRESS": address}
     try:
         ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
     except (ConnectionError, RuntimeError, ValueError) as exc:
