@@ -176,7 +176,7 @@ class RayCluster:
 
     def start(self, timeout: float = 120) -> None:
         head = ["--head", f"--port={RAY_PORT}", f"--num-cpus={self.head_cpus}"]
-        self._node(0, [*head, "--include-dashboard=false"])
+        self._node(0, head)  # with its dashboard, as `ray start --head` has by default
         self._wait_for(1, timeout)
         for host in range(1, len(self.hosts.names)):
             self.join(host)

@@ -132,7 +132,7 @@ def test_training_spans_two_hosts_and_is_read_back_from_the_server(site: Site):
 
 
 # Where a search's trials run: on the Hydra runner through the Ray launcher, spread over
-# the hosts, or on Ray Tune.
+# the hosts (the killed and resumed search below), or on Ray Tune.
 LAUNCHER = ["hydra/launcher=dlpipe_ray", "hydra.launcher.ray.remote.scheduling_strategy=SPREAD"]
 TUNE = ["search.runner=ray"]
 
@@ -155,28 +155,33 @@ def _search(site: Site, study: str, storage: str, runner: list[str] = LAUNCHER) 
     ]
 
 
-@pytest.mark.parametrize("runner", [LAUNCHER, TUNE], ids=["launcher", "tune"])
-def test_search_runs_two_trials_at_once_on_two_hosts_in_one_study(site: Site, runner):
-    study = "cluster" if runner is LAUNCHER else "cluster-tune"
-    storage = site.postgres.create(study.replace("-", "_"))
-    _on_head(site, _search(site, study, storage, runner), RAY_ADDRESS=site.ray.address)
-    trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
-    assert sorted(t.number for t in trials) == list(range(6))
+def _study_runs(site: Site, study: str) -> list:
+    """The MLflow runs of the study's trials (not its parent runs)."""
     client = _client(site)
-    children = client.search_runs(
+    runs = client.search_runs(
         [client.get_experiment_by_name("dlpipe").experiment_id],
         filter_string=f"tags.`optuna.study` = '{study}'",
     )
-    numbered = [r for r in children if "optuna.trial" in r.data.tags]
+    return [r for r in runs if "optuna.trial" in r.data.tags]
+
+
+def test_a_tune_search_runs_two_trials_at_once_on_two_hosts_in_one_study(site: Site):
+    storage = site.postgres.create("cluster_tune")
+    _on_head(site, _search(site, "cluster-tune", storage, TUNE), RAY_ADDRESS=site.ray.address)
+    study = optuna.load_study(study_name="cluster-tune", storage=storage)
+    assert sorted(t.number for t in study.get_trials(deepcopy=False)) == list(range(6))
+    numbered = _study_runs(site, "cluster-tune")
     assert sorted(int(r.data.tags["optuna.trial"]) for r in numbered) == list(range(6))
     assert len({r.data.tags["mlflow.parentRunId"] for r in numbered}) == 1
     said = {r.info.status: r.data.tags.get("dlpipe.failure") for r in numbered}
     assert set(said) == {"FINISHED"}, said
-    # Each trial trained on a worker host (the head has no CPUs for work); the launcher
-    # spreads them over both, Tune places them where Ray finds room.
-    hosts = {r.data.tags["ray.node"] for r in numbered}
-    workers = {site.hosts.address(h) for h in WORKERS}
-    assert hosts == workers if runner is LAUNCHER else hosts <= workers
+    # Each trial trained on a worker host (the head has no CPUs for work), where Ray found
+    # room.
+    assert {r.data.tags["ray.node"] for r in numbered} <= _worker_addresses(site)
+
+
+def _worker_addresses(site: Site) -> set[str]:
+    return {site.hosts.address(h) for h in WORKERS}
 
 
 def test_a_killed_search_resumes_to_exactly_its_trials(site: Site, tmp_path: Path):
@@ -204,6 +209,9 @@ def test_a_killed_search_resumes_to_exactly_its_trials(site: Site, tmp_path: Pat
         filter_string="tags.`optuna.study` = 'resumed'",
     )
     assert "RUNNING" not in {r.info.status for r in runs}  # the killed search's, closed
+    # The launcher spread the trials over both worker hosts (the head has no CPUs for work).
+    finished = [r for r in _study_runs(site, "resumed") if r.info.status == "FINISHED"]
+    assert {r.data.tags["ray.node"] for r in finished} == _worker_addresses(site)
 
 
 def _finished_trials(storage: str, study: str) -> int:

@@ -48,6 +48,12 @@ def check_reachable(address: str, timeout: float) -> None:
             time.sleep(0.5)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _bound_ray_retries(timeout: float) -> None:
     """Make Ray give up on a head that accepts connections but does not answer in time."""
     seconds = str(max(1, int(timeout)))
@@ -65,13 +71,18 @@ def _use_token_when_present() -> None:
 
 
 def connect(
-    address_setting: str | None, timeout: float, code: Sequence[Path] = (), cpus: int | None = None
+    address_setting: str | None,
+    timeout: float,
+    code: Sequence[Path] = (),
+    cpus: int | None = None,
+    trains: bool = False,
 ) -> str:
     """Join the cluster at the configured address, or start a local one; return which.
 
     `code`: the folders of a user's own packages (dlpipe.config.usercode), shipped to every
     worker (Ray's py_modules), which may run where the project folder is not. `cpus`: the
-    logical CPUs of a local cluster (None: the machine's cores).
+    logical CPUs of a local cluster (None: the machine's cores). `trains`: Ray Train will
+    run there, so a local cluster starts the dashboard its state API needs.
     """
     address = cluster_address(address_setting)
     if address is not None:
@@ -89,12 +100,16 @@ def connect(
         ray.init(
             address="local",
             num_cpus=cpus,
-            include_dashboard=False,
             log_to_driver=True,
             runtime_env=runtime_env,
+            **_state_api(runtime_env, trains),
         )
         return "a local Ray cluster"
     check_reachable(address, timeout)
+    if "://" not in address and address != "auto":
+        # Where Ray's state API, asked from a worker, finds the cluster: else the last one
+        # started on that machine, maybe another.
+        runtime_env["env_vars"] = {"RAY_ADDRESS": address}
     try:
         ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -104,3 +119,16 @@ def connect(
             f"{ray.__version__}"
         ) from exc
     return f"the Ray cluster at {address}"
+
+
+def _state_api(runtime_env: dict, trains: bool) -> dict:
+    """ray.init's settings of a local cluster's dashboard, which serves Ray's state API:
+    Ray Train's placement-group cleaner asks it, every second, whether a training's
+    controller lives. Without one each ask fails with a warning, and the training's end
+    waits 12 s on the last. The dashboard listens on 127.0.0.1 only; the workers are told
+    where, or they would ask the last cluster started on this machine."""
+    if not trains:
+        return {"include_dashboard": False}
+    port = _free_port()
+    runtime_env["env_vars"] = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+    return {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port}

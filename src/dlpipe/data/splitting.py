@@ -3,7 +3,6 @@ are classes, at random for regression, by time for forecasting (its windows over
 shuffling them across splits would leak test values into training)."""
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from dlpipe.data.raw import RawData, head_slices
 from dlpipe.errors import ConfigError
@@ -13,6 +12,9 @@ SPLITS = ("train", "val", "test")
 
 def split(raw: RawData, val: float, test: float, seed: int) -> dict[str, tuple]:
     """Train/val/test split; `val` and `test` are fractions of the whole set."""
+    # Imported here: scikit-learn takes 1.5 s to import, and only prepare splits.
+    from sklearn.model_selection import train_test_split
+
     if raw.task == "forecasting":
         return _split_by_time(raw, val, test)
     labels = class_column(raw)
@@ -67,6 +69,8 @@ def carve(pool: tuple, raw: RawData, fraction: float, seed: int, name: str) -> t
         if not 0 < start < len(y):
             raise ConfigError(f"data.split.{name}={fraction} leaves a split of {len(y)} empty")
         return (x[:start], y[:start]), (x[start:], y[start:])
+    from sklearn.model_selection import train_test_split
+
     try:
         kept, carved = train_test_split(
             np.arange(len(y)), test_size=fraction, stratify=class_column(raw)(y), random_state=seed

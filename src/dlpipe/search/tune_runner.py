@@ -273,7 +273,10 @@ def run(
     address = OmegaConf.select(cfg, "cluster.address")
     timeout = OmegaConf.select(cfg, "cluster.connect_timeout", default=15)
     task_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-    where = connect(address, timeout, code_folders(task_config), local_cpus(cfg, n_jobs))
+    on_ray_train = cfg.cluster.name == "ray"
+    where = connect(
+        address, timeout, code_folders(task_config), local_cpus(cfg, n_jobs), on_ray_train
+    )
     log.info(f"search on Ray Tune, {n_jobs} trials at a time, on {where}")
     searcher = StudySearcher(study, configure, remaining, partial(close_trial_run, cfg))
     stopping = EarlyStopping(

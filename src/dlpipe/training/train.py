@@ -283,7 +283,9 @@ def _reach_cluster(cfg: DictConfig, kind: TaskKind) -> str | None:
     if not kind.distributed:
         label = registry.label(config.to_dict(cfg.model))
         raise ConfigError(f"model '{label}' trains in one process: use cluster=local")
-    where = cluster.connect(cfg.cluster.address, cfg.cluster.connect_timeout, code_folders(cfg))
+    where = cluster.connect(
+        cfg.cluster.address, cfg.cluster.connect_timeout, code_folders(cfg), trains=True
+    )
     log.info(f"training on {where} with {cfg.cluster.num_workers} workers")
     return where
 
