@@ -1,6 +1,7 @@
 """Text end to end, as a user runs it: a language model trained on a corpus file writes
-text (samples in its MLflow run each epoch, `dlpipe generate`, the registered pyfunc), and
-a classifier trained on a table of labelled texts predicts classes from raw text.
+text (samples in its MLflow run each epoch, `dlpipe generate`, the registered pyfunc), a
+classifier trained on a table of labelled texts predicts classes from raw text, and a
+tagger trained on a CoNLL-style file tags the words of raw text.
 
 `dlpipe` runs in this process where a subprocess would only add start-up time.
 """
@@ -56,6 +57,51 @@ def write_reviews(path: Path, rows: int = 200) -> None:
     pd.DataFrame({"review": texts, "verdict": verdicts, "genre": genre}).to_csv(path, index=False)
 
 
+TAGGED = [
+    "data=conll",
+    "data.path=people.conll",
+    "data.text.vocab_size=300",
+    "data.text.context=24",
+]
+FIRST = ["Anna", "Tom", "Maria", "Ivan", "Lena", "Omar", "Kofi", "Yuki", "Sara", "Paul", "Nina"]
+LAST = ["Weber", "Hill", "Lopez", "Petrov", "Berg", "Haddad", "Mensah", "Sato", "Costa", "Klein"]
+PLACES = ["Oslo", "Lima", "Cairo", "Porto", "Kyoto", "Quito", "Dakar", "Perth", "Turin"]
+ORGS = ["Acme Corp", "Blue River Bank", "Nova Labs", "Red Cross", "Delta Air Lines"]
+FRAMES = [
+    "{P} met {P} in {L} .",
+    "{P} works for {O} in {L} .",
+    "the {O} office in {L} hired {P} on monday .",
+    "yesterday {P} flew from {L} to {L} with {P} .",
+]
+
+
+def write_people(path: Path, sentences: int = 400, seed: int = 0) -> None:
+    """Sentences of people (PER), places (LOC) and organisations (ORG), BIO-tagged, one
+    word a line; names of one or two words drawn at random."""
+    import random
+
+    draw = random.Random(seed)
+    entities = {
+        "P": (
+            "PER",
+            lambda: " ".join(draw.sample(FIRST, 1) + draw.sample(LAST, draw.randint(0, 1))),
+        ),
+        "L": ("LOC", lambda: draw.choice(PLACES)),
+        "O": ("ORG", lambda: draw.choice(ORGS)),
+    }
+    lines = []
+    for _ in range(sentences):
+        for word in draw.choice(FRAMES).split():
+            if word[0] == "{":
+                kind, name = entities[word[1]]
+                named = name().split()
+                lines += [f"{w} {'B' if i == 0 else 'I'}-{kind}" for i, w in enumerate(named)]
+            else:
+                lines.append(f"{word} O")
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
 def trained(project: Path, data: list[str], model: list[str], epochs: int) -> str:
     """Prepare, train and evaluate; the run's id."""
     run([sys.executable, "pipelines/prepare.py", *data], project)
@@ -70,6 +116,7 @@ def project(tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("text") / "project")
     write_corpus(project / "corpus.txt")
     write_reviews(project / "reviews.csv")
+    write_people(project / "people.conll")
     return project
 
 
@@ -238,3 +285,23 @@ def test_texts_with_two_labels_train_a_head_each_and_predict_both(project, dlpip
         "genre_prob_horror",
     ]
     assert row.split(",")[0] == "fresh" and row.split(",")[3] == "horror"
+
+
+def test_a_tagger_of_words_finds_their_entities_and_tags_raw_text(project, dlpipe):
+    bert = ["model=bert", "model.pool=none", "model.width=32", "model.heads=2"]
+    run_id = trained(project, TAGGED, bert, epochs=10)
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert set(metrics) == {"test/acc", "test/f1", "test/loss", "test/precision", "test/recall"}
+    assert metrics["test/f1"] >= 0.9, metrics
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    assert len(client.get_metric_history(run_id, "val/f1")) == 10  # the monitor, each epoch
+    pd.DataFrame({"text": ["Nina Costa met Omar in Kyoto ."]}).to_csv(
+        project / "new.csv", index=False
+    )
+    code, out, err = dlpipe("predict", run_id, "new.csv")
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header == "words,tags"
+    words, tags = row.split(",")
+    assert words == "Nina Costa met Omar in Kyoto ."
+    assert tags == "B-PER I-PER O B-PER O B-LOC O"

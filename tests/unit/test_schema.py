@@ -198,8 +198,8 @@ def test_params_yaml_validates_into_typed_settings():
         (
             ("trainer.checkpoint_monitor=train/loss",),
             "trainer.checkpoint_monitor must be one of val/loss, val/acc, val/mae, val/d_acc, "
-            "val/perplexity, val/bpc, or val/<target>/loss|acc|mae for multi-task data, or null "
-            "for the task's own, got 'train/loss'",
+            "val/perplexity, val/bpc, val/f1, or val/<target>/loss|acc|mae for multi-task data, "
+            "or null for the task's own, got 'train/loss'",
         ),
         (
             ("trainer.checkpoint_mode=min",),

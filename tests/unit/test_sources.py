@@ -300,6 +300,7 @@ def test_checking_every_data_config_loads_no_data_library():
         "series_folder",
         "text_files",
         "text_table",
+        "conll",
     )
     script = (
         "import sys\n"

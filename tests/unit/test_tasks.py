@@ -256,9 +256,10 @@ def test_own_task_named_otherwise_is_refused_saying_why(own_task: Path, make_cfg
         task_kind(cfg, {"task": "classification"})
     assert str(caught.value) == (
         "task mypkg.named.renamed is named 'smoothed', none of dlpipe's tasks (classification, "
-        "regression, forecasting, reconstruction, generation, language_model, multitask): a task "
-        "keeps the name of the one it is built on, here the training's classification: "
-        "replace(builtin('classification'), ...) without name="
+        "regression, forecasting, reconstruction, generation, language_model, "
+        "token_classification, multitask): a task keeps the name of the one it is built on, "
+        "here the training's classification: replace(builtin('classification'), ...) without "
+        "name="
     )
 
 

@@ -42,7 +42,7 @@ def gradcheck(args: argparse.Namespace) -> int:
     from dlpipe.models import registry
     from dlpipe.training.gradcheck import check_model_gradients
 
-    input_shape, num_outputs, vocab_size = _data_shape(config.to_dict(cfg.data))
+    input_shape, num_outputs, vocab_size, per_token = _data_shape(config.to_dict(cfg.data))
     settings = config.to_dict(cfg.model)
     # Weights drawn from the config's seed: the same verdict on every run. Unseeded, one
     # run in many would draw a ReLU input within the finite difference's step of its
@@ -50,7 +50,7 @@ def gradcheck(args: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(cfg.seed)
-    model = registry.build_model(settings, input_shape, num_outputs, vocab_size)
+    model = registry.build_model(settings, input_shape, num_outputs, vocab_size, per_token)
     print(
         f"gradcheck of model '{registry.label(settings)}' in float64 on {args.batch} "
         f"{cfg.data.name} inputs shaped {tuple(input_shape)}:"
@@ -80,17 +80,21 @@ def reproduce(args: argparse.Namespace) -> int:
     return 0 if matched else EXIT_FAILED_CHECK
 
 
-def _data_shape(data: dict) -> tuple[tuple[int, ...], int, int | None]:
-    """A sample's shape, the outputs a model gives per sample, and, for text, the size of
-    the vocabulary (data.text.vocab_size, the most the tokeniser may learn)."""
+def _data_shape(data: dict) -> tuple[tuple[int, ...], int, int | None, bool]:
+    """A sample's shape, the outputs a model gives per sample (per token, the last: True),
+    and, for text, the size of the vocabulary (data.text.vocab_size, the most the
+    tokeniser may learn)."""
     from dlpipe.data.raw import class_outputs
     from dlpipe.data.sources import call_source, load_source
+    from dlpipe.data.tagged import Tagged
 
     if data.get("text") is None:
         raw = load_source(data)
-        return raw.x.shape[1:], raw.num_outputs, None
+        return raw.x.shape[1:], raw.num_outputs, None, False
     texts, text = call_source(data), data["text"]
-    vocab = text["vocab_size"]
+    vocab, shape = text["vocab_size"], (text["context"],)
+    if isinstance(texts, Tagged):
+        return shape, len({tag for tags in texts.tags for tag in tags}), vocab, True
     labels = texts.label_columns.values()
     outputs = sum(class_outputs(sorted(set(each))) for each in labels) if labels else vocab
-    return (text["context"],), outputs, vocab
+    return shape, outputs, vocab, False

@@ -93,8 +93,8 @@ def _shapes(x: torch.Tensor, y: torch.Tensor, meta: dict) -> str:
 
 def _values_shape(meta: dict) -> tuple[int]:
     """A sample's row of target values; multi-task: each head's columns side by side; a
-    language model's: the next token at each step."""
-    if meta["task"] == "language_model":
+    language model's: the next token at each step; tagged words': a tag at each step."""
+    if meta["task"] in ("language_model", "token_classification"):
         return tuple(meta["input_shape"])
     if meta["task"] == "multitask":
         return (sum(head["columns"] for head in meta["heads"]),)
@@ -124,6 +124,8 @@ def _bad_labels(y: torch.Tensor, meta: dict) -> str:
         if y.is_floating_point() or y.dtype == torch.bool:
             return f"y holds {y.dtype} values, but class labels must be integers"
         return _off_classes(y, len(meta["classes"]), "")
+    if meta["task"] == "token_classification":
+        return _bad_tags(y, len(meta["classes"]))
     if meta["task"] != "multitask":
         return ""
     columns = head_slices(meta["heads"], "columns")
@@ -154,6 +156,21 @@ def _bad_tokens(x: torch.Tensor, y: torch.Tensor, meta: dict) -> str:
                 f"{name} of sample {int(bad.nonzero()[0])} holds a token id outside 0 to {size - 1}"
             )
     return ""
+
+
+def _bad_tags(y: torch.Tensor, count: int) -> str:
+    """The first tag that is neither a class index nor UNSCORED (a step that is no
+    word's first piece)."""
+    if y.is_floating_point() or y.dtype == torch.bool:
+        return f"y holds {y.dtype} values, but tags must be integers"
+    bad = ((y < 0) | (y >= count)) & (y != UNSCORED)
+    if not bad.any():
+        return ""
+    row, step = (int(index) for index in bad.nonzero()[0])
+    return (
+        f"tag {int(y[row, step])} at step {step} of sample {row} is not a tag index (0 to "
+        f"{count - 1} for {count} tags, or {UNSCORED}: not scored)"
+    )
 
 
 def _off_classes(labels: torch.Tensor, count: int, where: str) -> str:

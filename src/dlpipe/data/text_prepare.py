@@ -6,11 +6,14 @@ data.val_path); each becomes data.text.context token ids, cut after that many, p
 shuffled with the split seed, so that no stretch of text is in two splits; each split
 becomes windows of data.text.context tokens, the targets the same tokens one step on.
 Windows overlap by half: training's, to show more beginnings; validation's and test's, so
-that each token is scored once, with at least half a context of text before it.
+that each token is scored once, with at least half a context of text before it. Tagged
+sentences (token classification) are split at random by the split seed, or by files;
+each becomes data.text.context token ids, with its words' tags as targets (see
+dlpipe.data.tagged).
 
 Layout written to the output directory:
-    train.npz, val.npz, test.npz   `x` int64 token ids (n, context); `y` int64 labels (n,)
-                                   or next tokens (n, context)
+    train.npz, val.npz, test.npz   `x` int64 token ids (n, context); `y` int64 labels (n,),
+                                   next tokens or tags (n, context)
     tokeniser.json                 the tokeniser, trained on the training split only
     meta.json                      as for other data, and `text`: the tokeniser's kind, file,
                                    vocabulary size, context and each token's characters
@@ -19,32 +22,35 @@ Layout written to the output directory:
 import hashlib
 import random
 import shutil
+from functools import partial
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from dlpipe import files
-from dlpipe.data import tokenise
+from dlpipe.data import tagged, tokenise
 from dlpipe.data.raw import Target, class_outputs, stacked
 from dlpipe.data.shards import FOLDER
 from dlpipe.data.sources import call_source
 from dlpipe.data.splitting import SPLITS
+from dlpipe.data.tagged import Tagged
 from dlpipe.data.text import Texts
 from dlpipe.errors import ConfigError, DataError
 
 TOKENISER_FILE = "tokeniser.json"
 
 
-def read_texts(settings: dict, path: str | None = None) -> Texts:
-    """The texts of the data set (of the file at `path`, read as data.path is)."""
+def read_texts(settings: dict, path: str | None = None) -> Texts | Tagged:
+    """The texts (or tagged sentences) of the data set (of the file at `path`, read as
+    data.path is)."""
     if path is not None:
         settings = {**settings, "path": path}
     returned = call_source(settings)
-    if not isinstance(returned, Texts):
+    if not isinstance(returned, Texts | Tagged):
         raise ConfigError(
             f"data.text is set, but data '{settings['name']}' returned "
             f"{type(returned).__name__}, not texts: leave data.text unset for it, or give a "
-            "text source (dlpipe.data.text)"
+            "text source (dlpipe.data.text, dlpipe.data.tagged)"
         )
     return returned
 
@@ -52,21 +58,13 @@ def read_texts(settings: dict, path: str | None = None) -> Texts:
 def prepare_text(settings: dict, out_dir, source: dict) -> dict:
     """Prepare the texts of `settings` into `out_dir`; return meta.json's content."""
     texts, text = read_texts(settings), settings["text"]
-    labelled = texts.labels is not None
-    parts, targets, how = (labelled_splits if labelled else _corpus_splits)(texts, settings)
-    training = parts["train"][0] if labelled else [parts["train"]]
-    tokeniser = tokenise.train(training, text["tokeniser"], text["vocab_size"], text["lowercase"])
-    context = text["context"]
-    if labelled:
-        arrays = {
-            name: (tokenise.padded(tokenise.encode(tokeniser, part[0]), context), part[1])
-            for name, part in parts.items()
-        }
+    if isinstance(texts, Tagged):
+        arrays, targets, how, training, tokeniser = tagged.tokenised(
+            texts, settings, partial(read_texts, settings)
+        )
     else:
-        arrays = {
-            name: _windows(tokenise.encode(tokeniser, [part])[0], context, name)
-            for name, part in parts.items()
-        }
+        arrays, targets, how, training, tokeniser = _tokenised(texts, settings)
+    context = text["context"]
     vocab = tokeniser.get_vocab_size()
     targets = targets or {"num_outputs": vocab, "classes": None, "heads": None}
     record = {
@@ -93,6 +91,28 @@ def prepare_text(settings: dict, out_dir, source: dict) -> dict:
     }
     _write(out_dir, arrays, tokeniser, meta)
     return meta
+
+
+def _tokenised(texts: Texts, settings: dict) -> tuple:
+    """Labelled texts or a corpus as (token ids, targets) arrays per split, what the
+    targets are (None: next tokens), where the splits came from, the training texts and
+    the tokeniser trained on them."""
+    text, labelled = settings["text"], texts.labels is not None
+    parts, targets, how = (labelled_splits if labelled else _corpus_splits)(texts, settings)
+    training = parts["train"][0] if labelled else [parts["train"]]
+    tokeniser = tokenise.train(training, text["tokeniser"], text["vocab_size"], text["lowercase"])
+    context = text["context"]
+    if labelled:
+        arrays = {
+            name: (tokenise.padded(tokenise.encode(tokeniser, part[0]), context), part[1])
+            for name, part in parts.items()
+        }
+    else:
+        arrays = {
+            name: _windows(tokenise.encode(tokeniser, [part])[0], context, name)
+            for name, part in parts.items()
+        }
+    return arrays, targets, how, training, tokeniser
 
 
 def _write(out_dir, arrays: dict, tokeniser, meta: dict) -> None:

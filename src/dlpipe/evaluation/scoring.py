@@ -22,6 +22,7 @@ from dlpipe.tasks import writing
 from dlpipe.tasks.kinds import Scoring
 from dlpipe.tasks.objectives import head_target
 from dlpipe.tasks.objectives import language_model as language_model_objective
+from dlpipe.tasks.objectives import token_classification as token_classification_objective
 
 
 def test_batches(scoring: Scoring, workers: int | None = None) -> Loader:
@@ -108,6 +109,17 @@ def language_model(scoring: Scoring) -> tuple[dict, list[Path]]:
     path = scoring.folder / "samples.txt"
     files.write_text(path, text)
     return dict(sorted(metrics.items())), [path]
+
+
+@torch.inference_mode()
+def token_classification(scoring: Scoring) -> tuple[dict, list[Path]]:
+    """Loss and accuracy over the test words, precision, recall and F1 over their
+    entities."""
+    scores, y = predicted(scoring)
+    loss = token_classification_objective(scoring.record.classes).loss(scores, None, y)
+    found = task_metrics.tagging(scores.argmax(-1), y, scoring.record.classes)
+    metrics = {"test/loss": float(loss), **{f"test/{name}": v for name, v in found.items()}}
+    return dict(sorted(metrics.items())), []
 
 
 def multitask(scoring: Scoring) -> tuple[dict, list[Path]]:

@@ -1,10 +1,13 @@
-"""BERT-style text classifier (Devlin et al. 2019): a transformer encoder over token ids.
+"""BERT-style text classifier and tagger (Devlin et al. 2019): a transformer encoder over
+token ids.
 
 Token and learned position embeddings feed encoder layers of bidirectional
 self-attention, pre-norm as dlpipe's transformer (BERT's post-norm layers, and the
 LayerNorm on its embeddings, need a learning rate warmed up from ~1e-4 to train). With
 pool=cls a learned class token is prepended and its final state feeds the output layer;
-with pool=mean the final states of the text's real tokens are averaged. [PAD] tokens
+with pool=mean the final states of the text's real tokens are averaged; with pool=none
+each token's final state feeds it, one row of outputs per token (token classification:
+a tag per word). [PAD] tokens
 (id 0, at the end of a text) are masked out of the attention and the mean, so padding
 changes no output. A text of padding only is read as its first token, so that attention
 always has a key.
@@ -46,6 +49,7 @@ class Bert(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, width)
+        self.pool = pool
         self.cls = nn.Parameter(torch.zeros(1, 1, width)) if pool == "cls" else None
         self.position = nn.Embedding(context + (pool == "cls"), width)
         layer = nn.TransformerEncoderLayer(
@@ -57,7 +61,8 @@ class Bert(nn.Module):
         self.head = nn.Linear(width, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Token ids (batch, steps) -> (batch, num_outputs)."""
+        """Token ids (batch, steps) -> (batch, num_outputs); pool=none: (batch, steps,
+        num_outputs)."""
         real = real_tokens(x)
         hidden = self.embed(x)
         if self.cls is not None:  # the class token is never masked
@@ -66,6 +71,8 @@ class Bert(nn.Module):
         positions = torch.arange(hidden.shape[1], device=x.device)
         hidden = hidden + self.position(positions)
         hidden = self.encoder(hidden, src_key_padding_mask=~real)
+        if self.pool == "none":
+            return self.head(hidden)
         if self.cls is not None:
             return self.head(hidden[:, 0])
         weights = real.unsqueeze(-1).to(hidden.dtype)
@@ -81,10 +88,11 @@ def bert(
     layers: Positive = 2,
     feedforward: Positive = 256,
     dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1,
-    pool: Literal["cls", "mean"] = "cls",
+    pool: Literal["cls", "mean", "none"] = "cls",
 ) -> nn.Module:
     """`layers` encoder layers of `heads` attention heads over `width`-wide tokens; the
-    text is summarised by a class token (cls) or the mean of its tokens (mean)."""
+    text is summarised by a class token (cls) or the mean of its tokens (mean), or each
+    token is classified (none)."""
     context = require_tokens("bert", input_shape, vocab_size)
     if width % heads:
         raise ConfigError(f"model.width={width} must be a multiple of model.heads={heads}")

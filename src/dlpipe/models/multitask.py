@@ -36,13 +36,15 @@ def build_for_data(
     heads: list[dict] | None,
     shared: int,
     vocab_size: int | None = None,
+    per_token: bool = False,
 ) -> nn.Module:
     """The model of the model config `model` for data with one target, or, given the
     data's `heads`, that model as the shared body of a multi-task network. Text data's
-    models read token ids of a vocabulary of `vocab_size`."""
+    models read token ids of a vocabulary of `vocab_size`; `per_token`: the data wants
+    outputs per token (see dlpipe.models.registry.build_model)."""
     # A model with its own task (an autoencoder) ignores the data's targets.
     if not heads or model_task(model, "multitask") != "multitask":
-        return build_model(model, input_shape, num_outputs, vocab_size)
+        return build_model(model, input_shape, num_outputs, vocab_size, per_token)
     if isinstance(shared, bool) or not isinstance(shared, int) or shared < 1:
         raise ConfigError(f"multitask.shared must be a positive number of features, got {shared!r}")
     body = build_model(model, input_shape, shared, vocab_size)

@@ -37,6 +37,8 @@ OWN_KEYS = ("_target_", "name", "init")
 INITS = ("default", "xavier", "kaiming", "normal")
 # The task of a model that predicts each next token of a text, and of the data it reads.
 LANGUAGE_MODEL = "language_model"
+# The task of data with a tag per word (dlpipe.data.tagged): its model answers per token.
+TOKEN_CLASSIFICATION = "token_classification"
 
 
 def sets_task(task: str) -> Callable[[Callable], Callable]:
@@ -124,11 +126,16 @@ def model_task(model: Mapping, data_task: str) -> str:
 
 
 def build_model(
-    model: Mapping, input_shape: Sequence[int], num_outputs: int, vocab_size: int | None = None
+    model: Mapping,
+    input_shape: Sequence[int],
+    num_outputs: int,
+    vocab_size: int | None = None,
+    per_token: bool = False,
 ) -> "nn.Module":
     """The model of a model config for data of `input_shape` and `num_outputs`, its weights
     set by its `init` scheme (see dlpipe.models.init). `vocab_size`: token data's
-    vocabulary size (its samples are token ids), None for other data."""
+    vocabulary size (its samples are token ids), None for other data. `per_token`: the
+    data wants `num_outputs` per token (a tag per word), not per sample."""
     from torch import nn
 
     from dlpipe.models.init import initialise
@@ -159,9 +166,8 @@ def build_model(
     initialise(built, checked["init"])
     task = getattr(build, "task", None)
     if task in (None, LANGUAGE_MODEL):
-        check_output(
-            built, named, tuple(input_shape), num_outputs, vocab_size, task == LANGUAGE_MODEL
-        )
+        each_token = per_token or task == LANGUAGE_MODEL
+        check_output(built, named, tuple(input_shape), num_outputs, vocab_size, each_token)
     return built
 
 

@@ -69,6 +69,8 @@ class Predictor:
         `params` say (see dlpipe.serving.text.written)."""
         if self.settings["task"] == "language_model":
             return text.written(self.network, self.settings, raw, params)
+        if self.settings["task"] == "token_classification":
+            return text.tagged(self.network, self.settings, raw)
         x = transform.model_input(self.settings, raw)
         outputs = torch.cat([self.network(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)])
         return transform.predictions(self.settings, outputs)

@@ -1,9 +1,10 @@
 """Text in, for a model trained on text: classes with probabilities out of a classifier,
-text out of a language model.
+a tag per word out of a tagger, text out of a language model.
 
 The tokeniser travels in the model's settings (its JSON), so a served model takes raw text
 and needs no prepared data. A classifier reads each text's first `context` tokens, as in
-training; a language model continues each prompt, which must fit its context.
+training; a tagger tags the words (split at white space) whose first piece fits in its
+context; a language model continues each prompt, which must fit its context.
 """
 
 import math
@@ -15,6 +16,7 @@ import pandas as pd
 import torch
 
 from dlpipe.data import tokenise
+from dlpipe.data.tagged import first_pieces
 from dlpipe.errors import DataError
 from dlpipe.models.sampling import generate
 
@@ -66,6 +68,21 @@ def token_ids(settings: dict, raw) -> torch.Tensor:
     text = settings["text"]
     ids = tokenise.encode(_tokeniser(text["saved"]), texts)
     return torch.from_numpy(tokenise.padded(ids, text["context"]))
+
+
+def tagged(network: torch.nn.Module, settings: dict, raw) -> pd.DataFrame:
+    """Each text's words (split at white space) and each word's tag, its first piece's
+    likeliest, side by side as space-separated `words` and `tags`: words past the
+    context's pieces are left out of both."""
+    text = settings["text"]
+    sentences = [each.split() for each in texts_of(raw, text["column"])]
+    ids, firsts = first_pieces(_tokeniser(text["saved"]), sentences, text["context"])
+    predicted = network(torch.from_numpy(ids)).argmax(-1)
+    classes, words, tags = settings["classes"], [], []
+    for row, found in enumerate(firsts):
+        words.append(" ".join(sentences[row][word] for word in found))
+        tags.append(" ".join(classes[predicted[row, place]] for place in found.values()))
+    return pd.DataFrame({"words": words, "tags": tags})
 
 
 def as_texts(settings: dict, x: torch.Tensor) -> pd.DataFrame:

@@ -235,6 +235,18 @@ _BUILTIN = (
         champion="bpc",
         servable=True,
     ),
+    # A tag per word of a text (named entities); judged by the F1 over the entities.
+    TaskKind(
+        "token_classification",
+        _objective("token_classification"),
+        _scored("token_classification"),
+        logged=("acc", "f1"),
+        monitor="val/f1",
+        mode="max",
+        champion="f1",
+        champion_mode="max",
+        servable=True,
+    ),
     TaskKind(
         "multitask",
         _objective("multitask"),

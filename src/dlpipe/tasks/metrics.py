@@ -6,6 +6,8 @@ standardisation; forecasting adds the last-value baseline's RMSE and the skill o
 (1 - rmse / baseline_rmse: 0.15 means 15% below the baseline's error).
 Reconstruction: MSE on the (standardised) inputs, against PCA with as many components as
 the model's latent size, fitted on the training split.
+Token classification: accuracy over the words, and precision, recall and F1 over the
+entities their BIO tags mark (CoNLL's measure).
 """
 
 import numpy as np
@@ -19,6 +21,8 @@ from torchmetrics.functional.classification import (
     multiclass_confusion_matrix,
     multiclass_f1_score,
 )
+
+from dlpipe.data.tokenise import UNSCORED
 
 
 def predicted_classes(scores: torch.Tensor) -> torch.Tensor:
@@ -95,3 +99,40 @@ def reconstruction(
     pca_mse = float(np.mean((pca.inverse_transform(pca.transform(flat)) - flat) ** 2))
     mse = float(F.mse_loss(rebuilt, x))
     return {"test/mse": mse, "test/pca_mse": pca_mse, "test/mse_vs_pca": mse / pca_mse}
+
+
+def entity_spans(tags: list[str]) -> set[tuple[int, int, str]]:
+    """A sentence's entities as (first word, last word, type), read from its BIO tags as
+    CoNLL's evaluation reads them: B-X starts an entity, as does an I-X that follows
+    anything but X, and I-X words go on with it. A tag other than O without a B-/I-
+    prefix (a part of speech) is an entity of its own word."""
+    spans, start, kind = set(), None, None
+    for place, tag in enumerate([*tags, "O"]):  # the O closes the last entity
+        prefix, name = (tag[0], tag[2:]) if tag[:2] in ("B-", "I-") else ("", tag)
+        goes_on = prefix == "I" and kind == name
+        if start is not None and not goes_on:
+            spans.add((start, place - 1, kind))
+            start = kind = None
+        if prefix == "B" or (prefix == "I" and not goes_on):
+            start, kind = place, name
+        elif not prefix and tag != "O":
+            spans.add((place, place, name))
+    return spans
+
+
+def tagging(predicted: torch.Tensor, y: torch.Tensor, classes: list[str]) -> dict[str, float]:
+    """Accuracy over the words (targets not UNSCORED) and the entities' precision, recall
+    and F1 (micro-averaged over all entities) of tag indices `predicted` for `y`, both
+    (sentences, steps)."""
+    scored = y != UNSCORED
+    accuracy = float((predicted[scored] == y[scored]).double().mean()) if scored.any() else 0.0
+    found = actual = right = 0
+    for guesses, truths, marks in zip(predicted.tolist(), y.tolist(), scored.tolist(), strict=True):
+        words = [place for place, mark in enumerate(marks) if mark]
+        guessed = entity_spans([classes[guesses[place]] for place in words])
+        true = entity_spans([classes[truths[place]] for place in words])
+        found, actual, right = found + len(guessed), actual + len(true), right + len(guessed & true)
+    precision = right / found if found else 0.0
+    recall = right / actual if actual else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if right else 0.0
+    return {"acc": accuracy, "precision": precision, "recall": recall, "f1": f1}

@@ -17,7 +17,7 @@ from torchmetrics.functional import accuracy
 
 from dlpipe.data.raw import head_slices
 from dlpipe.data.tokenise import UNSCORED
-from dlpipe.tasks.metrics import predicted_classes
+from dlpipe.tasks.metrics import predicted_classes, tagging
 
 if TYPE_CHECKING:
     from dlpipe.tasks.kinds import Setup
@@ -122,6 +122,24 @@ def language_model(token_chars: list[int]) -> Objective:
     )
 
 
+def token_classification(classes: list[str]) -> Objective:
+    """A tag per word: cross-entropy at each word's first piece (targets UNSCORED are not
+    scored); per epoch, the accuracy over words and the F1 over the entities their tags
+    mark (see dlpipe.tasks.metrics.tagging)."""
+
+    def loss(scores: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        flat = scores.reshape(-1, scores.shape[-1])
+        return F.cross_entropy(flat, y.reshape(-1), ignore_index=UNSCORED)
+
+    def epoch_metrics(predicted: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        found = tagging(predicted.cpu(), y.cpu(), classes)
+        return {name: torch.tensor(found[name]) for name in ("acc", "f1")}
+
+    return Objective(
+        loss=loss, keep=lambda scores, x, y: (scores.argmax(-1), y), metrics=epoch_metrics
+    )
+
+
 def head_target(y: torch.Tensor, columns: slice, task: str) -> torch.Tensor:
     """One head's targets from a multi-task y: class indices, or values (n, k)."""
     return y[:, columns.start].long() if task == "classification" else y[:, columns]
@@ -185,6 +203,10 @@ def reconstruction_of(setup: "Setup") -> Objective:
 
 def language_model_of(setup: "Setup") -> Objective:
     return language_model(setup.meta["text"]["token_chars"])
+
+
+def token_classification_of(setup: "Setup") -> Objective:
+    return token_classification(setup.meta["classes"])
 
 
 def multitask_of(setup: "Setup") -> Objective:

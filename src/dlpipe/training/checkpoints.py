@@ -88,6 +88,7 @@ def build_network(network: Mapping) -> nn.Module:
         network.get("heads"),
         network.get("shared"),
         network.get("vocab_size"),
+        network.get("task") == registry.TOKEN_CLASSIFICATION,
     )
 
 

@@ -371,6 +371,7 @@ def build_model(cfg: DictConfig, meta: dict):
         meta.get("heads"),
         cfg.multitask.shared,
         vocab_size(meta),
+        meta.get("task") == registry.TOKEN_CLASSIFICATION,
     )
 
 

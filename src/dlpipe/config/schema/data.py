@@ -200,14 +200,15 @@ def _check_split_sources(data: Data, found: targets.Signature, path: str, name: 
         )
 
 
-# What a text source returns (dlpipe.data.text.Texts), by its return type hint.
-TEXTS = "Texts"
+# What a text source returns (dlpipe.data.text.Texts, dlpipe.data.tagged.Tagged), by its
+# return type hint.
+TEXTS = frozenset({"Texts", "Tagged"})
 
 
 def _check_text(data: Data, found: targets.Signature, path: str, name: str) -> None:
     """Texts need a tokeniser, and only texts take one; a source whose return type is not
     shown may return either. Settings that make no sense for texts are refused."""
-    texts = TEXTS in found.returns
+    texts = bool(TEXTS & found.returns)
     if texts and data.text is None:
         raise ConfigError(
             f"{name} returns texts, which need a tokeniser: set {path}.text.tokeniser "
@@ -240,7 +241,7 @@ def _listed(key: str, found: targets.Signature) -> bool:
     reading files, the tokeniser for one returning texts."""
     if key in _FOR_FILES:
         return "path" in found.settings
-    return key != "text" or TEXTS in found.returns
+    return key != "text" or bool(TEXTS & found.returns)
 
 
 def _signature(data: dict, path: str) -> targets.Signature:
