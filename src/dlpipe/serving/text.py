@@ -28,6 +28,8 @@ DEFAULTS = {"tokens": 200, "temperature": 1.0, "top_k": 0, "seed": 0}
 MOST_TOKENS = 100_000
 # Tokens of a language model's input example.
 EXAMPLE_PROMPT = 16
+# Texts a tagger scores at once.
+TAGGED_BATCH = 256
 
 
 def settings_of(meta: dict, folder) -> dict:
@@ -77,7 +79,10 @@ def tagged(network: torch.nn.Module, settings: dict, raw) -> pd.DataFrame:
     text = settings["text"]
     sentences = [each.split() for each in texts_of(raw, text["column"])]
     ids, firsts = first_pieces(_tokeniser(text["saved"]), sentences, text["context"])
-    predicted = network(torch.from_numpy(ids)).argmax(-1)
+    x = torch.from_numpy(ids)
+    # A batch at a time: a table of many texts need not fit in memory at once as scores.
+    batches = range(0, len(x), TAGGED_BATCH)
+    predicted = torch.cat([network(x[i : i + TAGGED_BATCH]).argmax(-1) for i in batches])
     classes, words, tags = settings["classes"], [], []
     for row, found in enumerate(firsts):
         words.append(" ".join(sentences[row][word] for word in found))
