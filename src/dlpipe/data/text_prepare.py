@@ -33,20 +33,19 @@ from dlpipe.data.raw import Target, class_outputs, stacked
 from dlpipe.data.shards import FOLDER
 from dlpipe.data.sources import call_source
 from dlpipe.data.splitting import SPLITS
-from dlpipe.data.tagged import Tagged
 from dlpipe.data.text import Texts
 from dlpipe.errors import ConfigError, DataError
 
 TOKENISER_FILE = "tokeniser.json"
 
 
-def read_texts(settings: dict, path: str | None = None) -> Texts | Tagged:
+def read_texts(settings: dict, path: str | None = None) -> Texts | tagged.Tagged:
     """The texts (or tagged sentences) of the data set (of the file at `path`, read as
     data.path is)."""
     if path is not None:
         settings = {**settings, "path": path}
     returned = call_source(settings)
-    if not isinstance(returned, Texts | Tagged):
+    if not isinstance(returned, Texts | tagged.Tagged):
         raise ConfigError(
             f"data.text is set, but data '{settings['name']}' returned "
             f"{type(returned).__name__}, not texts: leave data.text unset for it, or give a "
@@ -58,7 +57,7 @@ def read_texts(settings: dict, path: str | None = None) -> Texts | Tagged:
 def prepare_text(settings: dict, out_dir, source: dict) -> dict:
     """Prepare the texts of `settings` into `out_dir`; return meta.json's content."""
     texts, text = read_texts(settings), settings["text"]
-    if isinstance(texts, Tagged):
+    if isinstance(texts, tagged.Tagged):
         arrays, targets, how, training, tokeniser = tagged.tokenised(
             texts, settings, partial(read_texts, settings)
         )
