@@ -10,7 +10,7 @@ from dlpipe.data import tokenise
 from dlpipe.data.arrays import load_prepared
 from dlpipe.data.prepare import prepare
 from dlpipe.data.tagged import conll, first_pieces
-from dlpipe.errors import DataError
+from dlpipe.errors import ConfigError, DataError
 from dlpipe.models.bert import bert
 from dlpipe.models.registry import build_model
 from dlpipe.serving.text import tagged
@@ -95,6 +95,12 @@ def test_a_tag_no_training_word_has_is_named(tmp_path):
     cfg = data_cfg(write_conll(tmp_path / "train.conll"), test_path=str(test))
     with pytest.raises(DataError, match="the test sentences hold tag 'B-LANG'"):
         prepare(cfg, tmp_path / "prepared")
+
+
+def test_a_split_too_small_to_hold_a_sentence_is_named(tmp_path):
+    cfg = data_cfg(write_conll(tmp_path / "train.conll", sentences=3))
+    with pytest.raises(ConfigError, match=r"split.val=0.1 gives 0 of the 2 sentences"):
+        prepare(OmegaConf.merge(cfg, {"split": {"test": 0.2, "val": 0.1}}), tmp_path / "out")
 
 
 def test_entities_are_read_from_bio_tags_as_conll_reads_them():

@@ -115,8 +115,8 @@ def _splits(tagged: Tagged, settings: dict, read: Callable[[str], Tagged]) -> tu
         count = round(len(tagged.sentences) * cut[name])
         if not 0 < count < len(left):
             raise ConfigError(
-                f"data.split.{name}={cut[name]} makes {count} of the {len(left)} sentences "
-                f"left {name} sentences: set it so that both splits hold some"
+                f"data.split.{name}={cut[name]} gives {count} of the {len(left)} sentences "
+                f"left to the {name} split: set it so that both it and training hold some"
             )
         parts[name], how[name], left = _picked(tagged, left[:count]), cut[name], left[count:]
     parts["train"] = _picked(tagged, left)
