@@ -104,10 +104,14 @@ def _train_worker(head: str) -> psutil.Process:
 
 
 def test_dvc_experiment_on_ray_survives_a_killed_worker(project, head, tmp_path):
-    """`dvc exp run -S cluster=ray`: 2 DDP workers, one killed mid-run and resumed from the
-    checkpoint into the same MLflow run, then evaluate, as in any experiment."""
+    """`dvc exp run -S cluster=ray` of the README's own model (tests/integration/
+    test_plugins.py): 2 DDP workers build it from the user's package, shipped to them; one
+    is killed mid-run and resumed from the checkpoint into the same MLflow run, then
+    evaluate, as in any experiment."""
+    add_own_model(project)
     epochs = 8
     settings = [
+        "model=my_net",
         "cluster=ray",
         f"cluster.address={head}",
         "cluster.num_workers=2",
@@ -143,6 +147,7 @@ def test_dvc_experiment_on_ray_survives_a_killed_worker(project, head, tmp_path)
         assert sorted(steps) == list(range(epochs)), key  # every epoch once: none lost or twice
     record = json.loads((project / "models/run.json").read_text())
     assert record["run_id"] == run_id
+    assert record["model"]["_target_"] == "mypkg.nets.MyNet"
     history = json.loads((project / "models/history.json").read_text())
     assert [row["epoch"] for row in history] == list(range(epochs))
     assert record["best_score"] == max(row["val/acc"] for row in history)
@@ -175,27 +180,6 @@ def test_unreachable_cluster_fails_fast_without_a_run(project):
     )
     assert "ray start --head" in line
     assert _runs(_client(project), f"params.`cluster.address` = '127.0.0.1:{port}'") == []
-
-
-def test_own_model_trains_on_the_cluster(head, tmp_path_factory):
-    """The README's own model (tests/integration/test_plugins.py) under Ray Train on the
-    running cluster: its workers build it from the user's package, shipped to them."""
-    project = make_project(tmp_path_factory.mktemp("ray-own") / "project")
-    add_own_model(project)
-    run([sys.executable, "pipelines/prepare.py"], project)
-    settings = ["cluster=ray", f"cluster.address={head}", "cluster.num_workers=2"]
-    run(
-        [sys.executable, "pipelines/train.py", "model=my_net", "trainer.max_epochs=2", *settings],
-        project,
-    )
-    record = json.loads((project / "models/run.json").read_text())
-    assert record["model"]["_target_"] == "mypkg.nets.MyNet"
-    trained = _client(project).get_run(record["run_id"])
-    assert trained.info.status == "FINISHED"
-    assert trained.data.params["cluster.num_workers"] == "2"
-    assert [
-        m.step for m in _client(project).get_metric_history(trained.info.run_id, "val/acc")
-    ] == [0, 1]
 
 
 def test_workers_that_leave_ray_data_no_cpu_are_refused(head, tmp_path_factory):

@@ -7,21 +7,36 @@ worker takes as many steps); each worker reads the validation set whole, as it d
 in-memory data. The workers read the files themselves: every node must reach the
 prepared folder at the same path (a shared file system), or the data must sit in
 storage that every node reads.
+
+Every reading of a Ray Dataset is an execution of its own (a few seconds of tasks even
+for a small split), and each worker reads the validation set every epoch and once more
+for Lightning's sanity check. A validation set that fits easily in a node's object store
+is therefore read once, before training, and kept there.
 """
 
+import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from dlpipe.data.shard_loader import Decoder
+from dlpipe.data.shards import Layout
 from dlpipe.errors import ConfigError
 
 SPLIT = "train"
+# The share of a node's object store a validation set may take to be kept there: each node
+# with a worker holds a copy, beside the training's own objects.
+KEPT_SHARE = 0.25
+
+log = logging.getLogger(__name__)
 
 
 def datasets(folder: Path, meta: dict) -> dict:
-    """The training and validation shards as Ray Datasets, read lazily where they are."""
+    """The training shards as a Ray Dataset read lazily where they are; the validation
+    shards likewise, or read once and kept in the object store where small (see
+    keeps_validation)."""
     import ray.data
 
     found = {
@@ -35,7 +50,36 @@ def datasets(folder: Path, meta: dict) -> dict:
         # Redrawn many times a second into the training's log, which is seldom a terminal;
         # each epoch's line says how it went.
         dataset.context.enable_progress_bars = False
+    size = split_bytes(meta, "val")
+    if keeps_validation(size, _smallest_store()):
+        log.info("validation set (%.1f MB) read once and kept in Ray's object store", size / 1e6)
+        found["val"] = found["val"].materialize()
     return found
+
+
+def split_bytes(meta: dict, split: str) -> int:
+    """The bytes a split's samples and targets take in memory, as the shards store them."""
+    layout = Layout.of(meta["shards"]["layout"])
+    targets = 8 * math.prod(layout.y_shape or (1,))  # int64 labels or float64 values at most
+    return meta["sizes"][split] * (layout.sample_bytes + targets)
+
+
+def keeps_validation(size: int, store: float) -> bool:
+    """Whether a validation set of `size` bytes is kept in an object store of `store`
+    bytes (the smallest of the nodes that run workers) rather than read every epoch."""
+    return size <= KEPT_SHARE * store
+
+
+def _smallest_store() -> float:
+    """The object store memory of the smallest node with CPUs for workers (0: none)."""
+    import ray
+
+    stores = [
+        node["Resources"].get("object_store_memory", 0)
+        for node in ray.nodes()
+        if node["Alive"] and node["Resources"].get("CPU", 0) > 0
+    ]
+    return min(stores, default=0)
 
 
 def check_room_to_read(cluster) -> None:
