@@ -18,6 +18,8 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
+from tests.forked_stages import is_stage, run_stage
+
 if TYPE_CHECKING:
     import torch
 
@@ -123,7 +125,12 @@ def git_env() -> dict[str, str]:
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=cwd, env=git_env(), capture_output=True, text=True, **kwargs)
+    """`cmd` run to its end in `cwd`, its output captured as text; a pipeline stage forked
+    from a server that has imported what it imports (tests/forked_stages.py)."""
+    if is_stage(cmd) and not kwargs:
+        done = run_stage(cmd, cwd, git_env())
+    else:
+        done = subprocess.run(cmd, cwd=cwd, env=git_env(), capture_output=True, text=True, **kwargs)
     if check and done.returncode != 0:
         raise AssertionError(f"{cmd} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
     return done
