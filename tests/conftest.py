@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from xdist.scheduler import LoadFileScheduling
 
 from tests.forked_stages import is_stage, run_stage
 
@@ -35,6 +36,37 @@ CONF_DIR = ROOT / "conf"
 BIN_DIR = Path(sys.executable).parent
 # The user id of `nobody`, whom root becomes to meet a folder it may not write.
 NOBODY = 65534
+
+
+# The modules that start Ray clusters. Under `make test` (`--dist loadfile`: each module's
+# tests on one worker, sharing its fixtures) they are one unit of work, handed out first:
+# two of them at once on two cores starve each other's clusters (2-3 times as long), and
+# these longest modules, handed out last, would leave the other worker idle at the end.
+RAY_MODULES = frozenset(
+    f"tests/integration/{name}.py"
+    for name in ("test_cluster", "test_ray_train", "test_recipe", "test_search_tune")
+)
+
+
+class RayModulesTogether(LoadFileScheduling):
+    """pytest-xdist's `loadfile`, with RAY_MODULES one unit."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = super()._split_scope(nodeid)
+        return "ray" if module in RAY_MODULES else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadFileScheduling | None:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    # Units in the workers' collection order (see below), not by their number of tests.
+    config.option.loadscopereorder = False
+    return RayModulesTogether(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """RAY_MODULES first."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in RAY_MODULES)
 
 
 @pytest.fixture(autouse=True)
