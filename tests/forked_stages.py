@@ -52,7 +52,7 @@ def run_stage(cmd: list, cwd: Path, env: dict) -> subprocess.CompletedProcess:
         process.start()
         process.join()
         return subprocess.CompletedProcess(
-            cmd, process.exitcode, out.read_text(errors="replace"), err.read_text("utf-8")
+            cmd, process.exitcode, out.read_text("utf-8"), err.read_text("utf-8")
         )
 
 
